@@ -1,0 +1,119 @@
+/* hci.h - the Host Controller Interface layer (Core spec Vol 4 Part E) of one stack.
+ *
+ * Owns the controller: initialisation, the command queue with Num_HCI_Command_Packets flow
+ * control and a timeout per command, ACL links (create, accept, disconnect, loss detection),
+ * ACL flow control against the controller's buffers (Read_Buffer_Size / Number_Of_Completed_
+ * Packets), fragmentation of outgoing L2CAP PDUs and reassembly of incoming ones.
+ *
+ * It does no I/O: complete H4 packets go out through hci_io.send, bytes come in through
+ * hci_input(). Outgoing ACL data is *pulled*: when the controller has a free buffer and no PDU
+ * is being fragmented, HCI calls upper.pull to get the next whole L2CAP PDU. No queue hides
+ * in between, so backpressure reaches the producer. */
+#ifndef BTSOCK_HCI_H
+#define BTSOCK_HCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/bt_addr.h"
+#include "core/timer.h"
+
+/* H4 packet indicators (Core spec Vol 4 Part A 2). */
+enum { H4_CMD = 0x01, H4_ACL = 0x02, H4_SCO = 0x03, H4_EVT = 0x04 };
+
+/* The largest L2CAP PDU (header included) HCI reassembles or fragments. Incoming PDUs longer
+ * than this are dropped with a log line; L2CAP never offers an MTU that would exceed it. */
+#define HCI_MAX_PDU (4 + 4096)
+
+typedef struct hci hci;
+
+typedef struct {
+	void *ctx;
+	/* Hand one complete H4 packet (indicator byte first) to the transport. */
+	void (*send)(void *ctx, const uint8_t *pkt, size_t len);
+} hci_io;
+
+/* What HCI reports upward (to L2CAP and GAP). Every field may be NULL. */
+typedef struct {
+	void *ctx;
+	/* Controller initialisation finished (err 0) or failed (-errno, message in hci_error()). */
+	void (*ready)(void *ctx, int err);
+	/* An ACL link is up. initiator: we paged. */
+	void (*link_up)(void *ctx, uint16_t handle, const bt_addr *peer, bool initiator);
+	/* A link went away (err: -ECONNRESET on remote disconnect/loss, 0 on local). */
+	void (*link_down)(void *ctx, uint16_t handle, const bt_addr *peer, int err);
+	/* An outgoing hci_connect() failed: err from hci_status_to_errno(). */
+	void (*connect_failed)(void *ctx, const bt_addr *peer, int err);
+	/* One reassembled L2CAP PDU (basic header included), len already checked against the
+	 * PDU's own length field. */
+	void (*acl)(void *ctx, uint16_t handle, const uint8_t *pdu, size_t len);
+	/* Fill buf (cap bytes) with the next whole L2CAP PDU to send and set *handle; return
+	 * its length, or 0 if nothing is waiting. */
+	size_t (*pull)(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap);
+	/* Any HCI event HCI does not consume itself (for GAP: inquiry, names, pairing...). */
+	void (*event)(void *ctx, uint8_t code, const uint8_t *params, size_t len);
+	/* The controller stopped answering a command: the stack is unusable. */
+	void (*fatal)(void *ctx, int err);
+} hci_upper;
+
+typedef struct {
+	uint32_t cmd_timeout_ms;    /* a command without Command Complete/Status: fatal (default 3000) */
+	uint32_t connect_timeout_ms; /* Create_Connection without Connection_Complete (default 10000) */
+	uint32_t tx_stall_ms;       /* ACL data unacknowledged (no NOCP) this long: link lost (4000) */
+	uint32_t class_of_device;   /* default 0x000000 */
+	const char *local_name;     /* default "btsock" */
+} hci_config;
+
+/* Called with Command Complete (status = first return parameter, ret = the rest) or with a
+ * failing Command Status (ret NULL), or with status 0xFF-timeout (see HCI_STATUS_TIMEOUT). */
+typedef void (*hci_cmd_cb)(void *ctx, uint8_t status, const uint8_t *ret, size_t len);
+
+#define HCI_STATUS_TIMEOUT 0x100 /* not a controller status: no answer within cmd_timeout_ms */
+
+hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt_timers *timers);
+void hci_free(hci *h);
+
+/* Starts the initialisation sequence (Reset, Read_Local_Version, ...). upper.ready follows. */
+void hci_start(hci *h);
+/* Feeds bytes read from the transport (an H4 stream; any split is fine). */
+void hci_input(hci *h, const uint8_t *data, size_t len);
+
+/* Queues a command. opcode = OGF << 10 | OCF. cb may be NULL. 0 or -ENOBUFS. Commands are sent
+ * in order as the controller's Num_HCI_Command_Packets allows. cb with status != 0 also for
+ * a failing Command Status; commands answered by Command Status 0 call cb(0, NULL, 0). */
+int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb cb, void *ctx);
+
+/* Pages peer. Returns 1 if a link is already up (no callback follows), 0 if paging started
+ * or was already under way (upper.link_up or upper.connect_failed follows), or -errno. */
+int hci_connect(hci *h, const bt_addr *peer);
+/* Finds a connected link's handle; -ENOTCONN if none. */
+int hci_link_handle(const hci *h, const bt_addr *peer);
+/* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
+void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* The upper layer has a PDU to send: HCI pulls as soon as the controller has room. */
+void hci_kick(hci *h);
+
+/* Facts read from the controller during initialisation. */
+typedef struct {
+	bt_addr addr;
+	uint8_t hci_version;
+	uint16_t hci_revision;
+	uint8_t lmp_version;
+	uint16_t manufacturer;
+	uint16_t lmp_subversion;
+	uint16_t acl_mtu;  /* HC_ACL_Data_Packet_Length */
+	uint16_t acl_pkts; /* HC_Total_Num_ACL_Data_Packets */
+	uint8_t features[8];
+	uint8_t commands[64];
+} hci_info;
+const hci_info *hci_get_info(const hci *h);
+bool hci_is_ready(const hci *h);
+/* The latest error explained in words (e.g. "controller did not answer HCI_Reset"). */
+const char *hci_error(const hci *h);
+
+/* Core spec Vol 1 Part F (controller error codes) -> negative errno, and their names. */
+int hci_status_to_errno(uint8_t status);
+const char *hci_status_str(uint8_t status);
+
+#endif

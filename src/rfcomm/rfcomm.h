@@ -1,0 +1,78 @@
+/* rfcomm.h - RFCOMM (Bluetooth RFCOMM spec v1.2 over ETSI TS 07.10) for one stack.
+ *
+ * One multiplexer session per ACL link over L2CAP PSM 3; DLCs (data link connections) on
+ * server channels 1-30. Credit-based flow control: the layer buffers received data for each
+ * DLC in a fixed ring and grants the peer credits only for room it really has, so a reader
+ * that stops reading stalls the sender, never grows memory.
+ *
+ * Lifetime: a DLC is created by rfcomm_connect() or handed to an accept function and stays
+ * valid until its owner calls rfcomm_close(), even after ops->closed (so buffered data can
+ * still be read). After rfcomm_close() no callback for it is made. */
+#ifndef BTSOCK_RFCOMM_H
+#define BTSOCK_RFCOMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/bt_addr.h"
+#include "core/timer.h"
+#include "l2cap/l2cap.h"
+
+#define RFCOMM_CHANNEL_MIN 1
+#define RFCOMM_CHANNEL_MAX 30
+
+typedef struct rfcomm rfcomm;
+typedef struct rfcomm_dlc rfcomm_dlc;
+
+typedef struct {
+	/* Connected (UA received/sent and MSC exchanged): data may flow. */
+	void (*opened)(void *ctx, rfcomm_dlc *d);
+	/* New bytes are waiting: call rfcomm_read(). */
+	void (*readable)(void *ctx, rfcomm_dlc *d);
+	/* rfcomm_write() accepted less than asked before; there is room now. */
+	void (*writable)(void *ctx, rfcomm_dlc *d);
+	/* Ended without the owner asking: err 0 = peer closed (DISC), else -errno
+	 * (-ECONNREFUSED for DM, -ECONNRESET on link loss, -ETIMEDOUT...). Bytes already
+	 * received stay readable. */
+	void (*closed)(void *ctx, rfcomm_dlc *d, int err);
+} rfcomm_dlc_ops;
+
+/* Asked for each incoming DLC on a listening channel: 0 after setting *ops/*ctx to take it,
+ * -errno to refuse (DM is sent). */
+typedef int (*rfcomm_accept_fn)(void *srv_ctx, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx);
+
+typedef struct {
+	uint32_t t1_ms;        /* SABM/DISC response timeout (default 10000; TS 07.10 T1) */
+	uint32_t t2_ms;        /* multiplexer command response timeout (default 10000; T2) */
+	uint32_t linger_ms;    /* session kept this long after its last DLC closes (default 2000) */
+	uint16_t rx_buffer;    /* bytes buffered per DLC, drives credits (default 8192) */
+	uint16_t max_frame;    /* largest N1 we offer (default: from the L2CAP MTU) */
+} rfcomm_config;
+
+rfcomm *rfcomm_new(const rfcomm_config *cfg, l2cap *l, bt_timers *timers);
+void rfcomm_free(rfcomm *r);
+
+/* Listens on channel (0: the first free one). Returns the channel, -EADDRINUSE or -EINVAL. */
+int rfcomm_listen(rfcomm *r, uint8_t channel, rfcomm_accept_fn fn, void *srv_ctx);
+void rfcomm_unlisten(rfcomm *r, uint8_t channel);
+/* Opens a DLC to peer's server channel. 0 and *out, or -errno. */
+int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm_dlc_ops *ops,
+		   void *ctx, rfcomm_dlc **out);
+/* Queues up to len bytes; returns how many were taken (>0), -EAGAIN (none; writable follows),
+ * -ENOTCONN / -ECONNRESET / -EPIPE when the DLC is not open. */
+ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len);
+/* Copies up to len buffered bytes out and returns the count (0: none waiting). Freed room
+ * goes back to the peer as credits. */
+size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len);
+size_t rfcomm_readable(const rfcomm_dlc *d);
+/* Ends the DLC (DISC if open) and releases it. */
+void rfcomm_close(rfcomm_dlc *d);
+
+uint8_t rfcomm_dlc_channel(const rfcomm_dlc *d);
+const bt_addr *rfcomm_dlc_peer(const rfcomm_dlc *d);
+uint16_t rfcomm_dlc_mtu(const rfcomm_dlc *d); /* negotiated N1 */
+void rfcomm_dlc_set_ops(rfcomm_dlc *d, const rfcomm_dlc_ops *ops, void *ctx);
+
+#endif
