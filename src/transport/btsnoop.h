@@ -1,0 +1,18 @@
+/* btsnoop.h - capture HCI traffic to a btsnoop file (version 1, datalink 1002 = H4), the
+ * format `btmon -r` and Wireshark read. */
+#ifndef BTSOCK_BTSNOOP_H
+#define BTSOCK_BTSNOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bt_snoop bt_snoop;
+
+/* Creates (truncates) path and writes the file header. NULL with a sentence in err. */
+bt_snoop *bt_snoop_open(const char *path, char *err, size_t errlen);
+/* Records one H4 packet (indicator byte first). received: controller -> host. */
+void bt_snoop_write(bt_snoop *s, const uint8_t *pkt, size_t len, bool received);
+void bt_snoop_close(bt_snoop *s);
+
+#endif
