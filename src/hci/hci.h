@@ -65,11 +65,10 @@ typedef struct {
 	const char *local_name;     /* default "btsock" */
 } hci_config;
 
-/* Called with Command Complete (status = first return parameter, ret = the rest) or with a
- * failing Command Status (ret NULL), or with status 0xFF-timeout (see HCI_STATUS_TIMEOUT). */
+/* Called with Command Complete (status = first return parameter, ret = the rest) or with
+ * Command Status (ret NULL). A command the controller never answers is not called back: the
+ * stack is declared dead (upper.fatal) and every layer tears down. */
 typedef void (*hci_cmd_cb)(void *ctx, uint8_t status, const uint8_t *ret, size_t len);
-
-#define HCI_STATUS_TIMEOUT 0x100 /* not a controller status: no answer within cmd_timeout_ms */
 
 hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt_timers *timers);
 void hci_free(hci *h);

@@ -1,0 +1,908 @@
+/* hci.c - the Host Controller Interface (Core spec Vol 4 Part E) over H4 (Vol 4 Part A).
+ *
+ * Four jobs, each in its own section below:
+ *  1. H4 deframing: bytes from the transport become whole event / ACL packets.
+ *  2. Commands: one outstanding at a time, sent as Num_HCI_Command_Packets allows, each with
+ *     a timeout; the initialisation sequence is a table of commands run in order.
+ *  3. Links: Create_Connection / Connection_Request / Disconnection_Complete, plus a stall timer
+ *     that declares a link lost when the controller stops completing its packets (btvirt drops
+ *     a vanished peer's link without any event).
+ *  4. ACL data: flow control against the controller's buffers (Vol 4 Part E 4.1.1),
+ *     fragmentation of pulled L2CAP PDUs and reassembly of received ones (Vol 4 Part E 5.4.2). */
+#include "hci/hci.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bytes.h"
+#include "hci/hci_defs.h"
+
+#define CMD_QUEUE_LEN 32
+#define MAX_LINKS 32
+#define H4_RX_MAX (4 + 65535) /* the largest ACL packet H4 can frame */
+
+typedef struct {
+	uint16_t opcode;
+	uint8_t len;
+	uint8_t params[255];
+	hci_cmd_cb cb;
+	void *ctx;
+} hci_cmd_entry;
+
+typedef enum { LINK_FREE, LINK_PAGING, LINK_UP } link_state;
+
+typedef struct {
+	link_state state;
+	uint16_t handle;
+	bt_addr peer;
+	bool initiator;
+	uint16_t in_flight; /* ACL packets sent and not yet completed */
+	bt_timer timer;     /* LINK_PAGING: connect timeout; LINK_UP: tx stall */
+	uint8_t *rx;        /* reassembly buffer, HCI_MAX_PDU bytes */
+	size_t rx_len, rx_expect;
+	bool rx_skip; /* dropping an oversized PDU until the next start fragment */
+	hci *owner;
+} hci_link;
+
+typedef enum { H4_TYPE, H4_HEADER, H4_BODY } h4_state;
+
+struct hci {
+	hci_config cfg;
+	hci_io io;
+	hci_upper up;
+	bt_timers *timers;
+	hci_info info;
+	bool ready;
+	bool dead;
+	char err[160];
+
+	/* H4 deframer (section 1) */
+	h4_state h4;
+	uint8_t h4_type;
+	size_t h4_have, h4_need;
+	uint8_t *h4_buf;
+
+	/* commands (section 2) */
+	hci_cmd_entry cmdq[CMD_QUEUE_LEN];
+	unsigned cmd_head, cmd_count;
+	bool cmd_busy; /* cmdq[cmd_head] sent, waiting for its answer */
+	uint8_t cmd_credits;
+	bt_timer cmd_timer;
+	int init_step;
+
+	/* links (section 3) */
+	hci_link links[MAX_LINKS];
+
+	/* ACL transmit (section 4) */
+	uint16_t acl_free;
+	uint8_t *tx_pdu;
+	size_t tx_len, tx_off;
+	uint16_t tx_handle;
+	uint8_t *tx_frag; /* H4 header + one fragment */
+};
+
+static void cmd_pump(hci *h);
+static void acl_pump(hci *h);
+static void init_next(hci *h);
+
+static void set_err(hci *h, const char *fmt, const char *a, const char *b)
+{
+	snprintf(h->err, sizeof h->err, fmt, a, b);
+}
+
+/* ------------------------------------------------------------------ status codes */
+
+/* Controller error codes, Core spec Vol 1 Part F 1.3. */
+static const struct {
+	uint8_t code;
+	int err;
+	const char *text;
+} status_table[] = {
+	{ 0x00, 0, "success" },
+	{ 0x01, EOPNOTSUPP, "unknown HCI command" },
+	{ 0x02, ENOTCONN, "unknown connection identifier" },
+	{ 0x03, EIO, "hardware failure" },
+	{ 0x04, EHOSTDOWN, "page timeout: no device answered at that address" },
+	{ 0x05, EACCES, "authentication failure" },
+	{ 0x06, EACCES, "PIN or key missing" },
+	{ 0x07, ENOMEM, "memory capacity exceeded in the controller" },
+	{ 0x08, ETIMEDOUT, "connection timeout (link supervision)" },
+	{ 0x09, EMLINK, "connection limit exceeded" },
+	{ 0x0A, EMLINK, "synchronous connection limit exceeded" },
+	{ 0x0B, EALREADY, "connection already exists" },
+	{ 0x0C, EBUSY, "command disallowed" },
+	{ 0x0D, ECONNREFUSED, "connection rejected: limited resources" },
+	{ 0x0E, ECONNREFUSED, "connection rejected: security reasons" },
+	{ 0x0F, ECONNREFUSED, "connection rejected: unacceptable BD_ADDR" },
+	{ 0x10, ETIMEDOUT, "connection accept timeout exceeded" },
+	{ 0x11, EOPNOTSUPP, "unsupported feature or parameter value" },
+	{ 0x12, EINVAL, "invalid HCI command parameters" },
+	{ 0x13, ECONNRESET, "remote user terminated connection" },
+	{ 0x14, ECONNRESET, "remote device terminated connection: low resources" },
+	{ 0x15, ECONNRESET, "remote device terminated connection: power off" },
+	{ 0x16, ECONNABORTED, "connection terminated by local host" },
+	{ 0x17, EBUSY, "repeated attempts" },
+	{ 0x18, EACCES, "pairing not allowed" },
+	{ 0x1A, EOPNOTSUPP, "unsupported remote feature" },
+	{ 0x1F, EIO, "unspecified error" },
+	{ 0x22, ETIMEDOUT, "LMP response timeout" },
+	{ 0x28, EIO, "instant passed" },
+	{ 0x29, EACCES, "pairing with unit key not supported" },
+	{ 0x3E, ECONNREFUSED, "connection failed to be established" },
+};
+
+int hci_status_to_errno(uint8_t status)
+{
+	for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+		if (status_table[i].code == status)
+			return -status_table[i].err;
+	return -EIO;
+}
+
+const char *hci_status_str(uint8_t status)
+{
+	for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+		if (status_table[i].code == status)
+			return status_table[i].text;
+	return "controller error";
+}
+
+/* ------------------------------------------------------------------ life cycle */
+
+static void cmd_timeout(bt_timer *t, void *ctx);
+
+hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt_timers *timers)
+{
+	hci *h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	h->cfg = *cfg;
+	if (!h->cfg.cmd_timeout_ms)
+		h->cfg.cmd_timeout_ms = 3000;
+	if (!h->cfg.connect_timeout_ms)
+		h->cfg.connect_timeout_ms = 10000;
+	if (!h->cfg.tx_stall_ms)
+		h->cfg.tx_stall_ms = 4000;
+	if (!h->cfg.local_name)
+		h->cfg.local_name = "btsock";
+	h->io = *io;
+	h->up = *upper;
+	h->timers = timers;
+	h->h4_buf = malloc(H4_RX_MAX);
+	h->tx_pdu = malloc(HCI_MAX_PDU);
+	if (!h->h4_buf || !h->tx_pdu) {
+		hci_free(h);
+		return NULL;
+	}
+	h->cmd_credits = 1;
+	h->init_step = -1;
+	bt_timer_init(&h->cmd_timer, cmd_timeout, h);
+	return h;
+}
+
+void hci_free(hci *h)
+{
+	if (!h)
+		return;
+	bt_timer_stop(h->timers, &h->cmd_timer);
+	for (int i = 0; i < MAX_LINKS; i++) {
+		bt_timer_stop(h->timers, &h->links[i].timer);
+		free(h->links[i].rx);
+	}
+	free(h->h4_buf);
+	free(h->tx_pdu);
+	free(h->tx_frag);
+	free(h);
+}
+
+const hci_info *hci_get_info(const hci *h) { return &h->info; }
+bool hci_is_ready(const hci *h) { return h->ready; }
+const char *hci_error(const hci *h) { return h->err; }
+
+/* The controller is unusable (no answer, hardware error): tell the stack once. */
+static void go_dead(hci *h, int err)
+{
+	if (h->dead)
+		return;
+	h->dead = true;
+	bool was_ready = h->ready;
+	h->ready = false;
+	if (!was_ready && h->up.ready)
+		h->up.ready(h->up.ctx, err);
+	else if (h->up.fatal)
+		h->up.fatal(h->up.ctx, err);
+}
+
+/* ------------------------------------------------------------------ 2. commands */
+
+int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb cb, void *ctx)
+{
+	if (h->dead)
+		return -ENETDOWN;
+	if (h->cmd_count == CMD_QUEUE_LEN)
+		return -ENOBUFS;
+	hci_cmd_entry *c = &h->cmdq[(h->cmd_head + h->cmd_count) % CMD_QUEUE_LEN];
+	c->opcode = opcode;
+	c->len = len;
+	if (len)
+		memcpy(c->params, params, len);
+	c->cb = cb;
+	c->ctx = ctx;
+	h->cmd_count++;
+	cmd_pump(h);
+	return 0;
+}
+
+/* Sends the head of the queue if the controller can take a command (Vol 4 Part E 4.4). */
+static void cmd_pump(hci *h)
+{
+	if (h->cmd_busy || !h->cmd_count || !h->cmd_credits || h->dead)
+		return;
+	hci_cmd_entry *c = &h->cmdq[h->cmd_head];
+	uint8_t pkt[4 + 255];
+	pkt[0] = H4_CMD; /* Vol 4 Part E 5.4.1: opcode, parameter length, parameters */
+	put_le16(pkt + 1, c->opcode);
+	pkt[3] = c->len;
+	memcpy(pkt + 4, c->params, c->len);
+	h->cmd_busy = true;
+	h->cmd_credits--;
+	bt_timer_start(h->timers, &h->cmd_timer, h->cfg.cmd_timeout_ms);
+	h->io.send(h->io.ctx, pkt, 4u + c->len);
+}
+
+/* Pops the outstanding command and calls its callback. */
+static void cmd_done(hci *h, uint16_t opcode, uint8_t status, const uint8_t *ret, size_t len)
+{
+	if (!h->cmd_busy || h->cmdq[h->cmd_head].opcode != opcode)
+		return; /* unsolicited or stale: only the credits matter */
+	hci_cmd_entry c = h->cmdq[h->cmd_head];
+	h->cmd_head = (h->cmd_head + 1) % CMD_QUEUE_LEN;
+	h->cmd_count--;
+	h->cmd_busy = false;
+	bt_timer_stop(h->timers, &h->cmd_timer);
+	if (c.cb)
+		c.cb(c.ctx, status, ret, len);
+}
+
+static void cmd_timeout(bt_timer *t, void *ctx)
+{
+	hci *h = ctx;
+	(void)t;
+	char op[16];
+	snprintf(op, sizeof op, "0x%04x", h->cmdq[h->cmd_head].opcode);
+	set_err(h, "the controller did not answer HCI command %s%s", op,
+		h->ready ? "" : " during initialisation (is it a Bluetooth controller speaking H4?)");
+	/* Queued commands are abandoned without callbacks: the whole stack is told instead. */
+	go_dead(h, -ETIMEDOUT);
+}
+
+/* Command Complete, Vol 4 Part E 7.7.14: num packets, opcode, return parameters. */
+static void ev_cmd_complete(hci *h, bt_reader *r)
+{
+	uint8_t credits = bt_read_u8(r);
+	uint16_t opcode = bt_read_le16(r);
+	if (r->err)
+		return;
+	h->cmd_credits = credits;
+	size_t n = bt_reader_left(r);
+	const uint8_t *ret = bt_read_bytes(r, n);
+	if (opcode != 0) {
+		/* Most commands return a status first; a few (none we send) do not. */
+		uint8_t status = n ? ret[0] : 0;
+		cmd_done(h, opcode, status, n ? ret + 1 : NULL, n ? n - 1 : 0);
+	}
+	cmd_pump(h);
+}
+
+/* Command Status, Vol 4 Part E 7.7.15: status, num packets, opcode. */
+static void ev_cmd_status(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint8_t credits = bt_read_u8(r);
+	uint16_t opcode = bt_read_le16(r);
+	if (r->err)
+		return;
+	h->cmd_credits = credits;
+	if (opcode != 0)
+		cmd_done(h, opcode, status, NULL, 0);
+	cmd_pump(h);
+}
+
+/* ------------------------------------------------------------------ initialisation */
+
+/* Each step builds its parameters and handles its return parameters. `optional` steps may
+ * fail (a controller without SSP or EIR still works). */
+typedef struct {
+	uint16_t opcode;
+	const char *name;
+	bool optional;
+	uint8_t (*params)(hci *h, uint8_t *p);
+	void (*result)(hci *h, const uint8_t *ret, size_t len);
+} init_step;
+
+static void res_version(hci *h, const uint8_t *r, size_t n)
+{
+	if (n < 8) /* Vol 4 Part E 7.4.1 */
+		return;
+	h->info.hci_version = r[0];
+	h->info.hci_revision = get_le16(r + 1);
+	h->info.lmp_version = r[3];
+	h->info.manufacturer = get_le16(r + 4);
+	h->info.lmp_subversion = get_le16(r + 6);
+}
+static void res_commands(hci *h, const uint8_t *r, size_t n)
+{
+	memcpy(h->info.commands, r, n < 64 ? n : 64); /* Vol 4 Part E 7.4.2 */
+}
+static void res_features(hci *h, const uint8_t *r, size_t n)
+{
+	memcpy(h->info.features, r, n < 8 ? n : 8); /* Vol 4 Part E 7.4.3 */
+}
+static void res_buffer_size(hci *h, const uint8_t *r, size_t n)
+{
+	if (n < 7) /* Vol 4 Part E 7.4.5: ACL len le16, SCO len, ACL num le16, SCO num le16 */
+		return;
+	h->info.acl_mtu = get_le16(r);
+	h->info.acl_pkts = get_le16(r + 3);
+}
+static void res_bdaddr(hci *h, const uint8_t *r, size_t n)
+{
+	if (n >= 6) /* Vol 4 Part E 7.4.6 */
+		memcpy(h->info.addr.b, r, 6);
+}
+static uint8_t par_event_mask(hci *h, uint8_t *p)
+{
+	/* Vol 4 Part E 7.3.1: every BR/EDR event; LE Meta (bit 61) off. */
+	static const uint8_t mask[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f };
+	memcpy(p, mask, 8);
+	return 8;
+}
+static uint8_t par_one(hci *h, uint8_t *p)
+{
+	p[0] = 0x01;
+	return 1;
+}
+static uint8_t par_inquiry_mode(hci *h, uint8_t *p)
+{
+	p[0] = 0x02; /* Vol 4 Part E 7.3.50: results with RSSI or extended inquiry results */
+	return 1;
+}
+static uint8_t par_local_name(hci *h, uint8_t *p)
+{
+	memset(p, 0, 248); /* Vol 4 Part E 7.3.11: 248 bytes, NUL padded UTF-8 */
+	size_t n = strlen(h->cfg.local_name);
+	memcpy(p, h->cfg.local_name, n < 247 ? n : 247);
+	return 248;
+}
+static uint8_t par_class(hci *h, uint8_t *p)
+{
+	p[0] = (uint8_t)h->cfg.class_of_device; /* Vol 4 Part E 7.3.26 */
+	p[1] = (uint8_t)(h->cfg.class_of_device >> 8);
+	p[2] = (uint8_t)(h->cfg.class_of_device >> 16);
+	return 3;
+}
+static uint8_t par_page_timeout(hci *h, uint8_t *p)
+{
+	put_le16(p, 0x2000); /* Vol 4 Part E 7.3.16: 0x2000 slots = 5.12 s */
+	return 2;
+}
+static uint8_t par_scan(hci *h, uint8_t *p)
+{
+	p[0] = 0x03; /* Vol 4 Part E 7.3.18: inquiry scan + page scan */
+	return 1;
+}
+
+static const init_step init_steps[] = {
+	{ HCI_OP_RESET, "HCI_Reset", false, NULL, NULL },
+	{ HCI_OP_READ_LOCAL_VERSION, "Read_Local_Version_Information", false, NULL, res_version },
+	{ HCI_OP_READ_LOCAL_COMMANDS, "Read_Local_Supported_Commands", true, NULL, res_commands },
+	{ HCI_OP_READ_LOCAL_FEATURES, "Read_Local_Supported_Features", true, NULL, res_features },
+	{ HCI_OP_READ_BUFFER_SIZE, "Read_Buffer_Size", false, NULL, res_buffer_size },
+	{ HCI_OP_READ_BD_ADDR, "Read_BD_ADDR", false, NULL, res_bdaddr },
+	{ HCI_OP_SET_EVENT_MASK, "Set_Event_Mask", true, par_event_mask, NULL },
+	{ HCI_OP_WRITE_SIMPLE_PAIRING_MODE, "Write_Simple_Pairing_Mode", true, par_one, NULL },
+	{ HCI_OP_WRITE_INQUIRY_MODE, "Write_Inquiry_Mode", true, par_inquiry_mode, NULL },
+	{ HCI_OP_WRITE_LOCAL_NAME, "Write_Local_Name", true, par_local_name, NULL },
+	{ HCI_OP_WRITE_CLASS_OF_DEVICE, "Write_Class_Of_Device", true, par_class, NULL },
+	{ HCI_OP_WRITE_PAGE_TIMEOUT, "Write_Page_Timeout", true, par_page_timeout, NULL },
+	{ HCI_OP_WRITE_SCAN_ENABLE, "Write_Scan_Enable", true, par_scan, NULL },
+};
+#define INIT_STEPS ((int)(sizeof init_steps / sizeof init_steps[0]))
+
+static bool init_finish(hci *h)
+{
+	if (h->info.acl_mtu == 0 || h->info.acl_pkts == 0) {
+		set_err(h, "the controller reports no ACL buffers (%s%s)", "Read_Buffer_Size", "");
+		return false;
+	}
+	h->tx_frag = malloc(5u + h->info.acl_mtu);
+	if (!h->tx_frag) {
+		set_err(h, "out of memory%s%s", "", "");
+		return false;
+	}
+	h->acl_free = h->info.acl_pkts;
+	return true;
+}
+
+static void init_done_cb(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	hci *h = ctx;
+	const init_step *s = &init_steps[h->init_step];
+	if (status != 0 && !s->optional) {
+		snprintf(h->err, sizeof h->err, "controller initialisation failed: %s: %s", s->name,
+			 hci_status_str(status));
+		go_dead(h, hci_status_to_errno(status));
+		return;
+	}
+	if (status == 0 && s->result)
+		s->result(h, ret, len);
+	init_next(h);
+}
+
+static void init_next(hci *h)
+{
+	if (h->dead)
+		return;
+	h->init_step++;
+	if (h->init_step == INIT_STEPS) {
+		if (!init_finish(h)) {
+			go_dead(h, -EIO);
+			return;
+		}
+		h->ready = true;
+		if (h->up.ready)
+			h->up.ready(h->up.ctx, 0);
+		return;
+	}
+	const init_step *s = &init_steps[h->init_step];
+	uint8_t p[255];
+	uint8_t n = s->params ? s->params(h, p) : 0;
+	hci_cmd(h, s->opcode, p, n, init_done_cb, h);
+}
+
+void hci_start(hci *h)
+{
+	h->init_step = -1;
+	init_next(h);
+}
+
+/* ------------------------------------------------------------------ 3. links */
+
+static hci_link *link_by_handle(hci *h, uint16_t handle)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state == LINK_UP && h->links[i].handle == handle)
+			return &h->links[i];
+	return NULL;
+}
+
+static hci_link *link_by_addr(hci *h, const bt_addr *a)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state != LINK_FREE && bt_addr_eq(&h->links[i].peer, a))
+			return &h->links[i];
+	return NULL;
+}
+
+static void link_timer(bt_timer *t, void *ctx);
+
+static hci_link *link_alloc(hci *h, const bt_addr *peer)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		hci_link *l = &h->links[i];
+		if (l->state != LINK_FREE)
+			continue;
+		if (!l->rx && !(l->rx = malloc(HCI_MAX_PDU)))
+			return NULL;
+		l->peer = *peer;
+		l->handle = 0xffff;
+		l->in_flight = 0;
+		l->rx_len = l->rx_expect = 0;
+		l->rx_skip = false;
+		l->owner = h;
+		bt_timer_init(&l->timer, link_timer, l);
+		return l;
+	}
+	return NULL;
+}
+
+static void link_release(hci *h, hci_link *l)
+{
+	bt_timer_stop(h->timers, &l->timer);
+	/* Packets in flight on a link that is gone are flushed by the controller and count as
+	 * completed (Vol 4 Part E 7.7.5: "all data ... flushed"). */
+	h->acl_free = (uint16_t)(h->acl_free + l->in_flight);
+	if (h->acl_free > h->info.acl_pkts)
+		h->acl_free = h->info.acl_pkts;
+	l->in_flight = 0;
+	if (h->tx_len && h->tx_handle == l->handle)
+		h->tx_len = h->tx_off = 0; /* drop the rest of a PDU for this link */
+	l->state = LINK_FREE;
+}
+
+/* Tears a link down locally and tells the upper layers. */
+static void link_gone(hci *h, hci_link *l, int err)
+{
+	uint16_t handle = l->handle;
+	bt_addr peer = l->peer;
+	link_release(h, l);
+	if (h->up.link_down)
+		h->up.link_down(h->up.ctx, handle, &peer, err);
+	acl_pump(h);
+}
+
+static void link_timer(bt_timer *t, void *ctx)
+{
+	hci_link *l = ctx;
+	hci *h = l->owner;
+	(void)t;
+	if (l->state == LINK_PAGING) {
+		/* No Connection_Complete in time: cancel the page (Vol 4 Part E 7.1.7). */
+		bt_addr peer = l->peer;
+		hci_cmd(h, HCI_OP_CREATE_CONN_CANCEL, peer.b, 6, NULL, NULL);
+		link_release(h, l);
+		if (h->up.connect_failed)
+			h->up.connect_failed(h->up.ctx, &peer, -ETIMEDOUT);
+		return;
+	}
+	/* The controller kept our packets without completing them: the link is gone (a real
+	 * controller would have reported a supervision timeout). */
+	uint8_t p[3];
+	put_le16(p, l->handle);
+	p[2] = HCI_ERR_REMOTE_USER_TERMINATED;
+	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+	link_gone(h, l, -ETIMEDOUT);
+}
+
+int hci_connect(hci *h, const bt_addr *peer)
+{
+	if (!h->ready)
+		return -ENETDOWN;
+	hci_link *l = link_by_addr(h, peer);
+	if (l)
+		return l->state == LINK_UP ? 1 : 0;
+	if (bt_addr_eq(peer, &h->info.addr))
+		return -EINVAL;
+	l = link_alloc(h, peer);
+	if (!l)
+		return -EMLINK;
+	/* Create_Connection, Vol 4 Part E 7.1.5: BD_ADDR, packet types (DM1..DH5), page scan
+	 * repetition mode R2, reserved, clock offset 0, role switch allowed. */
+	uint8_t p[13];
+	memcpy(p, peer->b, 6);
+	put_le16(p + 6, 0xcc18);
+	p[8] = 0x02;
+	p[9] = 0x00;
+	put_le16(p + 10, 0x0000);
+	p[12] = 0x01;
+	int err = hci_cmd(h, HCI_OP_CREATE_CONN, p, sizeof p, NULL, NULL);
+	if (err < 0) {
+		link_release(h, l);
+		return err;
+	}
+	l->state = LINK_PAGING;
+	l->initiator = true;
+	bt_timer_start(h->timers, &l->timer, h->cfg.connect_timeout_ms);
+	return 0;
+}
+
+int hci_link_handle(const hci *h, const bt_addr *peer)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state == LINK_UP && bt_addr_eq(&h->links[i].peer, peer))
+			return h->links[i].handle;
+	return -ENOTCONN;
+}
+
+void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
+{
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return;
+	uint8_t p[3];
+	put_le16(p, handle); /* Vol 4 Part E 7.1.6 */
+	p[2] = reason;
+	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+}
+
+/* A failing Create_Connection command status: the page never started. */
+static void create_conn_failed(hci *h, uint8_t status)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		hci_link *l = &h->links[i];
+		if (l->state == LINK_PAGING && l->handle == 0xffff) {
+			bt_addr peer = l->peer;
+			link_release(h, l);
+			if (h->up.connect_failed)
+				h->up.connect_failed(h->up.ctx, &peer, hci_status_to_errno(status));
+			return;
+		}
+	}
+}
+
+/* Connection Complete, Vol 4 Part E 7.7.3: status, handle, BD_ADDR, link type, encryption. */
+static void ev_conn_complete(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint16_t handle = bt_read_le16(r) & 0x0fff;
+	bt_addr peer;
+	const uint8_t *a = bt_read_bytes(r, 6);
+	uint8_t type = bt_read_u8(r);
+	if (r->err || type != 0x01)
+		return; /* only ACL links */
+	memcpy(peer.b, a, 6);
+	hci_link *l = link_by_addr(h, &peer);
+	if (status != 0) {
+		if (l && l->state == LINK_PAGING) {
+			link_release(h, l);
+			if (h->up.connect_failed)
+				h->up.connect_failed(h->up.ctx, &peer, hci_status_to_errno(status));
+		}
+		return;
+	}
+	if (!l) {
+		l = link_alloc(h, &peer);
+		if (!l) {
+			uint8_t p[3];
+			put_le16(p, handle);
+			p[2] = HCI_ERR_REMOTE_LOW_RESOURCES;
+			hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+			return;
+		}
+		l->initiator = false;
+	}
+	bt_timer_stop(h->timers, &l->timer);
+	l->handle = handle;
+	l->state = LINK_UP;
+	if (h->up.link_up)
+		h->up.link_up(h->up.ctx, handle, &peer, l->initiator);
+}
+
+/* Connection Request, Vol 4 Part E 7.7.4: accept ACL links (staying peripheral), refuse SCO. */
+static void ev_conn_request(hci *h, bt_reader *r)
+{
+	const uint8_t *a = bt_read_bytes(r, 6);
+	bt_read_bytes(r, 3); /* class of device */
+	uint8_t type = bt_read_u8(r);
+	if (r->err)
+		return;
+	uint8_t p[7];
+	memcpy(p, a, 6);
+	if (type == 0x01) {
+		p[6] = 0x01; /* 7.1.8: remain peripheral */
+		hci_cmd(h, HCI_OP_ACCEPT_CONN_REQUEST, p, 7, NULL, NULL);
+	} else {
+		p[6] = HCI_ERR_REJECTED_LIMITED_RESOURCES; /* 7.1.9 */
+		hci_cmd(h, HCI_OP_REJECT_CONN_REQUEST, p, 7, NULL, NULL);
+	}
+}
+
+/* Disconnection Complete, Vol 4 Part E 7.7.5: status, handle, reason. */
+static void ev_disconn_complete(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint16_t handle = bt_read_le16(r) & 0x0fff;
+	uint8_t reason = bt_read_u8(r);
+	if (r->err || status != 0)
+		return;
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return;
+	link_gone(h, l, reason == HCI_ERR_LOCAL_HOST_TERMINATED ? 0 : hci_status_to_errno(reason));
+}
+
+/* ------------------------------------------------------------------ 4. ACL data */
+
+/* Number Of Completed Packets, Vol 4 Part E 7.7.19: n, then n (handle, count) pairs. */
+static void ev_num_completed(hci *h, bt_reader *r)
+{
+	uint8_t n = bt_read_u8(r);
+	if (r->err || bt_reader_left(r) < 4u * n)
+		return;
+	for (int i = 0; i < n; i++) {
+		uint16_t handle = bt_read_le16(r) & 0x0fff;
+		uint16_t count = bt_read_le16(r);
+		hci_link *l = link_by_handle(h, handle);
+		if (!l)
+			continue; /* already released: its credits were returned then */
+		if (count > l->in_flight)
+			count = l->in_flight; /* never trust more than we sent */
+		l->in_flight = (uint16_t)(l->in_flight - count);
+		h->acl_free = (uint16_t)(h->acl_free + count);
+		if (l->in_flight)
+			bt_timer_start(h->timers, &l->timer, h->cfg.tx_stall_ms);
+		else
+			bt_timer_stop(h->timers, &l->timer);
+	}
+	acl_pump(h);
+}
+
+void hci_kick(hci *h) { acl_pump(h); }
+
+/* Sends fragments while the controller has free buffers (Vol 4 Part E 4.1.1), pulling the next
+ * L2CAP PDU from the upper layer when the previous one is fully sent. */
+static void acl_pump(hci *h)
+{
+	if (!h->ready)
+		return;
+	while (h->acl_free > 0) {
+		if (h->tx_off == h->tx_len) {
+			h->tx_len = h->tx_off = 0;
+			if (!h->up.pull)
+				return;
+			size_t n = h->up.pull(h->up.ctx, &h->tx_handle, h->tx_pdu, HCI_MAX_PDU);
+			if (n == 0)
+				return;
+			h->tx_len = n;
+		}
+		hci_link *l = link_by_handle(h, h->tx_handle);
+		if (!l) {
+			h->tx_len = h->tx_off = 0;
+			continue;
+		}
+		size_t n = h->tx_len - h->tx_off;
+		if (n > h->info.acl_mtu)
+			n = h->info.acl_mtu;
+		/* ACL header, Vol 4 Part E 5.4.2: handle (12 bits), PB flag (0b10 first
+		 * automatically-flushable, 0b01 continuing fragment), BC flag 0, length. */
+		uint16_t pb = h->tx_off == 0 ? 0x2 : 0x1;
+		h->tx_frag[0] = H4_ACL;
+		put_le16(h->tx_frag + 1, (uint16_t)(h->tx_handle | pb << 12));
+		put_le16(h->tx_frag + 3, (uint16_t)n);
+		memcpy(h->tx_frag + 5, h->tx_pdu + h->tx_off, n);
+		h->tx_off += n;
+		h->acl_free--;
+		if (l->in_flight++ == 0)
+			bt_timer_start(h->timers, &l->timer, h->cfg.tx_stall_ms);
+		h->io.send(h->io.ctx, h->tx_frag, 5 + n);
+	}
+}
+
+/* One received ACL packet: reassemble by the PB flag (Vol 4 Part E 5.4.2; Vol 3 Part A 7.2). */
+static void acl_input(hci *h, const uint8_t *p, size_t len)
+{
+	uint16_t hf = get_le16(p);
+	uint16_t handle = hf & 0x0fff;
+	uint8_t pb = (hf >> 12) & 0x3;
+	const uint8_t *data = p + 4;
+	size_t n = len - 4;
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return;
+	if (pb == 0x2 || pb == 0x0) { /* start of a PDU */
+		l->rx_len = 0;
+		l->rx_skip = false;
+		if (n < 2) { /* need the basic L2CAP header's length field */
+			l->rx_skip = true;
+			return;
+		}
+		l->rx_expect = 4u + get_le16(data);
+		if (l->rx_expect > HCI_MAX_PDU) {
+			l->rx_skip = true; /* larger than any MTU we offered: drop it */
+			return;
+		}
+	} else if (pb != 0x1 || l->rx_skip || l->rx_expect == 0) {
+		return; /* a continuation without a start */
+	}
+	if (l->rx_len + n > l->rx_expect) {
+		l->rx_skip = true; /* more bytes than the L2CAP header announced */
+		l->rx_expect = 0;
+		return;
+	}
+	memcpy(l->rx + l->rx_len, data, n);
+	l->rx_len += n;
+	if (l->rx_len == l->rx_expect) {
+		size_t total = l->rx_len;
+		l->rx_len = l->rx_expect = 0;
+		if (h->up.acl)
+			h->up.acl(h->up.ctx, handle, l->rx, total);
+	}
+}
+
+/* ------------------------------------------------------------------ events */
+
+static void event_input(hci *h, const uint8_t *p, size_t len)
+{
+	uint8_t code = p[0];
+	bt_reader r = bt_reader_init(p + 2, len - 2);
+	switch (code) {
+	case HCI_EV_CMD_COMPLETE:
+		ev_cmd_complete(h, &r);
+		break;
+	case HCI_EV_CMD_STATUS: {
+		/* Create_Connection failing at the status stage: the page never starts. */
+		if (len >= 6 && p[2] != 0 && get_le16(p + 4) == HCI_OP_CREATE_CONN)
+			create_conn_failed(h, p[2]);
+		ev_cmd_status(h, &r);
+		break;
+	}
+	case HCI_EV_NUM_COMPLETED_PACKETS:
+		ev_num_completed(h, &r);
+		break;
+	case HCI_EV_CONN_COMPLETE:
+		ev_conn_complete(h, &r);
+		break;
+	case HCI_EV_CONN_REQUEST:
+		ev_conn_request(h, &r);
+		break;
+	case HCI_EV_DISCONN_COMPLETE:
+		ev_disconn_complete(h, &r);
+		break;
+	case HCI_EV_HARDWARE_ERROR:
+		set_err(h, "the controller reported a hardware error%s%s", "", "");
+		go_dead(h, -EIO);
+		break;
+	default:
+		if (h->up.event)
+			h->up.event(h->up.ctx, code, p + 2, len - 2);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ 1. H4 deframing */
+
+static void h4_packet(hci *h)
+{
+	if (h->h4_type == H4_EVT)
+		event_input(h, h->h4_buf, h->h4_have);
+	else if (h->h4_type == H4_ACL)
+		acl_input(h, h->h4_buf, h->h4_have);
+	/* SCO and ISO data are not used: dropped. */
+}
+
+/* Header sizes per indicator, Vol 4 Part A 2 / Vol 4 Part E 5.4. 0 = unknown indicator. */
+static size_t h4_header_len(uint8_t type)
+{
+	switch (type) {
+	case H4_ACL: return 4;
+	case H4_SCO: return 3;
+	case H4_EVT: return 2;
+	case 0x05: return 4; /* ISO */
+	default: return 0;
+	}
+}
+
+static size_t h4_body_len(const hci *h)
+{
+	const uint8_t *b = h->h4_buf;
+	switch (h->h4_type) {
+	case H4_ACL: return get_le16(b + 2);
+	case H4_SCO: return b[2];
+	case H4_EVT: return b[1];
+	default: return get_le16(b + 2) & 0x3fff; /* ISO */
+	}
+}
+
+void hci_input(hci *h, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		if (h->h4 == H4_TYPE) {
+			h->h4_type = *data++;
+			len--;
+			h->h4_need = h4_header_len(h->h4_type);
+			h->h4_have = 0;
+			if (h->h4_need) /* an unknown indicator byte is skipped (resync) */
+				h->h4 = H4_HEADER;
+			continue;
+		}
+		size_t k = h->h4_need - h->h4_have;
+		if (k > len)
+			k = len;
+		memcpy(h->h4_buf + h->h4_have, data, k);
+		h->h4_have += k;
+		data += k;
+		len -= k;
+		if (h->h4_have < h->h4_need)
+			continue;
+		if (h->h4 == H4_HEADER) {
+			h->h4_need += h4_body_len(h);
+			h->h4 = H4_BODY;
+		}
+		if (h->h4_have == h->h4_need) {
+			h4_packet(h);
+			h->h4 = H4_TYPE;
+		}
+	}
+}
