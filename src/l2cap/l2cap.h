@@ -41,7 +41,7 @@ typedef struct {
 } l2cap_chan_ops;
 
 /* Asked for each incoming connection request on a listening PSM. Return 0 after setting
- * *ops/*ctx to take the channel (it then configures and calls opened), or -errno to refuse
+ * *ops and *ctx to take the channel (it then configures and calls opened), or -errno to refuse
  * (-ENOBUFS: "no resources available"; anything else: refused). */
 typedef int (*l2cap_accept_fn)(void *srv_ctx, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx);
 

@@ -39,7 +39,7 @@ typedef struct {
 	void (*closed)(void *ctx, rfcomm_dlc *d, int err);
 } rfcomm_dlc_ops;
 
-/* Asked for each incoming DLC on a listening channel: 0 after setting *ops/*ctx to take it,
+/* Asked for each incoming DLC on a listening channel: 0 after setting *ops and *ctx to take it,
  * -errno to refuse (DM is sent). */
 typedef int (*rfcomm_accept_fn)(void *srv_ctx, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx);
 
