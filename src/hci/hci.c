@@ -81,10 +81,12 @@ struct hci {
 	size_t tx_len, tx_off;
 	uint16_t tx_handle;
 	uint8_t *tx_frag; /* H4 header + one fragment */
+	bool in_pump;     /* acl_pump is on the stack: a nested kick is absorbed by its loop */
 };
 
 static void cmd_pump(hci *h);
 static void acl_pump(hci *h);
+static void acl_pump_loop(hci *h);
 static void init_next(hci *h);
 
 static void set_err(hci *h, const char *fmt, const char *a, const char *b)
@@ -549,11 +551,19 @@ static void link_timer(bt_timer *t, void *ctx)
 	}
 	/* The controller kept our packets without completing them: the link is gone (a real
 	 * controller would have reported a supervision timeout). */
+	hci_link_lost(h, l->handle, -ETIMEDOUT);
+}
+
+void hci_link_lost(hci *h, uint16_t handle, int err)
+{
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return;
 	uint8_t p[3];
-	put_le16(p, l->handle);
+	put_le16(p, handle);
 	p[2] = HCI_ERR_REMOTE_USER_TERMINATED;
 	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
-	link_gone(h, l, -ETIMEDOUT);
+	link_gone(h, l, err);
 }
 
 int hci_connect(hci *h, const bt_addr *peer)
@@ -725,8 +735,15 @@ void hci_kick(hci *h) { acl_pump(h); }
  * L2CAP PDU from the upper layer when the previous one is fully sent. */
 static void acl_pump(hci *h)
 {
-	if (!h->ready)
+	if (!h->ready || h->in_pump)
 		return;
+	h->in_pump = true;
+	acl_pump_loop(h);
+	h->in_pump = false;
+}
+
+static void acl_pump_loop(hci *h)
+{
 	while (h->acl_free > 0) {
 		if (h->tx_off == h->tx_len) {
 			h->tx_len = h->tx_off = 0;

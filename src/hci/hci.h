@@ -90,6 +90,10 @@ int hci_connect(hci *h, const bt_addr *peer);
 int hci_link_handle(const hci *h, const bt_addr *peer);
 /* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
 void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* The link is known dead (keepalive unanswered): Disconnect it and tear it down now, without
+ * waiting for a Disconnection_Complete that a vanished peer's controller may never send.
+ * link_down(err) follows at once. */
+void hci_link_lost(hci *h, uint16_t handle, int err);
 /* The upper layer has a PDU to send: HCI pulls as soon as the controller has room. */
 void hci_kick(hci *h);
 

@@ -1,0 +1,1211 @@
+/* l2cap.c - L2CAP basic mode (Core spec Vol 3 Part A): channels, the signalling channel, and
+ * the link keepalive.
+ *
+ * Sections:
+ *  - links: per-ACL-link state (signalling queue, identifiers, keepalive probe, idle timer)
+ *  - channels: allocation, the channel state machine (one place changes state: chan_set),
+ *    the transmit ring each channel owns
+ *  - signalling: one handler per received command (Vol 3 Part A 4), Command Reject for
+ *    anything unknown or malformed
+ *  - data: PDUs in (by CID) and out (pulled by HCI, signalling first, then channels
+ *    round-robin)
+ *
+ * Channel states (Vol 3 Part A 6 simplified to basic mode):
+ *   WAIT_LINK -> WAIT_CONN_RSP -> CONFIG -> OPEN -> WAIT_DISC_RSP -> (freed)
+ *   incoming:          accepted -> CONFIG -> OPEN
+ *   any -> CLOSED (ended without the owner asking; freed at l2cap_close) */
+#include "l2cap/l2cap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bytes.h"
+#include "hci/hci_defs.h"
+
+#define MAX_LINKS 32
+#define MAX_SERVERS 64
+#define SIGQ_SIZE 4096
+#define SIG_MTU 1024          /* our MTUsig (>= 48, Vol 3 Part A 4) */
+#define MIN_MTU 48            /* Vol 3 Part A 5.1: minimum MTU on ACL-U */
+#define ERTX_MS 60000         /* Vol 3 Part A 6.2.2: after a "pending" response */
+#define IDLE_LINK_MS 2000     /* a link without channels is disconnected after this */
+#define CONF_TRIES 3
+
+/* Signalling codes, Vol 3 Part A 4 */
+enum {
+	SIG_CMD_REJECT = 0x01,
+	SIG_CONN_REQ = 0x02,
+	SIG_CONN_RSP = 0x03,
+	SIG_CONF_REQ = 0x04,
+	SIG_CONF_RSP = 0x05,
+	SIG_DISC_REQ = 0x06,
+	SIG_DISC_RSP = 0x07,
+	SIG_ECHO_REQ = 0x08,
+	SIG_ECHO_RSP = 0x09,
+	SIG_INFO_REQ = 0x0a,
+	SIG_INFO_RSP = 0x0b,
+};
+/* Connection Response results, Vol 3 Part A 4.3 */
+enum {
+	CONN_SUCCESS = 0x0000,
+	CONN_PENDING = 0x0001,
+	CONN_BAD_PSM = 0x0002,
+	CONN_SECURITY = 0x0003,
+	CONN_NO_RESOURCES = 0x0004,
+	CONN_BAD_SCID = 0x0006,
+	CONN_SCID_IN_USE = 0x0007,
+};
+/* Configuration Response results, Vol 3 Part A 4.5 */
+enum { CONF_SUCCESS = 0, CONF_UNACCEPTABLE = 1, CONF_REJECTED = 2, CONF_UNKNOWN = 3, CONF_PENDING = 4 };
+/* Command Reject reasons, Vol 3 Part A 4.1 */
+enum { REJ_NOT_UNDERSTOOD = 0, REJ_MTU_EXCEEDED = 1, REJ_INVALID_CID = 2 };
+/* Configuration options, Vol 3 Part A 5 */
+enum { OPT_MTU = 0x01, OPT_FLUSH_TO = 0x02, OPT_QOS = 0x03, OPT_RFC = 0x04, OPT_FCS = 0x05,
+       OPT_EFS = 0x06, OPT_EWS = 0x07, OPT_HINT = 0x80 };
+
+typedef enum {
+	CH_WAIT_LINK,
+	CH_WAIT_CONN_RSP,
+	CH_CONFIG,
+	CH_OPEN,
+	CH_WAIT_DISC_RSP,
+	CH_CLOSED,
+} chan_state;
+
+typedef struct l2link l2link;
+
+struct l2cap_chan {
+	l2cap *l;
+	l2cap_chan *next;
+	chan_state state;
+	bt_addr peer;
+	uint16_t handle; /* valid once the link is up */
+	uint16_t lcid, rcid, psm;
+	uint16_t imtu, omtu;
+	bool conf_in_done, conf_out_done;
+	int conf_tries;
+	uint8_t ident; /* of our outstanding request */
+	bt_timer rtx;
+	const l2cap_chan_ops *ops;
+	void *ctx;
+	bool owner_gone;     /* l2cap_close called: no callbacks, free when done */
+	bool notify_closed;  /* closed() owed to the owner */
+	int close_err;
+	/* Transmit ring of SDUs, each stored as [len le16][payload]. */
+	uint8_t *tx;
+	size_t tx_cap, tx_head, tx_used;
+	bool want_writable;
+};
+
+struct l2link {
+	bool used, up;
+	uint16_t handle;
+	bt_addr peer;
+	uint8_t next_ident;
+	uint8_t sigq[SIGQ_SIZE]; /* signalling commands to send, each [len le16][command] */
+	size_t sig_head, sig_used;
+	bt_timer probe;  /* keepalive: checks for idle_probe_ms of silence, then probe_timeout_ms */
+	bool probing;
+	uint64_t last_rx, probe_sent;
+	bt_timer idle;   /* no channels: disconnect */
+	l2cap *l;
+};
+
+typedef struct {
+	uint16_t psm, imtu;
+	l2cap_accept_fn fn;
+	void *ctx;
+} l2server;
+
+struct l2cap {
+	l2cap_config cfg;
+	hci *hci;
+	bt_timers *timers;
+	l2link links[MAX_LINKS];
+	l2server servers[MAX_SERVERS];
+	l2cap_chan *chans;
+	unsigned rr; /* round-robin position for pull */
+	unsigned rr_sig;
+};
+
+static void chan_notify_all(l2cap *l);
+static void link_check_idle(l2cap *l, l2link *k);
+static void sig_conn_req_send(l2cap_chan *ch);
+static void conf_req_send(l2cap_chan *ch);
+
+/* ================================================================== links */
+
+static l2link *link_find(l2cap *l, uint16_t handle)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (l->links[i].used && l->links[i].up && l->links[i].handle == handle)
+			return &l->links[i];
+	return NULL;
+}
+
+static void probe_fire(bt_timer *t, void *ctx);
+static void idle_fire(bt_timer *t, void *ctx);
+
+static l2link *link_add(l2cap *l, uint16_t handle, const bt_addr *peer)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		l2link *k = &l->links[i];
+		if (k->used)
+			continue;
+		memset(k, 0, sizeof *k);
+		k->used = k->up = true;
+		k->handle = handle;
+		k->peer = *peer;
+		k->next_ident = 1;
+		k->l = l;
+		k->last_rx = l->timers->now;
+		bt_timer_init(&k->probe, probe_fire, k);
+		bt_timer_init(&k->idle, idle_fire, k);
+		return k;
+	}
+	return NULL;
+}
+
+static void link_remove(l2cap *l, l2link *k)
+{
+	bt_timer_stop(l->timers, &k->probe);
+	bt_timer_stop(l->timers, &k->idle);
+	k->used = k->up = false;
+}
+
+static uint8_t link_ident(l2link *k)
+{
+	uint8_t id = k->next_ident++;
+	if (k->next_ident == 0) /* identifier 0x00 is never used, Vol 3 Part A 4 */
+		k->next_ident = 1;
+	return id;
+}
+
+/* Anything received is a sign of life. Only a timestamp: no timer work per packet. */
+static void link_heard(l2cap *l, l2link *k) { k->last_rx = l->timers->now; }
+
+/* Queues one signalling command (code, ident, data) for the link. Dropped if the queue is full:
+ * only a peer flooding us with requests fills it. */
+static void sig_send(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const uint8_t *data, size_t len)
+{
+	size_t need = 2 + 4 + len;
+	if (len > SIG_MTU - 4 || k->sig_used + need > SIGQ_SIZE)
+		return;
+	uint8_t hdr[6];
+	put_le16(hdr, (uint16_t)(4 + len));
+	hdr[2] = code; /* Vol 3 Part A 4: code, identifier, length, data */
+	hdr[3] = ident;
+	put_le16(hdr + 4, (uint16_t)len);
+	size_t tail = (k->sig_head + k->sig_used) % SIGQ_SIZE;
+	for (size_t i = 0; i < need; i++) {
+		uint8_t b = i < 6 ? hdr[i] : data[i - 6];
+		k->sigq[(tail + i) % SIGQ_SIZE] = b;
+	}
+	k->sig_used += need;
+	hci_kick(l->hci);
+}
+
+static void cmd_reject(l2cap *l, l2link *k, uint8_t ident, uint16_t reason, const uint8_t *data, size_t len)
+{
+	uint8_t p[6];
+	put_le16(p, reason); /* Vol 3 Part A 4.1 */
+	memcpy(p + 2, data, len);
+	sig_send(l, k, SIG_CMD_REJECT, ident, p, 2 + len);
+}
+
+static void probe_fire(bt_timer *t, void *ctx)
+{
+	l2link *k = ctx;
+	l2cap *l = k->l;
+	(void)t;
+	uint64_t now = l->timers->now;
+	if (k->probing) {
+		if (k->last_rx < k->probe_sent) {
+			/* Silence after an Echo Request: the peer's controller is gone (btvirt
+			 * drops a vanished peer's link without any event). */
+			hci_link_lost(l->hci, k->handle, -ECONNRESET);
+			return;
+		}
+		k->probing = false;
+	}
+	uint64_t quiet = now - k->last_rx;
+	if (quiet < l->cfg.idle_probe_ms) {
+		bt_timer_start(l->timers, &k->probe, (uint32_t)(l->cfg.idle_probe_ms - quiet));
+		return;
+	}
+	k->probing = true;
+	k->probe_sent = now;
+	sig_send(l, k, SIG_ECHO_REQ, link_ident(k), NULL, 0); /* Vol 3 Part A 4.8 */
+	bt_timer_start(l->timers, &k->probe, l->cfg.probe_timeout_ms);
+}
+
+static void idle_fire(bt_timer *t, void *ctx)
+{
+	l2link *k = ctx;
+	(void)t;
+	hci_disconnect(k->l->hci, k->handle, HCI_ERR_REMOTE_USER_TERMINATED);
+}
+
+static bool link_has_chans(l2cap *l, uint16_t handle, const bt_addr *peer)
+{
+	for (l2cap_chan *c = l->chans; c; c = c->next)
+		if (c->state != CH_CLOSED && bt_addr_eq(&c->peer, peer))
+			return true;
+	(void)handle;
+	return false;
+}
+
+static void link_check_idle(l2cap *l, l2link *k)
+{
+	if (!k || !k->up)
+		return;
+	if (link_has_chans(l, k->handle, &k->peer)) {
+		bt_timer_stop(l->timers, &k->idle);
+		if (l->cfg.idle_probe_ms && !k->probe.armed)
+			bt_timer_start(l->timers, &k->probe, l->cfg.idle_probe_ms);
+	} else {
+		bt_timer_stop(l->timers, &k->probe);
+		k->probing = false;
+		if (!k->idle.armed)
+			bt_timer_start(l->timers, &k->idle, IDLE_LINK_MS);
+	}
+}
+
+/* ================================================================== channels */
+
+static void rtx_fire(bt_timer *t, void *ctx);
+
+static bool cid_in_use(l2cap *l, uint16_t handle, uint16_t lcid)
+{
+	for (l2cap_chan *c = l->chans; c; c = c->next)
+		if (c->handle == handle && c->lcid == lcid && c->state != CH_WAIT_LINK)
+			return true;
+	return false;
+}
+
+static uint16_t cid_alloc(l2cap *l, uint16_t handle)
+{
+	for (uint32_t cid = 0x0040; cid <= 0xffff; cid++) /* dynamic CIDs, Vol 3 Part A 2.1 */
+		if (!cid_in_use(l, handle, (uint16_t)cid))
+			return (uint16_t)cid;
+	return 0;
+}
+
+static l2cap_chan *chan_new(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_t imtu)
+{
+	l2cap_chan *ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return NULL;
+	ch->l = l;
+	ch->peer = *peer;
+	ch->psm = psm;
+	ch->imtu = imtu;
+	ch->omtu = L2CAP_DEFAULT_MTU;
+	ch->handle = 0xffff;
+	bt_timer_init(&ch->rtx, rtx_fire, ch);
+	ch->next = l->chans;
+	l->chans = ch;
+	return ch;
+}
+
+static void chan_free(l2cap_chan *ch)
+{
+	l2cap *l = ch->l;
+	bt_timer_stop(l->timers, &ch->rtx);
+	for (l2cap_chan **pp = &l->chans; *pp; pp = &(*pp)->next) {
+		if (*pp == ch) {
+			*pp = ch->next;
+			break;
+		}
+	}
+	uint16_t handle = ch->handle;
+	free(ch->tx);
+	free(ch);
+	link_check_idle(l, link_find(l, handle));
+}
+
+static l2cap_chan *chan_by_lcid(l2cap *l, uint16_t handle, uint16_t lcid)
+{
+	for (l2cap_chan *c = l->chans; c; c = c->next)
+		if (c->handle == handle && c->lcid == lcid && c->state != CH_WAIT_LINK && c->state != CH_CLOSED)
+			return c;
+	return NULL;
+}
+
+/* The one place a channel ends: owner told (later, by chan_notify_all) or channel freed. */
+static void chan_end(l2cap_chan *ch, int err)
+{
+	bt_timer_stop(ch->l->timers, &ch->rtx);
+	if (ch->owner_gone) {
+		chan_free(ch);
+		return;
+	}
+	ch->state = CH_CLOSED;
+	ch->close_err = err;
+	ch->notify_closed = true;
+	link_check_idle(ch->l, link_find(ch->l, ch->handle));
+}
+
+/* Calls closed() for every channel that owes it, restarting the walk after each callback
+ * because an owner may close other channels from inside it. */
+static void chan_notify_all(l2cap *l)
+{
+	for (;;) {
+		l2cap_chan *c = l->chans;
+		while (c && !c->notify_closed)
+			c = c->next;
+		if (!c)
+			return;
+		c->notify_closed = false;
+		if (c->ops && c->ops->closed)
+			c->ops->closed(c->ctx, c, c->close_err);
+	}
+}
+
+static int chan_alloc_tx(l2cap_chan *ch)
+{
+	size_t cap = 2u * (ch->omtu + 2u);
+	if (cap < 4096)
+		cap = 4096;
+	uint8_t *tx = realloc(ch->tx, cap);
+	if (!tx)
+		return -ENOMEM;
+	ch->tx = tx;
+	ch->tx_cap = cap;
+	ch->tx_head = ch->tx_used = 0;
+	return 0;
+}
+
+/* Both directions configured: the channel opens (Vol 3 Part A 6.1.4 CONFIG -> OPEN). */
+static void chan_maybe_open(l2cap_chan *ch)
+{
+	if (ch->state != CH_CONFIG || !ch->conf_in_done || !ch->conf_out_done)
+		return;
+	bt_timer_stop(ch->l->timers, &ch->rtx);
+	if (chan_alloc_tx(ch) < 0) {
+		l2cap_close(ch);
+		return;
+	}
+	ch->state = CH_OPEN;
+	if (!ch->owner_gone && ch->ops && ch->ops->opened)
+		ch->ops->opened(ch->ctx, ch);
+}
+
+static void disc_req_send(l2cap_chan *ch)
+{
+	l2link *k = link_find(ch->l, ch->handle);
+	if (!k) {
+		chan_free(ch);
+		return;
+	}
+	uint8_t p[4];
+	put_le16(p, ch->rcid); /* Vol 3 Part A 4.6: destination CID, source CID */
+	put_le16(p + 2, ch->lcid);
+	ch->ident = link_ident(k);
+	ch->state = CH_WAIT_DISC_RSP;
+	bt_timer_start(ch->l->timers, &ch->rtx, ch->l->cfg.rtx_ms);
+	sig_send(ch->l, k, SIG_DISC_REQ, ch->ident, p, 4);
+}
+
+static void rtx_fire(bt_timer *t, void *ctx)
+{
+	l2cap_chan *ch = ctx;
+	(void)t;
+	switch (ch->state) {
+	case CH_WAIT_CONN_RSP:
+		chan_end(ch, -ETIMEDOUT);
+		break;
+	case CH_CONFIG: /* configuration never completed: give up on the channel */
+		ch->close_err = -ETIMEDOUT;
+		disc_req_send(ch);
+		break;
+	case CH_WAIT_DISC_RSP:
+		chan_end(ch, ch->close_err ? ch->close_err : -ETIMEDOUT);
+		break;
+	default:
+		break;
+	}
+	chan_notify_all(ch->l);
+}
+
+/* ================================================================== public API */
+
+l2cap *l2cap_new(const l2cap_config *cfg, hci *h, bt_timers *timers)
+{
+	l2cap *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	l->cfg = *cfg;
+	if (!l->cfg.rtx_ms)
+		l->cfg.rtx_ms = 5000;
+	if (!l->cfg.probe_timeout_ms)
+		l->cfg.probe_timeout_ms = 5000;
+	l->hci = h;
+	l->timers = timers;
+	return l;
+}
+
+void l2cap_free(l2cap *l)
+{
+	if (!l)
+		return;
+	while (l->chans)
+		chan_free(l->chans);
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (l->links[i].used)
+			link_remove(l, &l->links[i]);
+	free(l);
+}
+
+static bool psm_valid(uint16_t psm)
+{
+	/* Vol 3 Part A 4.2: odd, and the least significant bit of the upper octet 0. */
+	return (psm & 0x0101) == 0x0001;
+}
+
+static l2server *server_find(l2cap *l, uint16_t psm)
+{
+	for (int i = 0; i < MAX_SERVERS; i++)
+		if (l->servers[i].fn && l->servers[i].psm == psm)
+			return &l->servers[i];
+	return NULL;
+}
+
+int l2cap_listen(l2cap *l, uint16_t psm, uint16_t imtu, l2cap_accept_fn fn, void *srv_ctx)
+{
+	if (!fn || imtu < MIN_MTU || imtu > L2CAP_MAX_MTU)
+		return -EINVAL;
+	if (psm == 0) {
+		for (uint32_t p = L2CAP_PSM_DYN_FIRST; p <= 0xffff; p += 2) {
+			if (psm_valid((uint16_t)p) && !server_find(l, (uint16_t)p)) {
+				psm = (uint16_t)p;
+				break;
+			}
+		}
+		if (psm == 0)
+			return -EADDRINUSE;
+	}
+	if (!psm_valid(psm))
+		return -EINVAL;
+	if (server_find(l, psm))
+		return -EADDRINUSE;
+	for (int i = 0; i < MAX_SERVERS; i++) {
+		l2server *s = &l->servers[i];
+		if (!s->fn) {
+			s->psm = psm;
+			s->imtu = imtu;
+			s->fn = fn;
+			s->ctx = srv_ctx;
+			return psm;
+		}
+	}
+	return -ENOBUFS;
+}
+
+void l2cap_unlisten(l2cap *l, uint16_t psm)
+{
+	l2server *s = server_find(l, psm);
+	if (s)
+		memset(s, 0, sizeof *s);
+}
+
+int l2cap_connect(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_t imtu,
+		  const l2cap_chan_ops *ops, void *ctx, l2cap_chan **out)
+{
+	if (!psm_valid(psm) || imtu < MIN_MTU || imtu > L2CAP_MAX_MTU)
+		return -EINVAL;
+	int up = hci_connect(l->hci, peer);
+	if (up < 0)
+		return up;
+	l2cap_chan *ch = chan_new(l, peer, psm, imtu);
+	if (!ch)
+		return -ENOMEM;
+	ch->ops = ops;
+	ch->ctx = ctx;
+	ch->state = CH_WAIT_LINK;
+	*out = ch;
+	if (up == 1) {
+		ch->handle = (uint16_t)hci_link_handle(l->hci, peer);
+		sig_conn_req_send(ch);
+		if (ch->state == CH_CLOSED) { /* no CID left on the link */
+			ch->notify_closed = false;
+			chan_free(ch);
+			return -ENOBUFS;
+		}
+	}
+	return 0;
+}
+
+int l2cap_send(l2cap_chan *ch, const uint8_t *p, size_t len)
+{
+	if (ch->state != CH_OPEN)
+		return ch->state == CH_CLOSED ? -ECONNRESET : -ENOTCONN;
+	if (len > ch->omtu)
+		return -EMSGSIZE;
+	if (ch->tx_cap - ch->tx_used < len + 2) {
+		ch->want_writable = true;
+		return -EAGAIN;
+	}
+	size_t tail = (ch->tx_head + ch->tx_used) % ch->tx_cap;
+	uint8_t hdr[2];
+	put_le16(hdr, (uint16_t)len);
+	for (size_t i = 0; i < 2; i++)
+		ch->tx[(tail + i) % ch->tx_cap] = hdr[i];
+	tail = (tail + 2) % ch->tx_cap;
+	size_t first = ch->tx_cap - tail < len ? ch->tx_cap - tail : len;
+	memcpy(ch->tx + tail, p, first);
+	memcpy(ch->tx, p + first, len - first);
+	ch->tx_used += len + 2;
+	hci_kick(ch->l->hci);
+	return 0;
+}
+
+bool l2cap_can_send(l2cap_chan *ch, size_t len)
+{
+	if (ch->state != CH_OPEN)
+		return false;
+	if (ch->tx_cap - ch->tx_used < len + 2) {
+		ch->want_writable = true;
+		return false;
+	}
+	return true;
+}
+
+void l2cap_close(l2cap_chan *ch)
+{
+	if (!ch)
+		return;
+	ch->owner_gone = true;
+	ch->notify_closed = false;
+	switch (ch->state) {
+	case CH_CONFIG:
+	case CH_OPEN:
+		disc_req_send(ch);
+		break;
+	case CH_WAIT_CONN_RSP: /* finished when the response arrives (or RTX) */
+	case CH_WAIT_DISC_RSP:
+		break;
+	case CH_WAIT_LINK:
+	case CH_CLOSED:
+		chan_free(ch);
+		break;
+	}
+}
+
+uint16_t l2cap_chan_psm(const l2cap_chan *ch) { return ch->psm; }
+uint16_t l2cap_chan_imtu(const l2cap_chan *ch) { return ch->imtu; }
+uint16_t l2cap_chan_omtu(const l2cap_chan *ch) { return ch->omtu; }
+const bt_addr *l2cap_chan_peer(const l2cap_chan *ch) { return &ch->peer; }
+uint16_t l2cap_chan_handle(const l2cap_chan *ch) { return ch->handle; }
+bool l2cap_chan_is_open(const l2cap_chan *ch) { return ch->state == CH_OPEN; }
+void l2cap_chan_set_ops(l2cap_chan *ch, const l2cap_chan_ops *ops, void *ctx)
+{
+	ch->ops = ops;
+	ch->ctx = ctx;
+}
+
+/* ================================================================== HCI events */
+
+void l2cap_link_up(l2cap *l, uint16_t handle, const bt_addr *peer, bool initiator)
+{
+	(void)initiator;
+	l2link *k = link_add(l, handle, peer);
+	if (!k) {
+		hci_disconnect(l->hci, handle, HCI_ERR_REMOTE_USER_TERMINATED);
+		return;
+	}
+	for (l2cap_chan *c = l->chans; c; c = c->next) {
+		if (c->state == CH_WAIT_LINK && bt_addr_eq(&c->peer, peer)) {
+			c->handle = handle;
+			sig_conn_req_send(c);
+		}
+	}
+	link_check_idle(l, k);
+	chan_notify_all(l);
+}
+
+void l2cap_link_down(l2cap *l, uint16_t handle, const bt_addr *peer, int err)
+{
+	l2link *k = link_find(l, handle);
+	if (k)
+		link_remove(l, k);
+	/* Every channel on the link ends; restart the walk after each free. */
+	for (bool again = true; again;) {
+		again = false;
+		for (l2cap_chan *c = l->chans; c; c = c->next) {
+			bool on_link = c->handle == handle && c->state != CH_WAIT_LINK;
+			if (on_link && c->state != CH_CLOSED) {
+				chan_end(c, err ? err : -ECONNRESET);
+				again = true;
+				break;
+			}
+		}
+	}
+	(void)peer;
+	chan_notify_all(l);
+}
+
+void l2cap_connect_failed(l2cap *l, const bt_addr *peer, int err)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (l2cap_chan *c = l->chans; c; c = c->next) {
+			if (c->state == CH_WAIT_LINK && bt_addr_eq(&c->peer, peer)) {
+				chan_end(c, err);
+				again = true;
+				break;
+			}
+		}
+	}
+	chan_notify_all(l);
+}
+
+/* ================================================================== signalling out */
+
+static void sig_conn_req_send(l2cap_chan *ch)
+{
+	l2cap *l = ch->l;
+	l2link *k = link_find(l, ch->handle);
+	ch->lcid = cid_alloc(l, ch->handle);
+	if (!k || !ch->lcid) {
+		chan_end(ch, -ENOBUFS);
+		return;
+	}
+	uint8_t p[4];
+	put_le16(p, ch->psm); /* Vol 3 Part A 4.2: PSM, source CID */
+	put_le16(p + 2, ch->lcid);
+	ch->ident = link_ident(k);
+	ch->state = CH_WAIT_CONN_RSP;
+	bt_timer_start(l->timers, &ch->rtx, l->cfg.rtx_ms);
+	sig_send(l, k, SIG_CONN_REQ, ch->ident, p, 4);
+}
+
+static void conf_req_send(l2cap_chan *ch)
+{
+	l2link *k = link_find(ch->l, ch->handle);
+	if (!k)
+		return;
+	uint8_t p[8];
+	put_le16(p, ch->rcid); /* Vol 3 Part A 4.4: destination CID, flags, options */
+	put_le16(p + 2, 0);
+	p[4] = OPT_MTU; /* 5.1: our incoming MTU */
+	p[5] = 2;
+	put_le16(p + 6, ch->imtu);
+	ch->ident = link_ident(k);
+	ch->conf_tries++;
+	bt_timer_start(ch->l->timers, &ch->rtx, ch->l->cfg.rtx_ms);
+	sig_send(ch->l, k, SIG_CONF_REQ, ch->ident, p, 8);
+}
+
+static void conn_rsp_send(l2cap *l, l2link *k, uint8_t ident, uint16_t dcid, uint16_t scid, uint16_t result)
+{
+	uint8_t p[8];
+	put_le16(p, dcid); /* Vol 3 Part A 4.3: destination CID, source CID, result, status */
+	put_le16(p + 2, scid);
+	put_le16(p + 4, result);
+	put_le16(p + 6, 0);
+	sig_send(l, k, SIG_CONN_RSP, ident, p, 8);
+}
+
+/* ================================================================== signalling in */
+
+/* Connection Request, Vol 3 Part A 4.2. */
+static void on_conn_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t psm = bt_read_le16(r);
+	uint16_t scid = bt_read_le16(r);
+	if (r->err)
+		return;
+	l2server *s = server_find(l, psm);
+	if (!s) {
+		conn_rsp_send(l, k, ident, 0, scid, CONN_BAD_PSM);
+		return;
+	}
+	if (scid < 0x0040) {
+		conn_rsp_send(l, k, ident, 0, scid, CONN_BAD_SCID);
+		return;
+	}
+	for (l2cap_chan *c = l->chans; c; c = c->next) {
+		if (c->handle == k->handle && c->rcid == scid && c->state != CH_CLOSED &&
+		    c->state != CH_WAIT_LINK && c->state != CH_WAIT_CONN_RSP) {
+			conn_rsp_send(l, k, ident, 0, scid, CONN_SCID_IN_USE);
+			return;
+		}
+	}
+	l2cap_chan *ch = chan_new(l, &k->peer, psm, s->imtu);
+	if (!ch) {
+		conn_rsp_send(l, k, ident, 0, scid, CONN_NO_RESOURCES);
+		return;
+	}
+	ch->handle = k->handle;
+	ch->rcid = scid;
+	ch->lcid = cid_alloc(l, k->handle);
+	ch->state = CH_CONFIG; /* state while the owner decides; not yet visible to the peer */
+	const l2cap_chan_ops *ops = NULL;
+	void *ctx = NULL;
+	if (!ch->lcid || s->fn(s->ctx, ch, &ops, &ctx) < 0) {
+		uint16_t lcid = ch->lcid;
+		ch->owner_gone = true;
+		chan_free(ch);
+		(void)lcid;
+		conn_rsp_send(l, k, ident, 0, scid, CONN_NO_RESOURCES);
+		return;
+	}
+	ch->ops = ops;
+	ch->ctx = ctx;
+	conn_rsp_send(l, k, ident, ch->lcid, scid, CONN_SUCCESS);
+	conf_req_send(ch);
+}
+
+static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)
+{
+	for (l2cap_chan *c = l->chans; c; c = c->next)
+		if (c->handle == handle && c->ident == ident && c->state != CH_WAIT_LINK && c->state != CH_CLOSED)
+			return c;
+	return NULL;
+}
+
+/* Connection Response, Vol 3 Part A 4.3. */
+static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t dcid = bt_read_le16(r);
+	uint16_t scid = bt_read_le16(r);
+	uint16_t result = bt_read_le16(r);
+	bt_read_le16(r); /* status */
+	if (r->err)
+		return;
+	l2cap_chan *ch = chan_by_ident(l, k->handle, ident);
+	if (!ch || ch->state != CH_WAIT_CONN_RSP || ch->lcid != scid)
+		return;
+	switch (result) {
+	case CONN_SUCCESS:
+		if (dcid < 0x0040) { /* a peer bug: cannot address the channel */
+			chan_end(ch, -EPROTO);
+			return;
+		}
+		ch->rcid = dcid;
+		if (ch->owner_gone) {
+			disc_req_send(ch);
+			return;
+		}
+		ch->state = CH_CONFIG;
+		conf_req_send(ch);
+		break;
+	case CONN_PENDING:
+		bt_timer_start(l->timers, &ch->rtx, ERTX_MS);
+		break;
+	case CONN_BAD_PSM:
+		chan_end(ch, -ECONNREFUSED);
+		break;
+	case CONN_SECURITY:
+		chan_end(ch, -EACCES);
+		break;
+	case CONN_NO_RESOURCES:
+		chan_end(ch, -ECONNREFUSED);
+		break;
+	default:
+		chan_end(ch, -ECONNREFUSED);
+		break;
+	}
+}
+
+/* Configuration Request, Vol 3 Part A 4.4 with options of 5.x. Basic mode only: an MTU below
+ * the minimum or another mode is answered "unacceptable" with what we accept; unknown
+ * non-hint options are answered "unknown options" listing their types. */
+static void on_conf_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t dcid = bt_read_le16(r);
+	uint16_t flags = bt_read_le16(r);
+	if (r->err)
+		return;
+	l2cap_chan *ch = chan_by_lcid(l, k->handle, dcid);
+	if (!ch || (ch->state != CH_CONFIG && ch->state != CH_OPEN)) {
+		uint8_t d[4];
+		put_le16(d, dcid);
+		put_le16(d + 2, 0);
+		cmd_reject(l, k, ident, REJ_INVALID_CID, d, 4);
+		return;
+	}
+	uint8_t rsp[64];
+	size_t rlen = 6;
+	uint16_t result = CONF_SUCCESS;
+	uint8_t unknown[32];
+	size_t nunknown = 0;
+	uint16_t mtu = ch->omtu;
+	while (bt_reader_left(r) > 0) {
+		uint8_t type = bt_read_u8(r);
+		uint8_t olen = bt_read_u8(r);
+		const uint8_t *v = bt_read_bytes(r, olen);
+		if (r->err) {
+			result = CONF_REJECTED; /* option runs past the command */
+			break;
+		}
+		switch (type & 0x7f) {
+		case OPT_MTU:
+			if (olen != 2) {
+				result = CONF_REJECTED;
+				break;
+			}
+			mtu = get_le16(v);
+			break;
+		case OPT_RFC:
+			if (olen != 9) {
+				result = CONF_REJECTED;
+				break;
+			}
+			if (v[0] != 0x00) { /* only basic mode: propose it back */
+				result = CONF_UNACCEPTABLE;
+				uint8_t o[11] = { OPT_RFC, 9, 0x00 };
+				memcpy(rsp + rlen, o, sizeof o);
+				rlen += sizeof o;
+			}
+			break;
+		case OPT_FLUSH_TO:
+		case OPT_QOS:
+		case OPT_FCS:
+		case OPT_EFS:
+		case OPT_EWS:
+			break; /* accepted as given; basic mode does not use them */
+		default:
+			if (!(type & OPT_HINT) && nunknown < sizeof unknown)
+				unknown[nunknown++] = type;
+			break;
+		}
+	}
+	if (nunknown && result != CONF_REJECTED) {
+		result = CONF_UNKNOWN;
+		rlen = 6;
+		memcpy(rsp + rlen, unknown, nunknown);
+		rlen += nunknown;
+	} else if (result == CONF_SUCCESS && mtu < MIN_MTU) {
+		result = CONF_UNACCEPTABLE;
+		rsp[rlen++] = OPT_MTU;
+		rsp[rlen++] = 2;
+		put_le16(rsp + rlen, MIN_MTU);
+		rlen += 2;
+	}
+	if (result == CONF_REJECTED)
+		rlen = 6;
+	put_le16(rsp, ch->rcid); /* Vol 3 Part A 4.5: source CID, flags, result, options */
+	put_le16(rsp + 2, flags & 0x0001);
+	put_le16(rsp + 4, result);
+	sig_send(l, k, SIG_CONF_RSP, ident, rsp, rlen);
+	if (result != CONF_SUCCESS)
+		return;
+	ch->omtu = mtu > L2CAP_MAX_MTU ? L2CAP_MAX_MTU : mtu;
+	if (!(flags & 0x0001)) /* no continuation: this direction is configured */
+		ch->conf_in_done = true;
+	chan_maybe_open(ch);
+}
+
+/* Configuration Response, Vol 3 Part A 4.5. */
+static void on_conf_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t scid = bt_read_le16(r);
+	uint16_t flags = bt_read_le16(r);
+	uint16_t result = bt_read_le16(r);
+	if (r->err)
+		return;
+	l2cap_chan *ch = chan_by_lcid(l, k->handle, scid);
+	if (!ch || ch->state != CH_CONFIG || ch->ident != ident)
+		return;
+	switch (result) {
+	case CONF_SUCCESS:
+		if (flags & 0x0001)
+			return; /* more responses follow */
+		bt_timer_stop(l->timers, &ch->rtx);
+		ch->conf_out_done = true;
+		chan_maybe_open(ch);
+		break;
+	case CONF_PENDING:
+		bt_timer_start(l->timers, &ch->rtx, ERTX_MS);
+		break;
+	case CONF_UNACCEPTABLE:
+		/* The peer proposes values: take an MTU it wants if we can, then retry. */
+		while (bt_reader_left(r) >= 2) {
+			uint8_t type = bt_read_u8(r);
+			uint8_t olen = bt_read_u8(r);
+			const uint8_t *v = bt_read_bytes(r, olen);
+			if (r->err)
+				break;
+			if ((type & 0x7f) == OPT_MTU && olen == 2) {
+				uint16_t m = get_le16(v);
+				if (m >= MIN_MTU && m <= L2CAP_MAX_MTU)
+					ch->imtu = m;
+			}
+		}
+		if (ch->conf_tries < CONF_TRIES) {
+			conf_req_send(ch);
+			break;
+		}
+		/* fall through */
+	default:
+		ch->close_err = -ECONNREFUSED;
+		disc_req_send(ch);
+		break;
+	}
+}
+
+/* Disconnection Request, Vol 3 Part A 4.6. */
+static void on_disc_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t dcid = bt_read_le16(r);
+	uint16_t scid = bt_read_le16(r);
+	if (r->err)
+		return;
+	l2cap_chan *ch = chan_by_lcid(l, k->handle, dcid);
+	if (!ch || ch->rcid != scid) {
+		uint8_t d[4];
+		put_le16(d, dcid);
+		put_le16(d + 2, scid);
+		cmd_reject(l, k, ident, REJ_INVALID_CID, d, 4);
+		return;
+	}
+	uint8_t p[4];
+	put_le16(p, dcid); /* 4.7: destination CID, source CID as received */
+	put_le16(p + 2, scid);
+	sig_send(l, k, SIG_DISC_RSP, ident, p, 4);
+	chan_end(ch, ch->state == CH_WAIT_DISC_RSP && ch->close_err ? ch->close_err : 0);
+}
+
+/* Disconnection Response, Vol 3 Part A 4.7. */
+static void on_disc_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t dcid = bt_read_le16(r);
+	uint16_t scid = bt_read_le16(r);
+	if (r->err)
+		return;
+	l2cap_chan *ch = chan_by_lcid(l, k->handle, scid);
+	if (!ch || ch->state != CH_WAIT_DISC_RSP || ch->rcid != dcid)
+		return;
+	chan_end(ch, ch->close_err);
+}
+
+/* Information Request, Vol 3 Part A 4.10/4.11. */
+static void on_info_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
+{
+	uint16_t type = bt_read_le16(r);
+	if (r->err)
+		return;
+	uint8_t p[12];
+	put_le16(p, type);
+	size_t n = 4;
+	switch (type) {
+	case 0x0001: /* connectionless MTU */
+		put_le16(p + 2, 0);
+		put_le16(p + 4, L2CAP_DEFAULT_MTU);
+		n = 6;
+		break;
+	case 0x0002: /* extended features: fixed channels supported (bit 7) */
+		put_le16(p + 2, 0);
+		put_le32(p + 4, 0x00000080);
+		n = 8;
+		break;
+	case 0x0003: /* fixed channels: the signalling channel (bit 1) */
+		put_le16(p + 2, 0);
+		memset(p + 4, 0, 8);
+		p[4] = 0x02;
+		n = 12;
+		break;
+	default:
+		put_le16(p + 2, 0x0001); /* not supported */
+		break;
+	}
+	sig_send(l, k, SIG_INFO_RSP, ident, p, n);
+}
+
+/* Command Reject, Vol 3 Part A 4.1: a request of ours was not understood. */
+static void on_cmd_reject(l2cap *l, l2link *k, uint8_t ident)
+{
+	l2cap_chan *ch = chan_by_ident(l, k->handle, ident);
+	if (!ch)
+		return;
+	if (ch->state == CH_WAIT_CONN_RSP)
+		chan_end(ch, -ECONNREFUSED);
+	else if (ch->state == CH_WAIT_DISC_RSP)
+		chan_end(ch, ch->close_err);
+	else if (ch->state == CH_CONFIG) {
+		ch->close_err = -EPROTO;
+		disc_req_send(ch);
+	}
+}
+
+/* Fixed minimum data lengths per request code (Vol 3 Part A 4.x); shorter is "not
+ * understood". Responses that are short are dropped quietly. */
+static size_t sig_min_len(uint8_t code)
+{
+	switch (code) {
+	case SIG_CMD_REJECT: return 2;
+	case SIG_CONN_REQ: return 4;
+	case SIG_CONN_RSP: return 8;
+	case SIG_CONF_REQ: return 4;
+	case SIG_CONF_RSP: return 6;
+	case SIG_DISC_REQ: return 4;
+	case SIG_DISC_RSP: return 4;
+	case SIG_INFO_REQ: return 2;
+	default: return 0;
+	}
+}
+
+static bool sig_is_request(uint8_t code)
+{
+	return code == SIG_CONN_REQ || code == SIG_CONF_REQ || code == SIG_DISC_REQ ||
+	       code == SIG_ECHO_REQ || code == SIG_INFO_REQ;
+}
+
+static void sig_command(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const uint8_t *data, size_t len)
+{
+	if (ident == 0)
+		return; /* Vol 3 Part A 4: identifier 0x00 is illegal */
+	if (len < sig_min_len(code)) {
+		if (sig_is_request(code))
+			cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+		return;
+	}
+	bt_reader r = bt_reader_init(data, len);
+	switch (code) {
+	case SIG_CONN_REQ: on_conn_req(l, k, ident, &r); break;
+	case SIG_CONN_RSP: on_conn_rsp(l, k, ident, &r); break;
+	case SIG_CONF_REQ: on_conf_req(l, k, ident, &r); break;
+	case SIG_CONF_RSP: on_conf_rsp(l, k, ident, &r); break;
+	case SIG_DISC_REQ: on_disc_req(l, k, ident, &r); break;
+	case SIG_DISC_RSP: on_disc_rsp(l, k, ident, &r); break;
+	case SIG_ECHO_REQ: sig_send(l, k, SIG_ECHO_RSP, ident, data, len); break;
+	case SIG_ECHO_RSP: break; /* any received PDU already counts as a sign of life */
+	case SIG_INFO_REQ: on_info_req(l, k, ident, &r); break;
+	case SIG_INFO_RSP: break;
+	case SIG_CMD_REJECT: on_cmd_reject(l, k, ident); break;
+	default: cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0); break;
+	}
+}
+
+/* A C-frame on CID 0x0001 may hold several commands (Vol 3 Part A 4). */
+static void sig_input(l2cap *l, l2link *k, const uint8_t *p, size_t len)
+{
+	if (len > SIG_MTU) {
+		uint8_t d[2];
+		put_le16(d, SIG_MTU);
+		/* Reject with the identifier of the first command, if we can read it. */
+		cmd_reject(l, k, len >= 2 && p[1] ? p[1] : 1, REJ_MTU_EXCEEDED, d, 2);
+		return;
+	}
+	bt_reader r = bt_reader_init(p, len);
+	while (bt_reader_left(&r) > 0) {
+		uint8_t code = bt_read_u8(&r);
+		uint8_t ident = bt_read_u8(&r);
+		uint16_t clen = bt_read_le16(&r);
+		if (r.err) {
+			if (ident)
+				cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+			return;
+		}
+		const uint8_t *data = bt_read_bytes(&r, clen);
+		if (!data) { /* length runs past the frame */
+			if (ident && sig_is_request(code))
+				cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+			return;
+		}
+		sig_command(l, k, code, ident, data, clen);
+	}
+}
+
+/* ================================================================== data */
+
+/* A reassembled PDU from HCI: basic header (Vol 3 Part A 3.1) length, CID, payload. */
+void l2cap_acl(l2cap *l, uint16_t handle, const uint8_t *pdu, size_t len)
+{
+	l2link *k = link_find(l, handle);
+	if (!k || len < 4 || get_le16(pdu) != len - 4)
+		return;
+	link_heard(l, k);
+	uint16_t cid = get_le16(pdu + 2);
+	const uint8_t *p = pdu + 4;
+	size_t n = len - 4;
+	if (cid == 0x0001) {
+		sig_input(l, k, p, n);
+	} else if (cid >= 0x0040) {
+		l2cap_chan *ch = chan_by_lcid(l, handle, cid);
+		/* Data before both configurations finished, or above our MTU, is dropped
+		 * (basic mode has no way to tell the sender). */
+		if (ch && ch->state == CH_OPEN && n <= ch->imtu && !ch->owner_gone && ch->ops && ch->ops->data)
+			ch->ops->data(ch->ctx, ch, p, n);
+	}
+	chan_notify_all(l);
+}
+
+static size_t pull_sig(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		l2link *k = &l->links[(l->rr_sig + (unsigned)i) % MAX_LINKS];
+		if (!k->used || !k->up || k->sig_used < 2)
+			continue;
+		uint8_t lb[2];
+		lb[0] = k->sigq[k->sig_head];
+		lb[1] = k->sigq[(k->sig_head + 1) % SIGQ_SIZE];
+		size_t n = get_le16(lb);
+		if (n + 4 > cap)
+			return 0;
+		put_le16(buf, (uint16_t)n); /* basic header, CID 0x0001 */
+		put_le16(buf + 2, 0x0001);
+		for (size_t j = 0; j < n; j++)
+			buf[4 + j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
+		k->sig_head = (k->sig_head + 2 + n) % SIGQ_SIZE;
+		k->sig_used -= 2 + n;
+		*handle = k->handle;
+		l->rr_sig = (l->rr_sig + (unsigned)i + 1) % MAX_LINKS;
+		return n + 4;
+	}
+	return 0;
+}
+
+static size_t chan_dequeue(l2cap_chan *ch, uint8_t *buf, size_t cap)
+{
+	uint8_t lb[2];
+	lb[0] = ch->tx[ch->tx_head];
+	lb[1] = ch->tx[(ch->tx_head + 1) % ch->tx_cap];
+	size_t n = get_le16(lb);
+	if (n + 4 > cap)
+		return 0;
+	put_le16(buf, (uint16_t)n); /* basic header: length, destination CID */
+	put_le16(buf + 2, ch->rcid);
+	size_t start = (ch->tx_head + 2) % ch->tx_cap;
+	size_t first = ch->tx_cap - start < n ? ch->tx_cap - start : n;
+	memcpy(buf + 4, ch->tx + start, first);
+	memcpy(buf + 4 + first, ch->tx, n - first);
+	ch->tx_head = (start + n) % ch->tx_cap;
+	ch->tx_used -= n + 2;
+	return n + 4;
+}
+
+size_t l2cap_pull(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
+{
+	size_t n = pull_sig(l, handle, buf, cap);
+	if (n)
+		return n;
+	unsigned count = 0;
+	for (l2cap_chan *c = l->chans; c; c = c->next)
+		count++;
+	if (!count)
+		return 0;
+	for (unsigned i = 0; i < count; i++) {
+		unsigned idx = (l->rr + i) % count;
+		l2cap_chan *c = l->chans;
+		for (unsigned j = 0; j < idx; j++)
+			c = c->next;
+		if (c->state != CH_OPEN || c->tx_used == 0)
+			continue;
+		n = chan_dequeue(c, buf, cap);
+		if (!n)
+			continue;
+		*handle = c->handle;
+		l->rr = idx + 1;
+		if (c->want_writable && !c->owner_gone) {
+			c->want_writable = false;
+			if (c->ops && c->ops->writable)
+				c->ops->writable(c->ctx, c);
+		}
+		return n;
+	}
+	return 0;
+}
