@@ -1,0 +1,133 @@
+/* stack.c - one host stack: wires HCI's upward callbacks to L2CAP and GAP, and owns the
+ * timers every layer shares. The only place that knows all the layers. */
+#include "stack/stack.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+
+struct bt_stack {
+	bt_stack_config cfg;
+	bt_timers timers;
+	hci *hci;
+	l2cap *l2cap;
+	rfcomm *rfcomm;
+	gap *gap;        /* wired in when GAP lands */
+	sdp_server *sdp; /* wired in when the SDP server lands */
+};
+
+/* ---- HCI -> upper layers */
+
+static void up_ready(void *ctx, int err)
+{
+	bt_stack *s = ctx;
+	if (s->cfg.ready)
+		s->cfg.ready(s->cfg.ctx, err);
+}
+static void up_link_up(void *ctx, uint16_t handle, const bt_addr *peer, bool initiator)
+{
+	bt_stack *s = ctx;
+	l2cap_link_up(s->l2cap, handle, peer, initiator);
+}
+static void up_link_down(void *ctx, uint16_t handle, const bt_addr *peer, int err)
+{
+	bt_stack *s = ctx;
+	l2cap_link_down(s->l2cap, handle, peer, err);
+}
+static void up_connect_failed(void *ctx, const bt_addr *peer, int err)
+{
+	bt_stack *s = ctx;
+	l2cap_connect_failed(s->l2cap, peer, err);
+}
+static void up_acl(void *ctx, uint16_t handle, const uint8_t *pdu, size_t len)
+{
+	bt_stack *s = ctx;
+	l2cap_acl(s->l2cap, handle, pdu, len);
+}
+static size_t up_pull(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap)
+{
+	bt_stack *s = ctx;
+	return l2cap_pull(s->l2cap, handle, buf, cap);
+}
+static void up_event(void *ctx, uint8_t code, const uint8_t *p, size_t len)
+{
+	(void)ctx;
+	(void)code;
+	(void)p;
+	(void)len;
+}
+static void up_fatal(void *ctx, int err)
+{
+	bt_stack *s = ctx;
+	if (s->cfg.fatal)
+		s->cfg.fatal(s->cfg.ctx, err);
+}
+static void io_send(void *ctx, const uint8_t *pkt, size_t len)
+{
+	bt_stack *s = ctx;
+	s->cfg.send(s->cfg.ctx, pkt, len);
+}
+
+bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
+{
+	bt_stack *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	s->timers.now = now;
+	hci_io io = { .ctx = s, .send = io_send };
+	hci_upper up = {
+		.ctx = s,
+		.ready = up_ready,
+		.link_up = up_link_up,
+		.link_down = up_link_down,
+		.connect_failed = up_connect_failed,
+		.acl = up_acl,
+		.pull = up_pull,
+		.event = up_event,
+		.fatal = up_fatal,
+	};
+	s->hci = hci_new(&cfg->hci, &io, &up, &s->timers);
+	s->l2cap = s->hci ? l2cap_new(&cfg->l2cap, s->hci, &s->timers) : NULL;
+	s->rfcomm = s->l2cap ? rfcomm_new(&cfg->rfcomm, s->l2cap, &s->timers) : NULL;
+	if (!s->hci || !s->l2cap || !s->rfcomm) {
+		bt_stack_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void bt_stack_free(bt_stack *s)
+{
+	if (!s)
+		return;
+	/* Top down, so no layer outlives the one below it. */
+	rfcomm_free(s->rfcomm);
+	l2cap_free(s->l2cap);
+	hci_free(s->hci);
+	free(s);
+}
+
+void bt_stack_start(bt_stack *s, uint64_t now)
+{
+	bt_timers_run(&s->timers, now);
+	hci_start(s->hci);
+}
+
+void bt_stack_input(bt_stack *s, const uint8_t *data, size_t len, uint64_t now)
+{
+	if (now > s->timers.now)
+		s->timers.now = now;
+	hci_input(s->hci, data, len);
+}
+
+void bt_stack_run_timers(bt_stack *s, uint64_t now) { bt_timers_run(&s->timers, now); }
+uint64_t bt_stack_next_deadline(const bt_stack *s) { return bt_timers_next(&s->timers); }
+const char *bt_stack_error(const bt_stack *s) { return hci_error(s->hci); }
+
+hci *bt_stack_hci(bt_stack *s) { return s->hci; }
+l2cap *bt_stack_l2cap(bt_stack *s) { return s->l2cap; }
+rfcomm *bt_stack_rfcomm(bt_stack *s) { return s->rfcomm; }
+gap *bt_stack_gap(bt_stack *s) { return s->gap; }
+sdp_server *bt_stack_sdp(bt_stack *s) { return s->sdp; }
+bt_timers *bt_stack_timers(bt_stack *s) { return &s->timers; }
