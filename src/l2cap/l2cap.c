@@ -199,7 +199,7 @@ static void sig_send(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const uin
 	put_le16(hdr + 4, (uint16_t)len);
 	size_t tail = (k->sig_head + k->sig_used) % SIGQ_SIZE;
 	for (size_t i = 0; i < need; i++) {
-		uint8_t b = i < 6 ? hdr[i] : data[i - 6];
+		uint8_t b = i < 6 ? hdr[i] : data[i - 6]; /* data is only read when len > 0 */
 		k->sigq[(tail + i) % SIGQ_SIZE] = b;
 	}
 	k->sig_used += need;
@@ -210,7 +210,8 @@ static void cmd_reject(l2cap *l, l2link *k, uint8_t ident, uint16_t reason, cons
 {
 	uint8_t p[6];
 	put_le16(p, reason); /* Vol 3 Part A 4.1 */
-	memcpy(p + 2, data, len);
+	if (len)
+		memcpy(p + 2, data, len);
 	sig_send(l, k, SIG_CMD_REJECT, ident, p, 2 + len);
 }
 
@@ -439,6 +440,8 @@ l2cap *l2cap_new(const l2cap_config *cfg, hci *h, bt_timers *timers)
 	l->cfg = *cfg;
 	if (!l->cfg.rtx_ms)
 		l->cfg.rtx_ms = 5000;
+	if (!l->cfg.idle_probe_ms)
+		l->cfg.idle_probe_ms = 5000;
 	if (!l->cfg.probe_timeout_ms)
 		l->cfg.probe_timeout_ms = 5000;
 	l->hci = h;
@@ -679,6 +682,7 @@ static void sig_conn_req_send(l2cap_chan *ch)
 	ch->state = CH_WAIT_CONN_RSP;
 	bt_timer_start(l->timers, &ch->rtx, l->cfg.rtx_ms);
 	sig_send(l, k, SIG_CONN_REQ, ch->ident, p, 4);
+	link_check_idle(l, k);
 }
 
 static void conf_req_send(l2cap_chan *ch)
@@ -756,6 +760,7 @@ static void on_conn_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	ch->ctx = ctx;
 	conn_rsp_send(l, k, ident, ch->lcid, scid, CONN_SUCCESS);
 	conf_req_send(ch);
+	link_check_idle(l, k);
 }
 
 static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)

@@ -48,7 +48,7 @@ typedef int (*l2cap_accept_fn)(void *srv_ctx, l2cap_chan *ch, const l2cap_chan_o
 typedef struct {
 	uint32_t rtx_ms;       /* signalling response timeout (default 5000, Vol 3 Part A 6.2.1 RTX) */
 	uint32_t idle_probe_ms; /* a link with channels and nothing received this long gets an
-				 * Echo Request (default 5000); 0 disables */
+				 * Echo Request (default 5000) */
 	uint32_t probe_timeout_ms; /* no Echo Response within this: link lost (default 5000) */
 } l2cap_config;
 
