@@ -1,0 +1,279 @@
+/* util.c - argument parsing and error reporting for the btsock tool: addresses, numbers,
+ * RFCOMM channels, L2CAP PSMs, global options, and the "btsock: ..." messages that go with
+ * the stable exit codes of tool.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tool.h"
+
+void tool_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("btsock: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+int tool_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("btsock: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (cmd)
+		fprintf(stderr, "Try 'btsock %s --help'.\n", cmd);
+	else
+		fputs("Try 'btsock --help'.\n", stderr);
+	return TOOL_EXIT_USAGE;
+}
+
+int tool_fail(const char *what)
+{
+	int err = errno;
+	const char *sentence = btsock_error();
+
+	if (sentence && sentence[0])
+		tool_msg("%s", sentence);
+	else
+		tool_msg("%s: %s", what, strerror(err));
+	return err == ENODEV ? TOOL_EXIT_NO_ADAPTER : TOOL_EXIT_FAILURE;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Six two-digit hex bytes separated by ':' (most significant first, as printed). */
+bool tool_parse_addr(const char *s, char out[BTSOCK_ADDRSTRLEN])
+{
+	bool ok = strlen(s) == BTSOCK_ADDRSTRLEN - 1;
+
+	for (size_t i = 0; ok && i < BTSOCK_ADDRSTRLEN - 1; i++) {
+		if (i % 3 == 2)
+			ok = s[i] == ':';
+		else
+			ok = hex_digit(s[i]) >= 0;
+	}
+	if (!ok) {
+		tool_msg("invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB", s);
+		return false;
+	}
+	for (size_t i = 0; i < BTSOCK_ADDRSTRLEN - 1; i++)
+		out[i] = (char)toupper((unsigned char)s[i]);
+	out[BTSOCK_ADDRSTRLEN - 1] = '\0';
+	return true;
+}
+
+bool tool_parse_uint(const char *s, const char *what, unsigned long min, unsigned long max,
+		     unsigned long *out)
+{
+	char *end = NULL;
+	unsigned long v;
+
+	errno = 0;
+	if (!isdigit((unsigned char)s[0])) {
+		tool_msg("invalid %s '%s': expected a number", what, s);
+		return false;
+	}
+	v = strtoul(s, &end, 0);
+	if (errno || *end != '\0') {
+		tool_msg("invalid %s '%s': expected a number", what, s);
+		return false;
+	}
+	if (v < min || v > max) {
+		tool_msg("invalid %s '%s': must be %lu to %lu", what, s, min, max);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+bool tool_parse_channel(const char *s, bool allow_any, unsigned *out)
+{
+	unsigned long v;
+
+	if (!tool_parse_uint(s, "channel", 0, 0xffff, &v))
+		return false;
+	/* RFCOMM server channels are 1-30 (RFCOMM spec 5.4: DLCI = channel << 1 | direction). */
+	if ((v == 0 && !allow_any) || v > 30) {
+		tool_msg("invalid channel '%s': RFCOMM channels are 1 to 30%s", s,
+			 allow_any ? " (0 = any free channel)" : "");
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+bool tool_parse_psm(const char *s, bool allow_any, unsigned *out)
+{
+	unsigned long v;
+
+	if (!tool_parse_uint(s, "PSM", 0, 0xffff, &v))
+		return false;
+	if (v == 0 && allow_any) {
+		*out = 0;
+		return true;
+	}
+	/* Core Vol 3 Part A 4.2: a PSM is odd and the lowest bit of its most significant octet
+	 * is 0 (so 0x1001, 0x1003, ... 0x10FF, 0x1201, ...). */
+	if (v == 0 || (v & 0x0001) == 0 || (v & 0x0100) != 0) {
+		tool_msg("invalid PSM '%s': a PSM is odd and its upper byte is even "
+			 "(like 0x1001, 0x1003, 0x1201)%s", s, allow_any ? "; 0 = any free PSM" : "");
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
+{
+	char local[BTSOCK_ADDRSTRLEN];
+	const char *name = ctx->adapter ? ctx->adapter : getenv("BTSOCK_ADAPTER");
+
+	if (!name || !name[0]) {
+		tool_msg("no adapter: set BTSOCK_ADAPTER or use -a ADAPTER "
+			 "(e.g. unix:/tmp/bt-server-bredr)");
+		return TOOL_EXIT_NO_ADAPTER;
+	}
+	if (ctx->snoop && btsock_set_snoop(ctx->snoop) < 0) {
+		tool_fail("snoop file");
+		return TOOL_EXIT_FAILURE;
+	}
+	if (btsock_adapter_open(name, addr ? addr : local) < 0) {
+		int err = errno;
+		const char *sentence = btsock_error();
+
+		if (sentence && sentence[0])
+			tool_msg("%s", sentence);
+		else
+			tool_msg("cannot open adapter '%s': %s", name, strerror(err));
+		return TOOL_EXIT_NO_ADAPTER;
+	}
+	return TOOL_EXIT_OK;
+}
+
+/* Splits "--name=value" into the name length and value. */
+static size_t long_name_len(const char *s, const char **value)
+{
+	const char *eq = strchr(s, '=');
+
+	*value = eq ? eq + 1 : NULL;
+	return eq ? (size_t)(eq - s) : strlen(s);
+}
+
+static const struct tool_opt global_opts[] = {
+	{ 'a', "adapter", true },
+	{ 0, "snoop", true },
+};
+
+/* Finds the option matching argv word `w` in opts; fills *value for attached values. */
+static int match_opt(const char *w, const struct tool_opt *opts, int nopts, const char **value)
+{
+	*value = NULL;
+	if (w[1] == '-') {
+		size_t len = long_name_len(w + 2, value);
+
+		for (int k = 0; k < nopts; k++) {
+			if (opts[k].long_name && strlen(opts[k].long_name) == len &&
+			    strncmp(opts[k].long_name, w + 2, len) == 0)
+				return k;
+		}
+		return -1;
+	}
+	for (int k = 0; k < nopts; k++) {
+		if (opts[k].short_name && w[1] == opts[k].short_name) {
+			if (w[2] != '\0') {
+				if (!opts[k].has_arg)
+					return -1;
+				*value = w + 2;
+			}
+			return k;
+		}
+	}
+	return -1;
+}
+
+/* Gets the option's value (attached or the next word); false if missing or unwanted. */
+static bool opt_value(struct tool_args *a, const struct tool_opt *o, const char *w,
+		      const char *attached)
+{
+	if (!o->has_arg) {
+		if (attached) {
+			tool_usage_error(a->cmd, "option '%s' takes no value", w);
+			return false;
+		}
+		a->arg = NULL;
+		return true;
+	}
+	if (attached) {
+		a->arg = attached;
+		return true;
+	}
+	if (a->i >= a->argc) {
+		tool_usage_error(a->cmd, "option '%s' needs a value", w);
+		return false;
+	}
+	a->arg = a->argv[a->i++];
+	return true;
+}
+
+int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
+{
+	const char *w, *attached;
+	int k;
+
+	if (a->i >= a->argc)
+		return TOOL_ARG_END;
+	w = a->argv[a->i++];
+	if (a->no_more_options || w[0] != '-' || w[1] == '\0') {
+		a->arg = w;
+		return TOOL_ARG_POSITIONAL;
+	}
+	if (strcmp(w, "--") == 0) {
+		a->no_more_options = true;
+		return tool_next_arg(a, opts, nopts);
+	}
+	if (strcmp(w, "-h") == 0 || strcmp(w, "--help") == 0)
+		return TOOL_ARG_HELP;
+	k = match_opt(w, global_opts, (int)(sizeof(global_opts) / sizeof(global_opts[0])),
+		      &attached);
+	if (k >= 0) {
+		if (!opt_value(a, &global_opts[k], w, attached))
+			return TOOL_ARG_ERROR;
+		if (k == 0)
+			a->ctx->adapter = a->arg;
+		else
+			a->ctx->snoop = a->arg;
+		return tool_next_arg(a, opts, nopts);
+	}
+	k = match_opt(w, opts, nopts, &attached);
+	if (k < 0) {
+		tool_usage_error(a->cmd, "unknown option '%s'", w);
+		return TOOL_ARG_ERROR;
+	}
+	if (!opt_value(a, &opts[k], w, attached))
+		return TOOL_ARG_ERROR;
+	return k;
+}
+
+void tool_print_help(FILE *out, const struct tool_cmd *cmd)
+{
+	fputs(cmd->help, out);
+	fputs("\nGlobal options: -a ADAPTER, --snoop FILE (see 'btsock --help').\n"
+	      "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 adapter unavailable.\n", out);
+}
