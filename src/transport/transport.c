@@ -126,9 +126,12 @@ int bt_transport_open(const char *spec, bt_transport *t, char *err, size_t errle
 	t->name[0] = '\0';
 	if (c.spec[0] == '\0')
 		return tp_fail_parse(&c, EINVAL, "empty adapter string; expected " TP_FORMS);
-	if (strlen(c.spec) >= sizeof t->name)
-		return tp_fail_parse(&c, ENAMETOOLONG, "adapter string longer than %zu characters",
-				     sizeof t->name - 1);
+	if (strlen(c.spec) >= sizeof t->name) { /* do not echo all of it */
+		if (err && errlen)
+			snprintf(err, errlen, "%.32s...: parse: adapter string longer than %zu characters",
+				 c.spec, sizeof t->name - 1);
+		return -ENAMETOOLONG;
+	}
 	const char *colon = strchr(c.spec, ':');
 	if (!colon)
 		return open_unprefixed(&c);
