@@ -1,0 +1,625 @@
+/* gap.c - device discovery, remote names, local settings and pairing replies for one stack
+ * (Core spec Vol 3 Part C; HCI commands and events of Vol 4 Part E 7.1, 7.3, 7.7).
+ *
+ * Inquiry: IDLE -> STARTING (HCI_Inquiry sent) -> RUNNING (Command Status 0) -> IDLE (Inquiry
+ * Complete, cancel, failure or the safety timer); inq_end() is the one place it ends.
+ * Remote names: a queue; the head is on the controller while name_busy. A request that timed
+ * out or was cancelled stays at the head without a callback until its Remote Name Request
+ * Complete (or a grace period) so that the controller is never asked for two at once.
+ * Pairing: every request a peer makes is answered at once (Just Works, stored link keys). */
+#include "gap/gap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bytes.h"
+#include "hci/hci_defs.h"
+
+/* Commands hci_defs.h does not name (Vol 4 Part E 7.1.33, 7.1.35). */
+#define GAP_OP_USER_PASSKEY_NEG_REPLY HCI_OPCODE(0x01, 0x002f)
+#define GAP_OP_REMOTE_OOB_NEG_REPLY HCI_OPCODE(0x01, 0x0033)
+/* Events hci_defs.h does not name (Vol 4 Part E 7.7.44, 7.7.45). */
+#define GAP_EV_USER_PASSKEY_REQUEST 0x34
+#define GAP_EV_REMOTE_OOB_REQUEST 0x35
+
+#define GAP_CACHE_SIZE 256
+#define GAP_MAX_NAME_REQS 32
+#define GAP_PEER_IO 8
+#define GAP_NAME_GRACE_MS 2000
+#define GAP_INQ_SLACK_MS 5000 /* beyond length * 1.28 s before we stop waiting */
+
+typedef enum { INQ_IDLE, INQ_STARTING, INQ_RUNNING } inq_state;
+
+/* What the latest inquiry told about a device (for name requests and de-duplication). */
+typedef struct {
+	bt_addr addr;
+	uint8_t pscan_rep_mode;
+	uint16_t clock_offset;
+	uint32_t inq_id; /* the inquiry that last reported it */
+} cache_entry;
+
+struct gap_name_req {
+	bt_addr peer;
+	uint32_t timeout_ms;
+	gap_name_cb cb; /* NULL once timed out or cancelled while on the controller */
+	void *ctx;
+	gap_name_req *next;
+};
+
+typedef struct {
+	bool used;
+	bt_addr addr;
+	uint8_t key[16];
+	uint8_t type;
+} key_entry;
+
+typedef struct {
+	bool used;
+	bt_addr addr;
+	uint8_t auth; /* the peer's Authentication_Requirements */
+} peer_io;
+
+struct gap {
+	hci *h;
+	bt_timers *timers;
+
+	inq_state inq;
+	const gap_inquiry_ops *inq_ops;
+	void *inq_ctx;
+	uint32_t inq_id;
+	bt_timer inq_timer;
+	cache_entry cache[GAP_CACHE_SIZE];
+	size_t n_cache;
+	size_t cache_next; /* the slot to overwrite next once full */
+
+	gap_name_req *names; /* queue; the head is on the controller while name_busy */
+	size_t n_names;
+	bool name_busy;
+	bt_timer name_timer;
+
+	key_entry keys[GAP_MAX_KEYS];
+	unsigned key_next;
+	peer_io io[GAP_PEER_IO];
+	unsigned io_next;
+};
+
+static void name_pump(gap *g);
+
+/* ------------------------------------------------------------------ device cache */
+
+static cache_entry *cache_find(gap *g, const bt_addr *a)
+{
+	for (size_t i = 0; i < g->n_cache; i++)
+		if (bt_addr_eq(&g->cache[i].addr, a))
+			return &g->cache[i];
+	return NULL;
+}
+
+static cache_entry *cache_slot(gap *g, const bt_addr *a)
+{
+	cache_entry *e = cache_find(g, a);
+	if (e)
+		return e;
+	if (g->n_cache < GAP_CACHE_SIZE) {
+		e = &g->cache[g->n_cache++];
+	} else {
+		e = &g->cache[g->cache_next];
+		g->cache_next = (g->cache_next + 1) % GAP_CACHE_SIZE;
+	}
+	memset(e, 0, sizeof *e);
+	e->addr = *a;
+	return e;
+}
+
+/* ------------------------------------------------------------------ inquiry */
+
+/* The one place an inquiry ends. */
+static void inq_end(gap *g, int err)
+{
+	if (g->inq == INQ_IDLE)
+		return;
+	g->inq = INQ_IDLE;
+	bt_timer_stop(g->timers, &g->inq_timer);
+	const gap_inquiry_ops *ops = g->inq_ops;
+	g->inq_ops = NULL;
+	if (ops && ops->done)
+		ops->done(g->inq_ctx, err);
+}
+
+static void inq_status(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	gap *g = ctx;
+	if (g->inq != INQ_STARTING)
+		return;
+	if (status)
+		inq_end(g, hci_status_to_errno(status));
+	else
+		g->inq = INQ_RUNNING;
+}
+
+static void inq_timeout(bt_timer *t, void *ctx)
+{
+	gap *g = ctx;
+	hci_cmd(g->h, HCI_OP_INQUIRY_CANCEL, NULL, 0, NULL, NULL);
+	inq_end(g, -ETIMEDOUT);
+}
+
+int gap_inquiry_start(gap *g, uint8_t length, uint8_t max_responses, const gap_inquiry_ops *ops, void *ctx)
+{
+	if (g->inq != INQ_IDLE)
+		return -EBUSY;
+	if (length < 1 || length > 0x30)
+		return -EINVAL;
+	uint8_t p[5]; /* Vol 4 Part E 7.1.1: LAP (3), Inquiry_Length, Num_Responses */
+	p[0] = (uint8_t)GAP_LAP_GIAC;
+	p[1] = (uint8_t)(GAP_LAP_GIAC >> 8);
+	p[2] = (uint8_t)(GAP_LAP_GIAC >> 16);
+	p[3] = length;
+	p[4] = max_responses;
+	g->inq = INQ_STARTING;
+	g->inq_ops = ops;
+	g->inq_ctx = ctx;
+	g->inq_id++;
+	int err = hci_cmd(g->h, HCI_OP_INQUIRY, p, sizeof p, inq_status, g);
+	if (err < 0) {
+		g->inq = INQ_IDLE;
+		g->inq_ops = NULL;
+		return err;
+	}
+	bt_timer_start(g->timers, &g->inq_timer, (uint32_t)length * 1280u + GAP_INQ_SLACK_MS);
+	return 0;
+}
+
+int gap_inquiry_cancel(gap *g)
+{
+	if (g->inq == INQ_IDLE)
+		return -EALREADY;
+	hci_cmd(g->h, HCI_OP_INQUIRY_CANCEL, NULL, 0, NULL, NULL); /* Vol 4 Part E 7.1.2 */
+	inq_end(g, -ECANCELED);
+	return 0;
+}
+
+bool gap_inquiry_active(const gap *g) { return g->inq != INQ_IDLE; }
+
+/* One response: remembered, and reported unless this inquiry reported it already. */
+static void inq_report(gap *g, const gap_device *d)
+{
+	cache_entry *e = cache_slot(g, &d->addr);
+	e->pscan_rep_mode = d->pscan_rep_mode;
+	e->clock_offset = d->clock_offset;
+	if (g->inq == INQ_IDLE || e->inq_id == g->inq_id)
+		return;
+	e->inq_id = g->inq_id;
+	if (g->inq_ops && g->inq_ops->device)
+		g->inq_ops->device(g->inq_ctx, d);
+}
+
+static uint32_t read_cod(bt_reader *r)
+{
+	const uint8_t *c = bt_read_bytes(r, 3);
+	return c ? (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 : 0;
+}
+
+/* Inquiry Result (Vol 4 Part E 7.7.2) and Inquiry Result with RSSI (7.7.33). The spec draws
+ * the parameters as arrays; controllers (and Linux, and btvirt) send one record per response
+ * after Num_Responses, which is what is read here (the same thing when Num_Responses is 1).
+ * Record: BD_ADDR, Page_Scan_Repetition_Mode, reserved (2 bytes, or 1 with RSSI), Class of
+ * Device, Clock_Offset[, RSSI]. Some controllers put 3 reserved bytes before the RSSI one. */
+static void ev_inquiry_result(gap *g, const uint8_t *p, size_t len, bool with_rssi)
+{
+	bt_reader r = bt_reader_init(p, len);
+	uint8_t num = bt_read_u8(&r);
+	if (r.err || num == 0)
+		return;
+	size_t rec = bt_reader_left(&r) / num;
+	size_t reserved = with_rssi ? (rec == 15 ? 2 : 1) : 2;
+	if (rec < 6 + 1 + reserved + 3 + 2 + (with_rssi ? 1 : 0))
+		return;
+	for (unsigned i = 0; i < num; i++) {
+		gap_device d;
+		memset(&d, 0, sizeof d);
+		const uint8_t *a = bt_read_bytes(&r, 6);
+		d.pscan_rep_mode = bt_read_u8(&r);
+		bt_read_bytes(&r, reserved);
+		d.cod = read_cod(&r);
+		d.clock_offset = bt_read_le16(&r) & 0x7fff;
+		if (with_rssi) {
+			d.has_rssi = true;
+			d.rssi = (int8_t)bt_read_u8(&r);
+		}
+		if (r.err || !a)
+			return;
+		memcpy(d.addr.b, a, 6);
+		inq_report(g, &d);
+	}
+}
+
+/* Extended Inquiry Result (Vol 4 Part E 7.7.38): one response with RSSI and 240 bytes of EIR. */
+static void ev_ext_inquiry_result(gap *g, const uint8_t *p, size_t len)
+{
+	bt_reader r = bt_reader_init(p, len);
+	gap_device d;
+	memset(&d, 0, sizeof d);
+	uint8_t num = bt_read_u8(&r);
+	const uint8_t *a = bt_read_bytes(&r, 6);
+	d.pscan_rep_mode = bt_read_u8(&r);
+	bt_read_u8(&r); /* reserved */
+	d.cod = read_cod(&r);
+	d.clock_offset = bt_read_le16(&r) & 0x7fff;
+	d.has_rssi = true;
+	d.rssi = (int8_t)bt_read_u8(&r);
+	if (r.err || num != 1 || !a)
+		return;
+	memcpy(d.addr.b, a, 6);
+	size_t eir_len = bt_reader_left(&r);
+	const uint8_t *eir = bt_read_bytes(&r, eir_len);
+	if (eir && gap_eir_name(eir, eir_len, d.name, sizeof d.name, &d.name_complete) >= 0)
+		d.has_name = true;
+	inq_report(g, &d);
+}
+
+static void ev_inquiry_complete(gap *g, const uint8_t *p, size_t len)
+{
+	if (g->inq != INQ_RUNNING && g->inq != INQ_STARTING)
+		return;
+	uint8_t status = len >= 1 ? p[0] : 0; /* Vol 4 Part E 7.7.1 */
+	inq_end(g, status ? hci_status_to_errno(status) : 0);
+}
+
+/* ------------------------------------------------------------------ remote names */
+
+static void name_finish_head(gap *g, int err, const char *name)
+{
+	gap_name_req *r = g->names;
+	if (!r)
+		return;
+	g->names = r->next;
+	g->n_names--;
+	g->name_busy = false;
+	bt_timer_stop(g->timers, &g->name_timer);
+	if (r->cb)
+		r->cb(r->ctx, err, &r->peer, name);
+	free(r);
+	name_pump(g);
+}
+
+static void name_status(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	gap *g = ctx;
+	if (status && g->name_busy) /* Command Status failure: no Complete event follows */
+		name_finish_head(g, hci_status_to_errno(status), "");
+}
+
+static void name_timeout(bt_timer *t, void *ctx)
+{
+	gap *g = ctx;
+	gap_name_req *r = g->names;
+	if (!r || !g->name_busy)
+		return;
+	if (!r->cb) { /* the grace period of an abandoned request ended too */
+		name_finish_head(g, -ETIMEDOUT, "");
+		return;
+	}
+	gap_name_cb cb = r->cb;
+	r->cb = NULL;
+	/* Vol 4 Part E 7.1.20: cancel; its Remote Name Request Complete ends the request. */
+	hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, r->peer.b, 6, NULL, NULL);
+	bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
+	cb(r->ctx, -ETIMEDOUT, &r->peer, "");
+}
+
+static void name_pump(gap *g)
+{
+	gap_name_req *r = g->names;
+	if (g->name_busy || !r)
+		return;
+	uint8_t p[10]; /* Vol 4 Part E 7.1.19: BD_ADDR, PSRM, reserved, Clock_Offset */
+	memcpy(p, r->peer.b, 6);
+	const cache_entry *e = cache_find(g, &r->peer);
+	p[6] = e ? e->pscan_rep_mode : 0x02; /* R2 unless an inquiry told otherwise */
+	p[7] = 0;
+	put_le16(p + 8, e ? (uint16_t)(e->clock_offset | 0x8000) : 0); /* bit 15: offset valid */
+	if (hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST, p, sizeof p, name_status, g) < 0) {
+		g->name_busy = true;
+		name_finish_head(g, -ENOBUFS, "");
+		return;
+	}
+	g->name_busy = true;
+	bt_timer_start(g->timers, &g->name_timer, r->timeout_ms);
+}
+
+int gap_remote_name(gap *g, const bt_addr *peer, uint32_t timeout_ms, gap_name_cb cb, void *ctx,
+		    gap_name_req **out)
+{
+	if (g->n_names >= GAP_MAX_NAME_REQS)
+		return -ENOBUFS;
+	gap_name_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return -ENOMEM;
+	r->peer = *peer;
+	r->timeout_ms = timeout_ms ? timeout_ms : 10000;
+	r->cb = cb;
+	r->ctx = ctx;
+	gap_name_req **pp = &g->names;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = r;
+	g->n_names++;
+	if (out)
+		*out = r;
+	name_pump(g);
+	return 0;
+}
+
+void gap_remote_name_cancel(gap *g, gap_name_req *r)
+{
+	if (!r)
+		return;
+	if (r == g->names && g->name_busy) {
+		if (r->cb) {
+			r->cb = NULL;
+			hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, r->peer.b, 6, NULL, NULL);
+			bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
+		}
+		return;
+	}
+	for (gap_name_req **pp = &g->names; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			g->n_names--;
+			free(r);
+			return;
+		}
+	}
+}
+
+/* Remote Name Request Complete (Vol 4 Part E 7.7.7): Status, BD_ADDR, 248-byte name. */
+static void ev_name_complete(gap *g, const uint8_t *p, size_t len)
+{
+	bt_reader r = bt_reader_init(p, len);
+	uint8_t status = bt_read_u8(&r);
+	const uint8_t *a = bt_read_bytes(&r, 6);
+	if (r.err || !g->name_busy || !g->names || memcmp(a, g->names->peer.b, 6) != 0)
+		return;
+	char name[GAP_NAME_MAX + 1];
+	size_t n = 0, left = bt_reader_left(&r);
+	const uint8_t *s = bt_read_bytes(&r, left);
+	while (!status && s && n < left && n < GAP_NAME_MAX && s[n] != 0) {
+		name[n] = (char)s[n];
+		n++;
+	}
+	name[n] = 0;
+	name_finish_head(g, status ? hci_status_to_errno(status) : 0, name);
+}
+
+/* ------------------------------------------------------------------ local settings */
+
+int gap_write_local_name(gap *g, const char *name, hci_cmd_cb cb, void *ctx)
+{
+	uint8_t p[GAP_NAME_MAX]; /* Vol 4 Part E 7.3.11: NUL padded */
+	size_t n = strlen(name);
+	if (n > GAP_NAME_MAX)
+		return -EINVAL;
+	memset(p, 0, sizeof p);
+	memcpy(p, name, n);
+	int err = hci_cmd(g->h, HCI_OP_WRITE_LOCAL_NAME, p, sizeof p, cb, ctx);
+	if (err < 0)
+		return err;
+	uint8_t e[241]; /* Vol 4 Part E 7.3.56: FEC_Required, 240 bytes of EIR */
+	e[0] = 0x00;
+	gap_eir_build_name(name, e + 1);
+	hci_cmd(g->h, HCI_OP_WRITE_EXT_INQUIRY_RESPONSE, e, sizeof e, NULL, NULL);
+	return 0;
+}
+
+int gap_write_class_of_device(gap *g, uint32_t cod, hci_cmd_cb cb, void *ctx)
+{
+	uint8_t p[3] = { (uint8_t)cod, (uint8_t)(cod >> 8), (uint8_t)(cod >> 16) }; /* 7.3.26 */
+	return hci_cmd(g->h, HCI_OP_WRITE_CLASS_OF_DEVICE, p, sizeof p, cb, ctx);
+}
+
+int gap_write_scan_enable(gap *g, bool inquiry_scan, bool page_scan, hci_cmd_cb cb, void *ctx)
+{
+	uint8_t v = (uint8_t)((inquiry_scan ? 0x01 : 0) | (page_scan ? 0x02 : 0)); /* 7.3.18 */
+	return hci_cmd(g->h, HCI_OP_WRITE_SCAN_ENABLE, &v, 1, cb, ctx);
+}
+
+/* ------------------------------------------------------------------ pairing */
+
+static key_entry *key_find(const gap *g, const bt_addr *a)
+{
+	for (unsigned i = 0; i < GAP_MAX_KEYS; i++)
+		if (g->keys[i].used && bt_addr_eq(&g->keys[i].addr, a))
+			return (key_entry *)&g->keys[i];
+	return NULL;
+}
+
+int gap_link_key_get(const gap *g, const bt_addr *peer, uint8_t key[16])
+{
+	const key_entry *k = key_find(g, peer);
+	if (!k)
+		return -ENOENT;
+	memcpy(key, k->key, 16);
+	return 0;
+}
+
+void gap_link_key_set(gap *g, const bt_addr *peer, const uint8_t key[16], uint8_t type)
+{
+	key_entry *k = key_find(g, peer);
+	if (!k) {
+		k = &g->keys[g->key_next];
+		g->key_next = (g->key_next + 1) % GAP_MAX_KEYS;
+	}
+	k->used = true;
+	k->addr = *peer;
+	memcpy(k->key, key, 16);
+	k->type = type;
+}
+
+void gap_link_key_forget(gap *g, const bt_addr *peer)
+{
+	key_entry *k = key_find(g, peer);
+	if (k)
+		memset(k, 0, sizeof *k);
+}
+
+static bool read_addr(const uint8_t *p, size_t len, bt_addr *a)
+{
+	if (len < 6)
+		return false;
+	memcpy(a->b, p, 6);
+	return true;
+}
+
+/* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows. */
+static void ev_link_key_request(gap *g, const bt_addr *a)
+{
+	uint8_t p[22];
+	memcpy(p, a->b, 6);
+	if (gap_link_key_get(g, a, p + 6) == 0)
+		hci_cmd(g->h, HCI_OP_LINK_KEY_REQUEST_REPLY, p, 22, NULL, NULL); /* 7.1.10 */
+	else
+		hci_cmd(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, p, 6, NULL, NULL); /* 7.1.11 */
+}
+
+/* Link_Key_Notification (7.7.24): BD_ADDR, Link_Key, Key_Type. */
+static void ev_link_key_notification(gap *g, const uint8_t *p, size_t len)
+{
+	if (len < 23)
+		return;
+	bt_addr a;
+	memcpy(a.b, p, 6);
+	gap_link_key_set(g, &a, p + 6, p[22]);
+}
+
+/* IO_Capability_Response (7.7.41): remember the peer's authentication requirements. */
+static void ev_io_cap_response(gap *g, const uint8_t *p, size_t len)
+{
+	if (len < 9)
+		return;
+	bt_addr a;
+	memcpy(a.b, p, 6);
+	peer_io *e = NULL;
+	for (unsigned i = 0; i < GAP_PEER_IO && !e; i++)
+		if (g->io[i].used && bt_addr_eq(&g->io[i].addr, &a))
+			e = &g->io[i];
+	if (!e) {
+		e = &g->io[g->io_next];
+		g->io_next = (g->io_next + 1) % GAP_PEER_IO;
+	}
+	*e = (peer_io){ true, a, p[8] };
+}
+
+/* IO_Capability_Request (7.7.40) -> IO_Capability_Request_Reply (7.1.29): NoInputNoOutput,
+ * no OOB data, MITM not required; bonding as the peer asked if it told us first. */
+static void ev_io_cap_request(gap *g, const bt_addr *a)
+{
+	uint8_t auth = 0x00; /* no bonding, no MITM */
+	for (unsigned i = 0; i < GAP_PEER_IO; i++)
+		if (g->io[i].used && bt_addr_eq(&g->io[i].addr, a) && g->io[i].auth <= 0x05)
+			auth = g->io[i].auth & (uint8_t)~0x01;
+	uint8_t p[9];
+	memcpy(p, a->b, 6);
+	p[6] = 0x03; /* NoInputNoOutput */
+	p[7] = 0x00; /* OOB authentication data not present */
+	p[8] = auth;
+	hci_cmd(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, p, sizeof p, NULL, NULL);
+}
+
+static void reply_addr(gap *g, uint16_t op, const bt_addr *a)
+{
+	hci_cmd(g->h, op, a->b, 6, NULL, NULL);
+}
+
+static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)
+{
+	bt_addr a;
+	switch (code) {
+	case HCI_EV_IO_CAPABILITY_REQUEST:
+		if (read_addr(p, len, &a))
+			ev_io_cap_request(g, &a);
+		return true;
+	case HCI_EV_IO_CAPABILITY_RESPONSE:
+		ev_io_cap_response(g, p, len);
+		return true;
+	case HCI_EV_USER_CONFIRM_REQUEST: /* 7.7.42 -> 7.1.30: accept (Just Works) */
+		if (read_addr(p, len, &a))
+			reply_addr(g, HCI_OP_USER_CONFIRM_REQUEST_REPLY, &a);
+		return true;
+	case GAP_EV_USER_PASSKEY_REQUEST: /* 7.7.43: we have no keyboard */
+		if (read_addr(p, len, &a))
+			reply_addr(g, GAP_OP_USER_PASSKEY_NEG_REPLY, &a);
+		return true;
+	case GAP_EV_REMOTE_OOB_REQUEST: /* 7.7.44: no OOB data */
+		if (read_addr(p, len, &a))
+			reply_addr(g, GAP_OP_REMOTE_OOB_NEG_REPLY, &a);
+		return true;
+	case HCI_EV_LINK_KEY_REQUEST:
+		if (read_addr(p, len, &a))
+			ev_link_key_request(g, &a);
+		return true;
+	case HCI_EV_LINK_KEY_NOTIFICATION:
+		ev_link_key_notification(g, p, len);
+		return true;
+	case HCI_EV_PIN_CODE_REQUEST: /* 7.7.22 -> 7.1.13: no PIN to offer */
+		if (read_addr(p, len, &a))
+			reply_addr(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, &a);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* ------------------------------------------------------------------ events, lifetime */
+
+void gap_event(gap *g, uint8_t code, const uint8_t *params, size_t len)
+{
+	if (!g || pairing_event(g, code, params, len))
+		return;
+	switch (code) {
+	case HCI_EV_INQUIRY_RESULT:
+		ev_inquiry_result(g, params, len, false);
+		break;
+	case HCI_EV_INQUIRY_RESULT_WITH_RSSI:
+		ev_inquiry_result(g, params, len, true);
+		break;
+	case HCI_EV_EXT_INQUIRY_RESULT:
+		ev_ext_inquiry_result(g, params, len);
+		break;
+	case HCI_EV_INQUIRY_COMPLETE:
+		ev_inquiry_complete(g, params, len);
+		break;
+	case HCI_EV_REMOTE_NAME_REQUEST_COMPLETE:
+		ev_name_complete(g, params, len);
+		break;
+	default:
+		break;
+	}
+}
+
+gap *gap_new(hci *h, bt_timers *timers)
+{
+	gap *g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->h = h;
+	g->timers = timers;
+	bt_timer_init(&g->inq_timer, inq_timeout, g);
+	bt_timer_init(&g->name_timer, name_timeout, g);
+	return g;
+}
+
+void gap_free(gap *g)
+{
+	if (!g)
+		return;
+	bt_timer_stop(g->timers, &g->inq_timer);
+	bt_timer_stop(g->timers, &g->name_timer);
+	while (g->names) {
+		gap_name_req *r = g->names;
+		g->names = r->next;
+		free(r);
+	}
+	free(g);
+}
