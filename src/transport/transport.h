@@ -35,18 +35,28 @@ typedef struct {
 } bt_transport;
 
 /* Opens the adapter named by spec. 0, or -errno with a sentence in err naming what was tried
- * and why it failed ("unix:/tmp/x: connect: No such file or directory (is btvirt -s running?)",
- * "unknown adapter type 'foo' in 'foo:bar': expected unix:, tcp:, serial: or userchan:"). */
+ * and why it failed, as "SPEC: STEP: reason (hint)":
+ * ("unix:/tmp/x: connect: No such file or directory (is `btvirt -s` running?)",
+ * "foo:bar: parse: unknown adapter type 'foo'; expected unix:, tcp:, serial: or userchan:").
+ * Malformed strings give -EINVAL (-ENAMETOOLONG when too long) before anything is opened;
+ * plain "hciN" gives -ENOTSUP (reserved for a kernel-socket backend; use "userchan:hciN"). */
 int bt_transport_open(const char *spec, bt_transport *t, char *err, size_t errlen);
 /* Queues one whole H4 packet and writes as much as the fd takes now. If the internal buffer
- * is full it waits (poll) up to 2 s for room. 0 or -errno (-EPIPE when the controller went). */
+ * is full it waits (poll) up to 2 s for room. 0 or -errno (-EPIPE when the controller went).
+ * Also: -ETIMEDOUT when no room came (nothing of the packet is queued), -EMSGSIZE when len
+ * exceeds BT_TRANSPORT_OUTBUF, -EINVAL for len 0 or (userchan) bytes that are not exactly one
+ * well-formed H4 packet, -EBADF once closed. Never raises SIGPIPE. */
 int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len);
 /* Writes more of what is queued (call when the fd polls writable). 0 or -errno. */
 int bt_transport_flush(bt_transport *t);
 /* Whether bytes are queued (the caller should poll for POLLOUT). */
 bool bt_transport_pending(const bt_transport *t);
-/* Reads what is available: >0 bytes, 0 on end of stream, -EAGAIN, or -errno. */
+/* Reads what is available: >0 bytes, 0 on end of stream, -EAGAIN, or -errno.
+ * userchan: one whole packet per call (-EMSGSIZE if cap is too small for it: size buf for
+ * the largest packet, 1 + 4 + ACL MTU; 1 + 4 + 65535 always suffices).
+ * serial: a hung-up line (EIO) counts as end of stream. */
 ssize_t bt_transport_read(bt_transport *t, uint8_t *buf, size_t cap);
+/* Tries once, without waiting, to write what is still queued, then closes. Idempotent. */
 void bt_transport_close(bt_transport *t);
 
 #endif
