@@ -128,6 +128,12 @@ static int configure(const tp_ctx *c, int fd, const baud_entry *baud)
 		return tp_fail(c, "cfsetspeed", errno, NULL);
 	if (tcsetattr(fd, TCSANOW, &tio) < 0)
 		return tp_fail(c, "tcsetattr", errno, NULL);
+	/* tcsetattr succeeds if any part applied: check the rate stuck. */
+	struct termios now;
+	if (tcgetattr(fd, &now) < 0)
+		return tp_fail(c, "tcgetattr", errno, NULL);
+	if (cfgetospeed(&now) != baud->code)
+		return tp_fail(c, "tcsetattr", EINVAL, "the device does not support this baud rate");
 	/* Drop whatever a previous user left in either direction. */
 	if (tcflush(fd, TCIOFLUSH) < 0)
 		return tp_fail(c, "tcflush", errno, NULL);

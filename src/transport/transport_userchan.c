@@ -58,8 +58,12 @@ static int uc_fail(const tp_ctx *c, const char *step, int e, int dev)
 /* Down (the kernel lets go; already down is fine), then bind to the user channel. */
 static int uc_bind(const tp_ctx *c, int s, int dev)
 {
-	if (ioctl(s, UC_HCIDEVDOWN, dev) < 0 && errno != EALREADY)
+	if (ioctl(s, UC_HCIDEVDOWN, dev) < 0 && errno != EALREADY) {
+		/* The kernel refuses to close an adapter whose user channel is taken. */
+		if (errno == EBUSY)
+			return tp_fail(c, "ioctl HCIDEVDOWN", EBUSY, uc_hint(EUSERS, NULL, 0, dev));
 		return uc_fail(c, "ioctl HCIDEVDOWN", errno, dev);
+	}
 	struct uc_sockaddr_hci sa;
 	memset(&sa, 0, sizeof sa);
 	sa.hci_family = UC_AF_BLUETOOTH;
