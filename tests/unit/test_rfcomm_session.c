@@ -1,0 +1,654 @@
+/* test_rfcomm_session.c - RFCOMM sessions and DLCs (RFCOMM spec v1.2, ETSI TS 07.10) through a
+ * real stack driven by the harness: the test plays the peer's RFCOMM over an L2CAP channel on
+ * PSM 3. Each test names the section it checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/bytes.h"
+#include "harness.h"
+#include "rfcomm/rfcomm_frame.h"
+
+#define PEER_CID 0x0040
+#define PEER_MTU 1000 /* our N1 offer becomes min(1024, 1000) - 6 = 994 */
+
+/* What the owner of one DLC saw. */
+typedef struct {
+	rfcomm_dlc *d;
+	int accepts, opened, readable, writable, closed, close_err;
+	int refuse; /* accept returns this if non-zero */
+} rec;
+
+static void r_opened(void *c, rfcomm_dlc *d) { ((rec *)c)->opened++; }
+static void r_readable(void *c, rfcomm_dlc *d) { ((rec *)c)->readable++; }
+static void r_writable(void *c, rfcomm_dlc *d) { ((rec *)c)->writable++; }
+static void r_closed(void *c, rfcomm_dlc *d, int err)
+{
+	rec *r = c;
+	r->closed++;
+	r->close_err = err;
+}
+static const rfcomm_dlc_ops rec_ops = { r_opened, r_readable, r_writable, r_closed };
+
+static int rec_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx)
+{
+	rec *r = srv;
+	r->accepts++;
+	if (r->refuse)
+		return r->refuse;
+	r->d = d;
+	*ops = &rec_ops;
+	*ctx = r;
+	return 0;
+}
+
+typedef struct {
+	harness *h;
+	rfcomm *rf;
+	bt_addr peer;
+	uint16_t handle, cid; /* the stack's CID on the RFCOMM channel */
+	bool initiator;       /* whether the test's peer is the session initiator */
+	rec r;
+	uint8_t buf[4096];    /* last frame taken from the stack */
+	rfcomm_frame f;
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	f->h = harness_new(8);
+	f->rf = bt_stack_rfcomm(harness_stack(f->h));
+	assert_non_null(f->rf);
+	bt_addr_parse("00:BB:02:00:00:02", &f->peer);
+	f->handle = harness_link_up(f->h, &f->peer);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	if (f->r.d)
+		rfcomm_close(f->r.d);
+	harness_free(f->h);
+	free(f);
+	return 0;
+}
+
+/* ---- the peer's side */
+
+static bool cmd_cr(const fixture *f) { return f->initiator; }
+static bool rsp_cr(const fixture *f) { return !f->initiator; }
+
+static void send_raw(fixture *f, const uint8_t *p, size_t n) { harness_l2cap_in(f->h, f->handle, f->cid, p, n); }
+
+static void send_frame(fixture *f, uint8_t dlci, bool cr, uint8_t ctrl, bool pf, int credits, const void *info, size_t len)
+{
+	uint8_t b[2048];
+	size_t n = rfcomm_frame_build(b, sizeof b, dlci, cr, ctrl, pf, credits, info, len);
+	assert_true(n > 0);
+	send_raw(f, b, n);
+}
+
+static void send_mcc(fixture *f, uint8_t type, bool cr, const uint8_t *v, size_t len)
+{
+	uint8_t m[600];
+	size_t n = rfcomm_mcc_build(m, sizeof m, type, cr, v, len);
+	send_frame(f, 0, cmd_cr(f), RFCOMM_UIH, false, -1, m, n);
+}
+
+/* Takes the next RFCOMM frame the stack sent (skipping signalling); false if none. */
+static bool take(fixture *f)
+{
+	uint16_t cid;
+	for (;;) {
+		int n = harness_l2cap_out(f->h, NULL, &cid, f->buf, sizeof f->buf);
+		if (n < 0)
+			return false;
+		if (cid != PEER_CID)
+			continue;
+		assert_int_equal(rfcomm_frame_parse(f->buf, (size_t)n, &f->f), 0);
+		return true;
+	}
+}
+
+static void expect(fixture *f, uint8_t dlci, uint8_t ctrl)
+{
+	assert_true(take(f));
+	assert_int_equal(f->f.dlci, dlci);
+	assert_int_equal(f->f.ctrl, ctrl);
+}
+
+/* The next frame is a mux command/response of this type; its value is returned in m. */
+static void expect_mcc(fixture *f, uint8_t type, bool cr, rfcomm_mcc *m)
+{
+	expect(f, 0, RFCOMM_UIH);
+	assert_true(rfcomm_mcc_parse(f->f.info, f->f.len, m) > 0);
+	assert_int_equal(m->type, type);
+	assert_int_equal(m->cr, cr);
+}
+
+/* The peer opens L2CAP on PSM 3 and the multiplexer (RFCOMM spec 5.2.1). */
+static void open_session(fixture *f)
+{
+	f->initiator = true;
+	f->cid = harness_open_channel(f->h, f->handle, L2CAP_PSM_RFCOMM, PEER_CID, PEER_MTU);
+	assert_int_not_equal(f->cid, 0);
+	send_frame(f, 0, true, RFCOMM_SABM, true, -1, NULL, 0);
+	assert_true(take(f));
+	/* TS 07.10 5.2.1.6 vector: UA on DLCI 0 from the responder is 03 73 01 D7. */
+	const uint8_t ua[] = { 0x03, 0x73, 0x01, 0xd7 };
+	assert_memory_equal(f->buf, ua, 4);
+}
+
+static void send_pn(fixture *f, uint8_t dlci, bool cr, uint8_t cl, uint16_t n1, uint8_t k)
+{
+	rfcomm_pn pn = { .dlci = dlci, .cl = cl, .priority = 7, .n1 = n1, .k = k };
+	uint8_t v[8];
+	send_mcc(f, RFCOMM_MCC_PN, cr, v, rfcomm_pn_encode(&pn, v));
+}
+
+static void send_msc(fixture *f, uint8_t dlci, bool cr, uint8_t v24)
+{
+	rfcomm_msc m = { .dlci = dlci, .v24 = v24 };
+	uint8_t v[3];
+	send_mcc(f, RFCOMM_MCC_MSC, cr, v, rfcomm_msc_encode(&m, v));
+}
+
+/* Opens DLC dlci to the stack's listener: PN (CFC, n1, k), SABM, MSC both ways. Returns the
+ * credits the stack granted in total (PN K plus any credit frames). */
+static unsigned open_dlc(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k)
+{
+	rfcomm_mcc m;
+	rfcomm_pn pn;
+	send_pn(f, dlci, true, RFCOMM_PN_CL_CFC_REQ, n1, k);
+	expect_mcc(f, RFCOMM_MCC_PN, false, &m);
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.dlci, dlci);
+	assert_int_equal(pn.cl, RFCOMM_PN_CL_CFC_RSP); /* RFCOMM spec 5.5.3 */
+	unsigned credits = pn.k;
+	send_frame(f, dlci, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, dlci, RFCOMM_UA);
+	assert_true(f->f.pf);
+	assert_true(f->f.cr); /* TS 07.10 5.2.1.2: a response from the responder has C/R 1 */
+	/* RFCOMM spec 6.2: MSC from the stack, and credits beyond K in a credit frame. */
+	bool msc = false;
+	while (take(f)) {
+		if (f->f.dlci == dlci && f->f.ctrl == RFCOMM_UIH) {
+			assert_true(f->f.has_credits);
+			assert_int_equal(f->f.len, 0);
+			credits += f->f.credits;
+		} else if (f->f.dlci == 0 && f->f.ctrl == RFCOMM_UIH) {
+			assert_true(rfcomm_mcc_parse(f->f.info, f->f.len, &m) > 0);
+			assert_int_equal(m.type, RFCOMM_MCC_MSC);
+			assert_true(m.cr);
+			msc = true;
+		}
+	}
+	assert_true(msc);
+	assert_int_equal(f->r.opened, 0); /* not before the MSC exchange */
+	send_msc(f, dlci, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	send_msc(f, dlci, false, 0x8d);
+	assert_int_equal(f->r.opened, 1);
+	return credits;
+}
+
+/* RFCOMM spec 5.2.1, TS 07.10 5.4.1: SABM on DLCI 0 opens the multiplexer with a UA. */
+static void test_session_sabm_ua(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	/* A second SABM 0 is answered again, nothing else happens. */
+	send_frame(f, 0, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 0, RFCOMM_UA);
+	assert_false(take(f));
+}
+
+/* RFCOMM spec 5.2 / TS 07.10 5.3.3: SABM or PN for a channel nobody listens on gets DM. */
+static void test_dm_for_unknown_channel(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	send_frame(f, 5 << 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 5 << 1, RFCOMM_DM);
+	assert_true(f->f.pf);
+	send_pn(f, 6 << 1, true, RFCOMM_PN_CL_CFC_REQ, 100, 7);
+	expect(f, 6 << 1, RFCOMM_DM);
+	/* A listener that refuses also answers DM (rfcomm.h accept contract). */
+	assert_int_equal(rfcomm_listen(f->rf, 3, rec_accept, &f->r), 3);
+	f->r.refuse = -ECONNREFUSED;
+	send_frame(f, 3 << 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 3 << 1, RFCOMM_DM);
+	assert_int_equal(f->r.accepts, 1);
+	/* RFCOMM spec 5.4: the wrong direction bit (our own DLCI space) is refused too. */
+	f->r.refuse = 0;
+	send_frame(f, 3 << 1 | 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 3 << 1 | 1, RFCOMM_DM);
+	assert_int_equal(f->r.accepts, 1);
+}
+
+/* RFCOMM spec 5.5.3 PN (N1 = min, CFC), 6.2 MSC, data both ways. */
+static void test_pn_sabm_msc_data(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	unsigned credits = open_dlc(f, 2, 500, 3);
+	assert_non_null(f->r.d);
+	assert_int_equal(rfcomm_dlc_mtu(f->r.d), 500);
+	assert_int_equal(rfcomm_dlc_channel(f->r.d), 1);
+	/* Never more credits than the 8 KiB ring holds in N1-sized frames (RFCOMM spec 6.5). */
+	assert_true(credits >= 1);
+	assert_true(credits * 500 <= 8192);
+	assert_int_equal(credits, 8192 / 500);
+
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, "hello", 5);
+	assert_int_equal(f->r.readable, 1);
+	uint8_t in[16];
+	assert_int_equal(rfcomm_readable(f->r.d), 5);
+	assert_int_equal(rfcomm_read(f->r.d, in, sizeof in), 5);
+	assert_memory_equal(in, "hello", 5);
+
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"world", 5), 5);
+	expect(f, 2, RFCOMM_UIH);
+	assert_false(f->f.cr); /* TS 07.10 5.2.1.2: a command from the responder has C/R 0 */
+	assert_int_equal(f->f.len, 5);
+	assert_memory_equal(f->f.info, "world", 5);
+}
+
+/* RFCOMM spec 6.5: our sending stops at zero credits and resumes when the peer grants more;
+ * data is cut into N1-sized frames. */
+static void test_tx_credits(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 100, 2); /* the peer gives us 2 credits, N1 100 */
+	uint8_t data[450];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (uint8_t)i;
+	assert_int_equal(rfcomm_write(f->r.d, data, sizeof data), sizeof data);
+	expect(f, 2, RFCOMM_UIH);
+	assert_int_equal(f->f.len, 100);
+	assert_memory_equal(f->f.info, data, 100);
+	expect(f, 2, RFCOMM_UIH);
+	assert_int_equal(f->f.len, 100);
+	assert_false(take(f)); /* out of credits */
+	/* A credit-only frame from the peer (UIH, P/F, no data) releases three more. */
+	send_frame(f, 2, true, RFCOMM_UIH, false, 3, NULL, 0);
+	size_t got = 200;
+	while (take(f)) {
+		assert_int_equal(f->f.dlci, 2);
+		assert_memory_equal(f->f.info, data + got, f->f.len);
+		got += f->f.len;
+	}
+	assert_int_equal(got, sizeof data);
+}
+
+/* RFCOMM spec 6.5: a frame beyond the granted credits is dropped (memory stays fixed); credits
+ * come back only as rfcomm_read() frees room, batched. */
+static void test_rx_credits(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	unsigned credits = open_dlc(f, 2, 512, 7);
+	assert_int_equal(credits, 16);
+	uint8_t chunk[512];
+	for (unsigned i = 0; i < credits; i++) {
+		memset(chunk, (int)i, sizeof chunk);
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+	}
+	assert_int_equal(rfcomm_readable(f->r.d), 8192);
+	assert_false(take(f)); /* no room, so no credits */
+	/* A frame without a credit: dropped. */
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, 100);
+	assert_int_equal(rfcomm_readable(f->r.d), 8192);
+	/* Reading one frame's worth is not yet half the window: still no credit frame. */
+	uint8_t out[8192];
+	assert_int_equal(rfcomm_read(f->r.d, out, 512), 512);
+	assert_int_equal(out[0], 0);
+	assert_false(take(f));
+	/* Reading half the ring returns credits for exactly the room there is. */
+	assert_int_equal(rfcomm_read(f->r.d, out, 3584), 3584);
+	expect(f, 2, RFCOMM_UIH);
+	assert_true(f->f.has_credits);
+	assert_int_equal(f->f.credits, 8);
+	assert_int_equal(f->f.len, 0);
+	/* Credits ride on data when we have some to send. */
+	assert_int_equal(rfcomm_read(f->r.d, out, 512), 512);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"x", 1), 1);
+	expect(f, 2, RFCOMM_UIH);
+	assert_true(f->f.has_credits);
+	assert_int_equal(f->f.credits, 1);
+	assert_int_equal(f->f.len, 1);
+}
+
+/* TS 07.10 5.3.3 / 5.3.4: UIH and DISC on a DLCI that is not open are answered with DM;
+ * UA and DM are never answered. */
+static void test_frames_on_closed_dlci(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	send_frame(f, 4, true, RFCOMM_UIH, false, -1, "zz", 2);
+	expect(f, 4, RFCOMM_DM);
+	send_frame(f, 6, true, RFCOMM_DISC, true, -1, NULL, 0);
+	expect(f, 6, RFCOMM_DM);
+	assert_true(f->f.pf);
+	send_frame(f, 8, false, RFCOMM_UA, true, -1, NULL, 0);
+	send_frame(f, 8, false, RFCOMM_DM, true, -1, NULL, 0);
+	assert_false(take(f));
+}
+
+/* TS 07.10 5.4.6.3: Test is echoed, RPN and RLS answered, FCoff/FCon acknowledged, an unknown
+ * command gets NSC (5.4.6.3.8). */
+static void test_mux_commands(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	rfcomm_mcc m;
+	const uint8_t pattern[] = { 1, 2, 3, 4, 5, 6, 7 };
+	send_mcc(f, RFCOMM_MCC_TEST, true, pattern, sizeof pattern);
+	expect_mcc(f, RFCOMM_MCC_TEST, false, &m);
+	assert_int_equal(m.len, sizeof pattern);
+	assert_memory_equal(m.val, pattern, sizeof pattern);
+
+	uint8_t q = 0x0b; /* RPN query for DLCI 2 */
+	send_mcc(f, RFCOMM_MCC_RPN, true, &q, 1);
+	expect_mcc(f, RFCOMM_MCC_RPN, false, &m);
+	rfcomm_rpn rpn;
+	assert_int_equal(rfcomm_rpn_decode(m.val, m.len, &rpn), 0);
+	assert_true(rpn.has_values);
+	assert_int_equal(rpn.dlci, 2);
+
+	const uint8_t rls[] = { 0x0b, 0x03 };
+	send_mcc(f, RFCOMM_MCC_RLS, true, rls, 2);
+	expect_mcc(f, RFCOMM_MCC_RLS, false, &m);
+	assert_memory_equal(m.val, rls, 2);
+
+	send_mcc(f, RFCOMM_MCC_FCOFF, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_FCOFF, false, &m);
+	send_mcc(f, RFCOMM_MCC_FCON, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_FCON, false, &m);
+
+	send_mcc(f, 0x3f, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_NSC, false, &m);
+	assert_int_equal(m.len, 1);
+	assert_int_equal(m.val[0], 0x3f << 2 | 0x03);
+	/* PSC is not supported by RFCOMM (RFCOMM spec 4.3): NSC too. */
+	send_mcc(f, RFCOMM_MCC_PSC, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_NSC, false, &m);
+	/* Responses we never asked for are ignored. */
+	send_mcc(f, RFCOMM_MCC_TEST, false, pattern, 3);
+	assert_false(take(f));
+}
+
+/* TS 07.10 5.4.6.3.6: without credit flow control (PN with CL 0), FCoff stops our data and
+ * FCon resumes it; the MSC FC bit does the same per DLC (5.4.6.3.7). */
+static void test_aggregate_flow_control(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	rfcomm_mcc m;
+	send_pn(f, 2, true, 0x00, 200, 0);
+	expect_mcc(f, RFCOMM_MCC_PN, false, &m);
+	rfcomm_pn pn;
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.cl, 0);
+	send_frame(f, 2, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 2, RFCOMM_UA);
+	expect_mcc(f, RFCOMM_MCC_MSC, true, &m);
+	send_msc(f, 2, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	send_msc(f, 2, false, 0x8d);
+	assert_int_equal(f->r.opened, 1);
+
+	send_mcc(f, RFCOMM_MCC_FCOFF, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_FCOFF, false, &m);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"abc", 3), 3);
+	assert_false(take(f));
+	send_mcc(f, RFCOMM_MCC_FCON, true, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_FCON, false, &m);
+	expect(f, 2, RFCOMM_UIH);
+	assert_false(f->f.has_credits);
+	assert_int_equal(f->f.len, 3);
+
+	send_msc(f, 2, true, 0x8d | RFCOMM_V24_FC);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"de", 2), 2);
+	assert_false(take(f));
+	send_msc(f, 2, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	expect(f, 2, RFCOMM_UIH);
+	assert_int_equal(f->f.len, 2);
+}
+
+/* RFCOMM spec 5.2: peer DISC on the DLC closes it with err 0; later writes say -EPIPE. */
+static void test_peer_disc(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 300, 7);
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, "bye", 3);
+	send_frame(f, 2, true, RFCOMM_DISC, true, -1, NULL, 0);
+	expect(f, 2, RFCOMM_UA);
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, 0);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"x", 1), -EPIPE);
+	/* Bytes received before the DISC stay readable. */
+	uint8_t in[8];
+	assert_int_equal(rfcomm_read(f->r.d, in, sizeof in), 3);
+	rfcomm_close(f->r.d);
+	f->r.d = NULL;
+	/* The last DLC gone, the session lingers linger_ms, then sends DISC 0 (TS 07.10 5.8.2). */
+	assert_false(take(f));
+	harness_advance(f->h, 2100);
+	expect(f, 0, RFCOMM_DISC);
+	assert_true(f->f.cr == false); /* the responder's command: C/R 0 */
+}
+
+/* Our close with data still queued: the data goes first, then DISC; UA ends it silently. */
+static void test_local_close_drains(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 300, 0); /* no credits for us yet */
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"tail", 4), 4);
+	rfcomm_close(f->r.d);
+	f->r.d = NULL;
+	assert_false(take(f));
+	send_frame(f, 2, true, RFCOMM_UIH, false, 1, NULL, 0);
+	expect(f, 2, RFCOMM_UIH);
+	assert_int_equal(f->f.len, 4);
+	expect(f, 2, RFCOMM_DISC);
+	send_frame(f, 2, false, RFCOMM_UA, true, -1, NULL, 0);
+	assert_int_equal(f->r.closed, 0); /* no callbacks after rfcomm_close */
+}
+
+/* Link loss (Vol 2 / RFCOMM spec 5.2): every DLC ends with -ECONNRESET. */
+static void test_link_loss(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 300, 7);
+	harness_link_down(f->h, f->handle, 0x08);
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, -ECONNRESET);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"x", 1), -ECONNRESET);
+}
+
+/* Outgoing: L2CAP to PSM 3, SABM 0, PN (CFC request, RFCOMM spec 5.5.3), SABM on
+ * DLCI = channel << 1 (we initiate, RFCOMM spec 5.4); DM answers -> -ECONNREFUSED. */
+static void test_outgoing_refused_then_opened(void **state)
+{
+	fixture *f = *state;
+	rec a = { 0 }, b = { 0 };
+	rfcomm_dlc *da = NULL, *db = NULL;
+	assert_int_equal(rfcomm_connect(f->rf, &f->peer, 4, &rec_ops, &a, &da), 0);
+	f->initiator = false;
+	f->cid = harness_accept_channel(f->h, f->handle, PEER_CID, PEER_MTU);
+	assert_int_not_equal(f->cid, 0);
+	assert_true(take(f));
+	const uint8_t sabm0[] = { 0x03, 0x3f, 0x01, 0x1c }; /* TS 07.10 5.2.1.6 vector */
+	assert_memory_equal(f->buf, sabm0, 4);
+	send_frame(f, 0, rsp_cr(f), RFCOMM_UA, true, -1, NULL, 0);
+	rfcomm_mcc m;
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m);
+	rfcomm_pn pn;
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.dlci, 8);
+	assert_int_equal(pn.cl, RFCOMM_PN_CL_CFC_REQ);
+	assert_int_equal(pn.n1, PEER_MTU - 6);
+	assert_true(pn.k >= 1 && pn.k <= 7);
+	send_pn(f, 8, false, RFCOMM_PN_CL_CFC_RSP, 200, 4);
+	expect(f, 8, RFCOMM_SABM);
+	assert_true(f->f.cr);
+	send_frame(f, 8, rsp_cr(f), RFCOMM_DM, true, -1, NULL, 0);
+	assert_int_equal(a.closed, 1);
+	assert_int_equal(a.close_err, -ECONNREFUSED);
+	rfcomm_close(da);
+
+	/* Second DLC on the same (open) session succeeds. */
+	assert_int_equal(rfcomm_connect(f->rf, &f->peer, 5, &rec_ops, &b, &db), 0);
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m);
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.dlci, 10);
+	send_pn(f, 10, false, RFCOMM_PN_CL_CFC_RSP, 200, 4);
+	expect(f, 10, RFCOMM_SABM);
+	send_frame(f, 10, rsp_cr(f), RFCOMM_UA, true, -1, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_MSC, true, &m);
+	while (take(f))
+		; /* credit frame */
+	send_msc(f, 10, false, 0x8d);
+	assert_int_equal(b.opened, 0);
+	send_msc(f, 10, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	assert_int_equal(b.opened, 1);
+	assert_int_equal(rfcomm_dlc_mtu(db), 200);
+	assert_int_equal(rfcomm_write(db, (const uint8_t *)"ping", 4), 4);
+	expect(f, 10, RFCOMM_UIH);
+	assert_memory_equal(f->f.info, "ping", 4);
+	rfcomm_close(db);
+	expect(f, 10, RFCOMM_DISC);
+}
+
+/* RFCOMM spec 5.3: no UA within T1 for our SABM: -ETIMEDOUT. */
+static void test_outgoing_t1_timeout(void **state)
+{
+	fixture *f = *state;
+	rec a = { 0 };
+	rfcomm_dlc *da = NULL;
+	assert_int_equal(rfcomm_connect(f->rf, &f->peer, 4, &rec_ops, &a, &da), 0);
+	f->initiator = false;
+	f->cid = harness_accept_channel(f->h, f->handle, PEER_CID, PEER_MTU);
+	expect(f, 0, RFCOMM_SABM);
+	send_frame(f, 0, rsp_cr(f), RFCOMM_UA, true, -1, NULL, 0);
+	rfcomm_mcc m;
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m);
+	send_pn(f, 8, false, 0, 200, 0);
+	expect(f, 8, RFCOMM_SABM);
+	/* Keep the link alive past L2CAP's idle probe while T1 (10 s) runs. */
+	for (int i = 0; i < 11 && !a.closed; i++) {
+		harness_advance(f->h, 1000);
+		send_mcc(f, RFCOMM_MCC_TEST, false, NULL, 0);
+	}
+	assert_int_equal(a.closed, 1);
+	assert_int_equal(a.close_err, -ETIMEDOUT);
+	rfcomm_close(da);
+}
+
+/* rfcomm.h: rfcomm_listen(0) picks the first free channel; duplicates are refused. */
+static void test_listen_channels(void **state)
+{
+	fixture *f = *state;
+	assert_int_equal(rfcomm_listen(f->rf, 0, rec_accept, &f->r), 1);
+	assert_int_equal(rfcomm_listen(f->rf, 0, rec_accept, &f->r), 2);
+	assert_int_equal(rfcomm_listen(f->rf, 2, rec_accept, &f->r), -EADDRINUSE);
+	assert_int_equal(rfcomm_listen(f->rf, 31, rec_accept, &f->r), -EINVAL);
+	rfcomm_unlisten(f->rf, 1);
+	assert_int_equal(rfcomm_listen(f->rf, 0, rec_accept, &f->r), 1);
+	for (int c = 3; c <= 30; c++)
+		assert_int_equal(rfcomm_listen(f->rf, 0, rec_accept, &f->r), c);
+	assert_int_equal(rfcomm_listen(f->rf, 0, rec_accept, &f->r), -EADDRINUSE);
+}
+
+/* TS 07.10 5.2.6: malformed frames and mux commands are discarded; nothing crashes and the
+ * session keeps working. */
+static void test_malformed_input(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	const uint8_t bad[][6] = {
+		{ 0x03 },
+		{ 0x03, 0x3f, 0x01, 0x00 },             /* bad FCS */
+		{ 0x0b, 0xff, 0x01, 0x00 },             /* credit octet missing */
+		{ 0x0b, 0xef, 0x0b, 0x00, 0x00, 0x00 }, /* length beyond the frame */
+	};
+	const size_t lens[] = { 1, 4, 4, 6 };
+	for (size_t i = 0; i < 4; i++)
+		send_raw(f, bad[i], lens[i]);
+	/* Truncated PN, MSC, RPN, RLS bodies. */
+	const uint8_t pn_short[] = { 0x02, 0xf0, 0x07 };
+	send_mcc(f, RFCOMM_MCC_PN, true, pn_short, sizeof pn_short);
+	const uint8_t one[] = { 0x0b };
+	send_mcc(f, RFCOMM_MCC_MSC, true, one, 1);
+	send_mcc(f, RFCOMM_MCC_RLS, true, one, 1);
+	send_mcc(f, RFCOMM_MCC_RPN, true, one, 0);
+	/* A mux frame whose inner length overruns. */
+	const uint8_t overrun[] = { 0x23, 0x41, 0x01 };
+	send_frame(f, 0, true, RFCOMM_UIH, false, -1, overrun, sizeof overrun);
+	assert_false(take(f));
+	/* Pseudo-random garbage. */
+	uint32_t x = 12345;
+	for (int i = 0; i < 500; i++) {
+		uint8_t g[40];
+		size_t n = 1 + (x % sizeof g);
+		for (size_t j = 0; j < n; j++) {
+			x = x * 1103515245u + 12345u;
+			g[j] = (uint8_t)(x >> 16);
+		}
+		send_raw(f, g, n);
+		while (take(f))
+			;
+	}
+	/* Still alive: a DLC opens and carries data. */
+	f->r.opened = 0;
+	open_dlc(f, 2, 128, 7);
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, "ok", 2);
+	uint8_t in[4];
+	assert_int_equal(rfcomm_read(f->r.d, in, sizeof in), 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_session_sabm_ua, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dm_for_unknown_channel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pn_sabm_msc_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tx_credits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_credits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frames_on_closed_dlci, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mux_commands, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_aggregate_flow_control, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_disc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_close_drains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outgoing_refused_then_opened, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outgoing_t1_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_channels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_input, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
