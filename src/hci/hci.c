@@ -459,7 +459,7 @@ static void init_next(hci *h)
 		return;
 	}
 	const init_step *s = &init_steps[h->init_step];
-	uint8_t p[255];
+	uint8_t p[255] = { 0 };
 	uint8_t n = s->params ? s->params(h, p) : 0;
 	hci_cmd(h, s->opcode, p, n, init_done_cb, h);
 }

@@ -305,8 +305,10 @@ static l2cap_chan *chan_new(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_
 	ch->omtu = L2CAP_DEFAULT_MTU;
 	ch->handle = 0xffff;
 	bt_timer_init(&ch->rtx, rtx_fire, ch);
-	ch->next = l->chans;
-	l->chans = ch;
+	l2cap_chan **pp = &l->chans; /* append: requests go out in the order they were made */
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = ch;
 	return ch;
 }
 

@@ -5,7 +5,10 @@
  * - passes bytes read from the controller to bt_stack_input(),
  * - sends the H4 packets the stack hands to config.send,
  * - calls bt_stack_run_timers() when bt_stack_next_deadline() has passed,
- * passing the current monotonic time in milliseconds each time. */
+ * passing the current monotonic time in milliseconds each time. Calls into a layer's API
+ * (l2cap_connect, rfcomm_write, ...) arm timers relative to the time of the latest entry, so a
+ * driver that has been idle calls bt_stack_run_timers(s, now) first to bring the clock up to
+ * date. */
 #ifndef BTSOCK_STACK_H
 #define BTSOCK_STACK_H
 
