@@ -5,6 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "gap/gap.h"
+#include "sdp/sdp.h"
+
 
 struct bt_stack {
 	bt_stack_config cfg;
@@ -12,8 +15,8 @@ struct bt_stack {
 	hci *hci;
 	l2cap *l2cap;
 	rfcomm *rfcomm;
-	gap *gap;        /* wired in when GAP lands */
-	sdp_server *sdp; /* wired in when the SDP server lands */
+	gap *gap;
+	sdp_server *sdp;
 };
 
 /* ---- HCI -> upper layers */
@@ -51,10 +54,8 @@ static size_t up_pull(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap)
 }
 static void up_event(void *ctx, uint8_t code, const uint8_t *p, size_t len)
 {
-	(void)ctx;
-	(void)code;
-	(void)p;
-	(void)len;
+	bt_stack *s = ctx;
+	gap_event(s->gap, code, p, len);
 }
 static void up_fatal(void *ctx, int err)
 {
@@ -90,7 +91,9 @@ bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
 	s->hci = hci_new(&cfg->hci, &io, &up, &s->timers);
 	s->l2cap = s->hci ? l2cap_new(&cfg->l2cap, s->hci, &s->timers) : NULL;
 	s->rfcomm = s->l2cap ? rfcomm_new(&cfg->rfcomm, s->l2cap, &s->timers) : NULL;
-	if (!s->hci || !s->l2cap || !s->rfcomm) {
+	s->gap = s->hci ? gap_new(s->hci, &s->timers) : NULL;
+	s->sdp = s->l2cap ? sdp_server_new(s->l2cap) : NULL;
+	if (!s->hci || !s->l2cap || !s->rfcomm || !s->gap || !s->sdp) {
 		bt_stack_free(s);
 		return NULL;
 	}
@@ -102,6 +105,8 @@ void bt_stack_free(bt_stack *s)
 	if (!s)
 		return;
 	/* Top down, so no layer outlives the one below it. */
+	sdp_server_free(s->sdp);
+	gap_free(s->gap);
 	rfcomm_free(s->rfcomm);
 	l2cap_free(s->l2cap);
 	hci_free(s->hci);

@@ -21,7 +21,7 @@
 
 #include "btvirt_env.h"
 #include "core/bytes.h"
-#include "it_util.h"
+#include "core_util.h"
 
 #define MAXCH 64
 

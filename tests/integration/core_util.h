@@ -1,8 +1,8 @@
-/* it_util.h - helpers for integration tests that drive protocol-core stacks directly over
+/* core_util.h - helpers for integration tests that drive protocol-core stacks directly over
  * btvirt (no socket runtime): a stack per node, a poll loop over several nodes, and a tap
  * that sees every H4 packet a node receives. */
-#ifndef BTSOCK_TEST_IT_UTIL_H
-#define BTSOCK_TEST_IT_UTIL_H
+#ifndef BTSOCK_TEST_CORE_UTIL_H
+#define BTSOCK_TEST_CORE_UTIL_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* it_util.c - see it_util.h. */
-#include "it_util.h"
+/* core_util.c - see core_util.h. */
+#include "core_util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -32,7 +32,7 @@ static void write_all(int fd, const uint8_t *p, size_t n)
 			continue;
 		}
 		if (w <= 0) {
-			fprintf(stderr, "it_util: write to controller: %s\n", strerror(errno));
+			fprintf(stderr, "core_util: write to controller: %s\n", strerror(errno));
 			exit(1);
 		}
 		p += w;
@@ -61,7 +61,7 @@ void core_node_open(core_node *n, const char *path)
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
 	if (connect(n->fd, (struct sockaddr *)&a, sizeof a) < 0) {
-		fprintf(stderr, "it_util: connect %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "core_util: connect %s: %s\n", path, strerror(errno));
 		exit(1);
 	}
 	bt_stack_config c = { 0 };
@@ -75,7 +75,7 @@ void core_node_open(core_node *n, const char *path)
 	core_node *one[1] = { n };
 	core_run(one, 1, 5000, node_is_ready, n);
 	if (n->ready != 1) {
-		fprintf(stderr, "it_util: stack not ready: %s\n", bt_stack_error(n->s));
+		fprintf(stderr, "core_util: stack not ready: %s\n", bt_stack_error(n->s));
 		exit(1);
 	}
 	n->addr = hci_get_info(bt_stack_hci(n->s))->addr;
@@ -141,7 +141,7 @@ bool core_run(core_node **nodes, int count, int timeout_ms, bool (*done)(void *)
 				uint8_t buf[65536];
 				ssize_t r = read(n->fd, buf, sizeof buf);
 				if (r <= 0) {
-					fprintf(stderr, "it_util: controller connection closed\n");
+					fprintf(stderr, "core_util: controller connection closed\n");
 					exit(1);
 				}
 				if (n->tap)
