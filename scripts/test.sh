@@ -1,0 +1,39 @@
+#!/bin/sh
+# The whole test suite, as CI runs it (.ci/run): installs its Debian packages, then
+#  1. gcc build, -Werror, every unit and integration test (each integration test starts its
+#     own btvirt in a private mount namespace, so tests run in parallel);
+#  2. clang build with AddressSanitizer + UBSan, the same tests, plus every libFuzzer target
+#     for a few seconds from its seed corpus;
+#  3. Valgrind (memcheck, leaks are errors) over the unit tests and the core integration test.
+# Run as root on Debian 12. Takes about 10 minutes on 2 cores.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=2
+
+echo "== gcc build and tests"
+cmake -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/gcc -j"$jobs"
+ctest --test-dir build/gcc --output-on-failure -j"$jobs"
+
+echo "== clang build with ASan/UBSan, tests and fuzz targets"
+cmake -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	-DBTSOCK_SANITIZE=ON -DBTSOCK_FUZZ=ON >/dev/null
+cmake --build build/asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+echo "== valgrind"
+vg="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+failed=0
+for t in build/gcc/tests/test_* build/gcc/tests/it_core_l2cap; do
+	[ -x "$t" ] || continue
+	if ! $vg "$t" >"$t.valgrind.log" 2>&1; then
+		echo "valgrind: $t failed:"
+		tail -40 "$t.valgrind.log"
+		failed=$((failed + 1))
+	fi
+done
+count=$(ls build/gcc/tests/test_* build/gcc/tests/it_core_l2cap 2>/dev/null | grep -vc '\.log$' || true)
+echo "valgrind: $((count - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
