@@ -188,6 +188,8 @@ static int append(sdp_query *q, const uint8_t *p, size_t n)
 {
 	if (n > SDP_CLIENT_MAX_BYTES - q->len)
 		return -EMSGSIZE;
+	if (n == 0)
+		return 0;
 	if (q->len + n > q->cap) {
 		size_t ncap = q->cap ? q->cap : 1024;
 		while (ncap < q->len + n)

@@ -26,7 +26,8 @@ static size_t mk_req(uint8_t *out, uint8_t pid, const uint8_t *params, size_t pl
 	out[0] = pid;
 	put_be16(out + 1, ++g_tid);
 	put_be16(out + 3, (uint16_t)(plen + 1 + clen));
-	memcpy(out + 5, params, plen);
+	if (plen)
+		memcpy(out + 5, params, plen);
 	out[5 + plen] = clen;
 	if (clen)
 		memcpy(out + 6 + plen, cont, clen);
