@@ -24,6 +24,9 @@ struct bt_stack {
 static void up_ready(void *ctx, int err)
 {
 	bt_stack *s = ctx;
+	/* The name goes into the extended inquiry response too, so inquiries show it. */
+	if (err == 0)
+		gap_write_local_name(s->gap, s->cfg.hci.local_name ? s->cfg.hci.local_name : "btsock", NULL, NULL);
 	if (s->cfg.ready)
 		s->cfg.ready(s->cfg.ctx, err);
 }
