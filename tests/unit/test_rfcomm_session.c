@@ -76,6 +76,12 @@ static int teardown(void **state)
 	fixture *f = *state;
 	if (f->r.d)
 		rfcomm_close(f->r.d);
+	/* Drop the link first: harness_free() frees its captured PDUs before the stack, so
+	 * anything sent while the stack shuts down (L2CAP Disconnection Requests) would leak. */
+	harness_link_down(f->h, f->handle, 0x13);
+	uint8_t sink[64];
+	while (harness_l2cap_out(f->h, NULL, NULL, sink, sizeof sink) >= 0)
+		;
 	harness_free(f->h);
 	free(f);
 	return 0;
@@ -631,6 +637,65 @@ static void test_malformed_input(void **state)
 	assert_int_equal(rfcomm_read(f->r.d, in, sizeof in), 2);
 }
 
+/* rfcomm.h write contract: a full 4 KiB tx ring takes part of a write, then -EAGAIN; writable
+ * follows once credits (RFCOMM spec 6.5) let the data drain. */
+static void test_write_backpressure(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 400, 0);
+	static uint8_t big[5000];
+	memset(big, 0xab, sizeof big);
+	assert_int_equal(rfcomm_write(f->r.d, big, sizeof big), 4096);
+	assert_int_equal(rfcomm_write(f->r.d, big, 10), -EAGAIN);
+	assert_int_equal(f->r.writable, 0);
+	assert_false(take(f));
+	send_frame(f, 2, true, RFCOMM_UIH, false, 255, NULL, 0);
+	size_t got = 0;
+	while (take(f)) {
+		assert_true(f->f.len <= 400);
+		got += f->f.len;
+	}
+	assert_int_equal(got, 4096);
+	assert_true(f->r.writable >= 1);
+	assert_int_equal(rfcomm_write(f->r.d, big, 10), 10);
+}
+
+/* RFCOMM spec 5.2 (one session per device pair) and 5.4 (direction bit): when the peer's own
+ * session opens while ours is still connecting, our DLC moves to it and uses the responder's
+ * direction bit: DLCI = channel << 1 | 1. */
+static void test_crossing_sessions(void **state)
+{
+	fixture *f = *state;
+	rec a = { 0 };
+	rfcomm_dlc *da = NULL;
+	assert_int_equal(rfcomm_connect(f->rf, &f->peer, 4, &rec_ops, &a, &da), 0);
+	uint8_t id, d[64];
+	size_t n;
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x02); /* our Connection Request */
+	assert_int_equal(get_le16(d), L2CAP_PSM_RFCOMM);
+	open_session(f); /* the peer's session, we are the responder */
+	rfcomm_mcc m;
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m);
+	rfcomm_pn pn;
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.dlci, 4 << 1 | 1);
+	send_pn(f, pn.dlci, false, RFCOMM_PN_CL_CFC_RSP, 300, 7);
+	expect(f, pn.dlci, RFCOMM_SABM);
+	assert_false(f->f.cr); /* a command from the responder */
+	send_frame(f, pn.dlci, true, RFCOMM_UA, true, -1, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_MSC, true, &m);
+	while (take(f))
+		;
+	send_msc(f, pn.dlci, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	send_msc(f, pn.dlci, false, 0x8d);
+	assert_int_equal(a.opened, 1);
+	assert_int_equal(a.closed, 0);
+	rfcomm_close(da);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +714,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outgoing_t1_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_backpressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crossing_sessions, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
