@@ -414,6 +414,7 @@ static void disc_req_send(l2cap_chan *ch)
 static void rtx_fire(bt_timer *t, void *ctx)
 {
 	l2cap_chan *ch = ctx;
+	l2cap *l = ch->l; /* ch may be freed below (an owner-closed channel ending) */
 	(void)t;
 	switch (ch->state) {
 	case CH_WAIT_CONN_RSP:
@@ -429,7 +430,7 @@ static void rtx_fire(bt_timer *t, void *ctx)
 	default:
 		break;
 	}
-	chan_notify_all(ch->l);
+	chan_notify_all(l);
 }
 
 /* ================================================================== public API */

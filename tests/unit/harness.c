@@ -40,7 +40,7 @@ struct harness {
 
 static void drain(harness *h)
 {
-	if (h->draining)
+	if (h->draining || !h->s)
 		return;
 	h->draining = true;
 	size_t off = 0;
@@ -206,13 +206,14 @@ harness *harness_new(uint16_t acl_pkts)
 
 void harness_free(harness *h)
 {
+	bt_stack_free(h->s); /* first: what it sends while shutting down is captured, then freed */
+	h->s = NULL;
 	while (h->pdu_count) {
 		free(h->pdus[h->pdu_head]);
 		h->pdu_head = (h->pdu_head + 1) % OUTQ;
 		h->pdu_count--;
 	}
 	free(h->partial);
-	bt_stack_free(h->s);
 	free(h->inq);
 	free(h);
 }
