@@ -130,6 +130,10 @@ struct btsock_adapter_info {
 };
 int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info);
 
+/* Closes every adapter: queued data gets up to 2 s to leave, then every socket ends and all
+ * memory is freed. Runs by itself at exit (atexit); call it earlier to release everything. */
+void btsock_shutdown(void);
+
 /* Records all HCI traffic of adapters opened after this call to path in btsnoop format
  * (NULL stops recording for new adapters). BTSOCK_SNOOP=FILE does the same. */
 int btsock_set_snoop(const char *path);

@@ -923,3 +923,13 @@ void hci_input(hci *h, const uint8_t *data, size_t len)
 		}
 	}
 }
+
+bool hci_tx_idle(const hci *h)
+{
+	if (h->tx_len != h->tx_off)
+		return false;
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state == LINK_UP && h->links[i].in_flight)
+			return false;
+	return true;
+}

@@ -97,6 +97,10 @@ void hci_link_lost(hci *h, uint16_t handle, int err);
 /* The upper layer has a PDU to send: HCI pulls as soon as the controller has room. */
 void hci_kick(hci *h);
 
+/* Whether every ACL packet handed to the controller has been completed and no PDU is half
+ * sent. */
+bool hci_tx_idle(const hci *h);
+
 /* Facts read from the controller during initialisation. */
 typedef struct {
 	bt_addr addr;

@@ -1217,3 +1217,14 @@ size_t l2cap_pull(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
 	}
 	return 0;
 }
+
+bool l2cap_tx_idle(const l2cap *l)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (l->links[i].used && l->links[i].sig_used)
+			return false;
+	for (const l2cap_chan *c = l->chans; c; c = c->next)
+		if (c->state == CH_OPEN && c->tx_used)
+			return false;
+	return true;
+}

@@ -76,6 +76,9 @@ bool l2cap_can_send(l2cap_chan *ch, size_t len);
 /* Ends the channel (Disconnection Request if open) and releases it. */
 void l2cap_close(l2cap_chan *ch);
 
+/* Whether nothing is queued for sending (signalling queues and channel rings empty). */
+bool l2cap_tx_idle(const l2cap *l);
+
 uint16_t l2cap_chan_psm(const l2cap_chan *ch);
 uint16_t l2cap_chan_imtu(const l2cap_chan *ch);
 uint16_t l2cap_chan_omtu(const l2cap_chan *ch);  /* peer's MTU: the largest SDU we may send */

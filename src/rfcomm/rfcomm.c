@@ -1390,3 +1390,11 @@ void rfcomm_dlc_set_ops(rfcomm_dlc *d, const rfcomm_dlc_ops *ops, void *ctx)
 	d->ops = ops;
 	d->ctx = ctx;
 }
+
+bool rfcomm_tx_idle(const rfcomm *r)
+{
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next)
+		if (d->tx_used)
+			return false;
+	return true;
+}

@@ -70,6 +70,9 @@ size_t rfcomm_readable(const rfcomm_dlc *d);
 /* Ends the DLC (DISC if open) and releases it. */
 void rfcomm_close(rfcomm_dlc *d);
 
+/* Whether every DLC's transmit ring is empty (all written data handed to L2CAP). */
+bool rfcomm_tx_idle(const rfcomm *r);
+
 uint8_t rfcomm_dlc_channel(const rfcomm_dlc *d);
 const bt_addr *rfcomm_dlc_peer(const rfcomm_dlc *d);
 uint16_t rfcomm_dlc_mtu(const rfcomm_dlc *d); /* negotiated N1 */

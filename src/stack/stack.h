@@ -45,6 +45,9 @@ void bt_stack_input(bt_stack *s, const uint8_t *data, size_t len, uint64_t now);
 void bt_stack_run_timers(bt_stack *s, uint64_t now);
 uint64_t bt_stack_next_deadline(const bt_stack *s);
 const char *bt_stack_error(const bt_stack *s);
+/* Whether everything the layers were given to send has reached the controller and been
+ * completed by it (a graceful close waits for this). */
+bool bt_stack_tx_idle(const bt_stack *s);
 
 hci *bt_stack_hci(bt_stack *s);
 l2cap *bt_stack_l2cap(bt_stack *s);

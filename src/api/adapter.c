@@ -1,0 +1,506 @@
+/* adapter.c - adapters (a host stack on a transport, driven by a loop thread), the runtime
+ * lock, per-thread error messages, btsnoop capture and orderly shutdown. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hci/hci.h"
+
+pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t rt_cond;
+bsock *rt_socks;
+adapter *rt_adapters;
+
+static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
+static bt_snoop *rt_snoop;        /* one capture shared by every adapter */
+static char rt_snoop_path[256];
+static bool rt_snoop_set;          /* btsock_set_snoop called: the environment no longer counts */
+static _Thread_local char rt_errbuf[320];
+
+static void rt_init(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&rt_cond, &a);
+	pthread_condattr_destroy(&a);
+	atexit(btsock_shutdown);
+}
+
+/* Every public entry point calls this first. */
+void rt_enter(void);
+void rt_enter(void)
+{
+	pthread_once(&rt_once, rt_init);
+	pthread_mutex_lock(&rt_lock);
+}
+
+uint64_t rt_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+int rt_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rt_errbuf, sizeof rt_errbuf, fmt, ap);
+	va_end(ap);
+	errno = err;
+	return -1;
+}
+
+void rt_clear_error(void) { rt_errbuf[0] = 0; }
+
+const char *btsock_error(void) { return rt_errbuf; }
+
+int rt_wait(int timeout_ms, uint64_t start)
+{
+	if (timeout_ms < 0) {
+		pthread_cond_wait(&rt_cond, &rt_lock);
+		return 0;
+	}
+	uint64_t end = start + (uint64_t)timeout_ms;
+	if (rt_now_ms() >= end)
+		return -ETIMEDOUT;
+	struct timespec ts = { (time_t)(end / 1000), (long)(end % 1000) * 1000000L };
+	pthread_cond_timedwait(&rt_cond, &rt_lock, &ts);
+	return rt_now_ms() >= end ? -ETIMEDOUT : 0;
+}
+
+void rt_wake(adapter *ad)
+{
+	uint8_t b = 1;
+	if (write(ad->wake[1], &b, 1) < 0) {
+		/* the pipe is full: the loop is already due to wake */
+	}
+}
+
+/* ------------------------------------------------------------------ stack callbacks */
+
+static void ad_send(void *ctx, const uint8_t *pkt, size_t len)
+{
+	adapter *ad = ctx;
+	if (ad->dead)
+		return;
+	if (rt_snoop)
+		bt_snoop_write(rt_snoop, pkt, len, false);
+	int err = bt_transport_send(ad->tr, pkt, len);
+	if (err < 0 && !ad->dead) {
+		ad->dead = true;
+		snprintf(ad->err, sizeof ad->err, "adapter %s: writing to the controller failed: %s", ad->name,
+			 strerror(-err));
+	}
+}
+
+static void ad_ready(void *ctx, int err)
+{
+	adapter *ad = ctx;
+	ad->ready = true;
+	ad->ready_err = err;
+	if (err)
+		snprintf(ad->err, sizeof ad->err, "adapter %s: %s", ad->name, bt_stack_error(ad->st));
+	pthread_cond_broadcast(&rt_cond);
+}
+
+static void ad_fatal(void *ctx, int err)
+{
+	adapter *ad = ctx;
+	ad->dead = true;
+	snprintf(ad->err, sizeof ad->err, "adapter %s: %s", ad->name, bt_stack_error(ad->st));
+	(void)err;
+}
+
+/* The controller is gone or unusable: every socket on it ends. */
+static void ad_mark_dead(adapter *ad)
+{
+	for (bsock *s = rt_socks; s; s = s->next)
+		if (s->ad == ad)
+			rt_sock_adapter_gone(s, -ENETDOWN);
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+#define MAX_POLL 512
+
+static void ad_read_transport(adapter *ad)
+{
+	uint8_t buf[16384];
+	/* Drain what is there (btvirt drops ACL data a host does not read), in bounded rounds. */
+	for (int i = 0; i < 64; i++) {
+		ssize_t n = bt_transport_read(ad->tr, buf, sizeof buf);
+		if (n == -EAGAIN)
+			return;
+		if (n <= 0) {
+			if (!ad->dead)
+				snprintf(ad->err, sizeof ad->err, "adapter %s: the controller connection closed%s%s",
+					 ad->name, n < 0 ? ": " : "", n < 0 ? strerror((int)-n) : "");
+			ad->dead = true;
+			return;
+		}
+		if (rt_snoop)
+			bt_snoop_write(rt_snoop, buf, (size_t)n, true);
+		bt_stack_input(ad->st, buf, (size_t)n, rt_now_ms());
+	}
+}
+
+static void *ad_loop(void *arg)
+{
+	adapter *ad = arg;
+	bsock *map[MAX_POLL];
+	pthread_mutex_lock(&rt_lock);
+	bt_stack_start(ad->st, rt_now_ms());
+	while (!ad->stop) {
+		struct pollfd p[MAX_POLL];
+		int n = 0;
+		p[n].fd = ad->tr->fd;
+		p[n].events = ad->dead ? 0 : POLLIN;
+		if (bt_transport_pending(ad->tr))
+			p[n].events |= POLLOUT;
+		map[n++] = NULL;
+		p[n].fd = ad->wake[0];
+		p[n].events = POLLIN;
+		map[n++] = NULL;
+		for (bsock *s = rt_socks; s && n < MAX_POLL; s = s->next) {
+			if (s->ad != ad || s->zombie)
+				continue;
+			short ev = 0;
+			rt_sock_poll_events(s, &ev);
+			if (!ev)
+				continue;
+			p[n].fd = s->rt_fd;
+			p[n].events = ev;
+			map[n++] = s;
+		}
+		uint64_t now = rt_now_ms();
+		uint64_t next = bt_stack_next_deadline(ad->st);
+		int wait = next == UINT64_MAX ? 1000 : next > now ? (int)(next - now) : 0;
+		if (wait > 1000)
+			wait = 1000;
+		pthread_mutex_unlock(&rt_lock);
+		int r = poll(p, (nfds_t)n, wait);
+		pthread_mutex_lock(&rt_lock);
+		if (ad->stop)
+			break;
+		if (r < 0 && errno != EINTR)
+			break;
+		if (p[1].revents & POLLIN) {
+			uint8_t junk[64];
+			while (read(ad->wake[0], junk, sizeof junk) > 0)
+				;
+		}
+		bool was_dead = ad->dead;
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+			ad_read_transport(ad);
+		if (p[0].revents & POLLOUT)
+			bt_transport_flush(ad->tr);
+		bt_stack_run_timers(ad->st, rt_now_ms());
+		for (int i = 2; i < n; i++)
+			if (p[i].revents && !map[i]->zombie)
+				rt_sock_io(map[i], p[i].revents);
+		for (bsock *s = rt_socks; s; s = s->next)
+			if (s->ad == ad && !s->zombie)
+				rt_sock_service(s);
+		if (ad->dead && !was_dead)
+			ad_mark_dead(ad);
+		/* Free what died this round (no pointer to it survives the round). */
+		for (bsock **pp = &rt_socks; *pp;) {
+			bsock *s = *pp;
+			if (s->ad == ad && s->zombie) {
+				*pp = s->next;
+				rt_sock_free(s);
+			} else {
+				pp = &s->next;
+			}
+		}
+		pthread_cond_broadcast(&rt_cond);
+	}
+	pthread_mutex_unlock(&rt_lock);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static void ad_destroy(adapter *ad)
+{
+	if (ad->thread_started) {
+		ad->stop = true;
+		rt_wake(ad);
+		pthread_mutex_unlock(&rt_lock);
+		pthread_join(ad->thread, NULL);
+		pthread_mutex_lock(&rt_lock);
+	}
+	if (ad->st)
+		bt_stack_free(ad->st);
+	if (ad->tr) {
+		bt_transport_close(ad->tr);
+		free(ad->tr);
+	}
+	if (ad->wake[0] >= 0)
+		close(ad->wake[0]);
+	if (ad->wake[1] >= 0)
+		close(ad->wake[1]);
+	free(ad);
+}
+
+static void snoop_open_once(void)
+{
+	if (rt_snoop)
+		return;
+	const char *path = rt_snoop_set ? rt_snoop_path : getenv("BTSOCK_SNOOP");
+	if (!path || !*path)
+		return;
+	char err[256];
+	rt_snoop = bt_snoop_open(path, err, sizeof err);
+	if (!rt_snoop)
+		fprintf(stderr, "btsock: BTSOCK_SNOOP: %s\n", err);
+}
+
+/* Opens an adapter; rt_lock held. Returns it, or NULL with the thread's message set. */
+static adapter *ad_open(const char *spec)
+{
+	adapter *ad = calloc(1, sizeof *ad);
+	if (!ad) {
+		rt_fail(ENOMEM, "out of memory");
+		return NULL;
+	}
+	ad->wake[0] = ad->wake[1] = -1;
+	snprintf(ad->name, sizeof ad->name, "%s", spec);
+	ad->tr = calloc(1, sizeof *ad->tr);
+	char err[256];
+	int rc = ad->tr ? bt_transport_open(spec, ad->tr, err, sizeof err) : -ENOMEM;
+	if (rc < 0) {
+		free(ad->tr);
+		ad->tr = NULL;
+		ad_destroy(ad);
+		rt_fail(-rc, "adapter %s", err);
+		return NULL;
+	}
+	if (pipe2(ad->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+		ad_destroy(ad);
+		rt_fail(errno, "adapter %s: pipe: %s", spec, strerror(errno));
+		return NULL;
+	}
+	snoop_open_once();
+	bt_stack_config cfg = { 0 };
+	cfg.ctx = ad;
+	cfg.send = ad_send;
+	cfg.ready = ad_ready;
+	cfg.fatal = ad_fatal;
+	const char *name = getenv("BTSOCK_NAME");
+	cfg.hci.local_name = name && *name ? name : "btsock";
+	cfg.hci.class_of_device = 0x000100; /* major class computer, Vol 3 Part C / Assigned Numbers */
+	ad->st = bt_stack_new(&cfg, rt_now_ms());
+	if (!ad->st) {
+		ad_destroy(ad);
+		rt_fail(ENOMEM, "adapter %s: out of memory", spec);
+		return NULL;
+	}
+	if (pthread_create(&ad->thread, NULL, ad_loop, ad) != 0) {
+		ad_destroy(ad);
+		rt_fail(EAGAIN, "adapter %s: cannot start its thread", spec);
+		return NULL;
+	}
+	ad->thread_started = true;
+	uint64_t t0 = rt_now_ms();
+	while (!ad->ready && !ad->dead && rt_wait(8000, t0) == 0)
+		;
+	if (!ad->ready || ad->ready_err || ad->dead) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", ad->err[0] ? ad->err : "the controller did not finish initialisation");
+		int e = ad->ready_err ? -ad->ready_err : ETIMEDOUT;
+		ad_destroy(ad);
+		rt_fail(e, "%s", msg);
+		return NULL;
+	}
+	ad->addr = hci_get_info(bt_stack_hci(ad->st))->addr;
+	adapter **pp = &rt_adapters; /* keep opening order: the first is the default */
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = ad;
+	return ad;
+}
+
+adapter *rt_default_adapter(void)
+{
+	for (adapter *ad = rt_adapters; ad; ad = ad->next)
+		if (!ad->dead)
+			return ad;
+	const char *spec = getenv("BTSOCK_ADAPTER");
+	if (!spec || !*spec) {
+		rt_fail(ENODEV, "no Bluetooth adapter: BTSOCK_ADAPTER is not set "
+				"(e.g. BTSOCK_ADAPTER=unix:/tmp/bt-server-bredr for BlueZ btvirt -s)");
+		return NULL;
+	}
+	return ad_open(spec);
+}
+
+adapter *rt_adapter_by_addr(const bt_addr *a)
+{
+	for (adapter *ad = rt_adapters; ad; ad = ad->next)
+		if (bt_addr_eq(&ad->addr, a))
+			return ad;
+	return NULL;
+}
+
+int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN])
+{
+	rt_enter();
+	adapter *ad;
+	if (!name || !*name) {
+		name = getenv("BTSOCK_ADAPTER");
+		if (!name || !*name) {
+			pthread_mutex_unlock(&rt_lock);
+			return rt_fail(ENODEV, "btsock_adapter_open: no adapter named and BTSOCK_ADAPTER is not set");
+		}
+	}
+	ad = ad_open(name);
+	if (ad && addr)
+		bt_addr_format(&ad->addr, addr);
+	pthread_mutex_unlock(&rt_lock);
+	return ad ? 0 : -1;
+}
+
+/* Ends every socket of ad, gives queued data up to `grace_ms` to leave, then frees it. */
+static void ad_close(adapter *ad, int grace_ms)
+{
+	for (bsock *s = rt_socks; s; s = s->next) {
+		if (s->ad != ad || s->zombie)
+			continue;
+		if (s->dlc || s->ch)
+			s->app_eof = true; /* the loop closes the channel once it is flushed */
+	}
+	rt_wake(ad);
+	uint64_t t0 = rt_now_ms();
+	for (;;) {
+		bool busy = false;
+		for (bsock *s = rt_socks; s; s = s->next)
+			busy |= s->ad == ad && !s->zombie && (s->dlc || s->ch);
+		if (!busy && bt_stack_tx_idle(ad->st))
+			break;
+		if (ad->dead || rt_wait(grace_ms, t0) != 0)
+			break;
+	}
+	for (adapter **pp = &rt_adapters; *pp; pp = &(*pp)->next) {
+		if (*pp == ad) {
+			*pp = ad->next;
+			break;
+		}
+	}
+	ad->stop = true;
+	rt_wake(ad);
+	pthread_mutex_unlock(&rt_lock);
+	pthread_join(ad->thread, NULL);
+	pthread_mutex_lock(&rt_lock);
+	ad->thread_started = false;
+	for (bsock **pp = &rt_socks; *pp;) {
+		bsock *s = *pp;
+		if (s->ad == ad) {
+			rt_sock_adapter_gone(s, -ENETDOWN);
+			*pp = s->next;
+			rt_sock_free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+	ad_destroy(ad);
+}
+
+int btsock_adapter_close(const char *addr)
+{
+	rt_enter();
+	bt_addr a;
+	adapter *ad = NULL;
+	if (!addr || !*addr)
+		ad = rt_adapters;
+	else if (bt_addr_parse(addr, &a) == 0)
+		ad = rt_adapter_by_addr(&a);
+	if (!ad) {
+		pthread_mutex_unlock(&rt_lock);
+		return rt_fail(ENODEV, "btsock_adapter_close: no open adapter has address '%s'", addr ? addr : "");
+	}
+	ad_close(ad, 2000);
+	pthread_mutex_unlock(&rt_lock);
+	return 0;
+}
+
+int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info)
+{
+	rt_enter();
+	adapter *ad;
+	bt_addr a;
+	if (!addr || !*addr) {
+		ad = rt_default_adapter();
+		if (!ad) {
+			pthread_mutex_unlock(&rt_lock);
+			return -1;
+		}
+	} else if (bt_addr_parse(addr, &a) < 0) {
+		pthread_mutex_unlock(&rt_lock);
+		return rt_fail(EINVAL, "invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB", addr);
+	} else if (!(ad = rt_adapter_by_addr(&a))) {
+		pthread_mutex_unlock(&rt_lock);
+		return rt_fail(ENODEV, "no open adapter has address %s", addr);
+	}
+	const hci_info *hi = hci_get_info(bt_stack_hci(ad->st));
+	memset(info, 0, sizeof *info);
+	bt_addr_format(&hi->addr, info->addr);
+	snprintf(info->name, sizeof info->name, "%.63s", ad->name);
+	info->hci_version = hi->hci_version;
+	info->hci_revision = hi->hci_revision;
+	info->lmp_version = hi->lmp_version;
+	info->manufacturer = hi->manufacturer;
+	info->acl_mtu = hi->acl_mtu;
+	info->acl_packets = hi->acl_pkts;
+	pthread_mutex_unlock(&rt_lock);
+	return 0;
+}
+
+int btsock_set_snoop(const char *path)
+{
+	rt_enter();
+	rt_snoop_set = true;
+	snprintf(rt_snoop_path, sizeof rt_snoop_path, "%s", path ? path : "");
+	int rc = 0;
+	if (rt_snoop && !rt_adapters) {
+		bt_snoop_close(rt_snoop);
+		rt_snoop = NULL;
+	}
+	if (path && *path && !rt_snoop) {
+		char err[256];
+		rt_snoop = bt_snoop_open(path, err, sizeof err);
+		if (!rt_snoop)
+			rc = rt_fail(errno ? errno : EIO, "btsock_set_snoop: %s", err);
+	}
+	pthread_mutex_unlock(&rt_lock);
+	return rc;
+}
+
+void btsock_shutdown(void)
+{
+	pthread_once(&rt_once, rt_init);
+	pthread_mutex_lock(&rt_lock);
+	while (rt_adapters)
+		ad_close(rt_adapters, 2000);
+	/* Sockets never bound to an adapter. */
+	while (rt_socks) {
+		bsock *s = rt_socks;
+		rt_socks = s->next;
+		rt_sock_free(s);
+	}
+	if (rt_snoop) {
+		bt_snoop_close(rt_snoop);
+		rt_snoop = NULL;
+	}
+	pthread_mutex_unlock(&rt_lock);
+}

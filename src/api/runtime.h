@@ -1,0 +1,119 @@
+/* runtime.h - the socket runtime behind include/btsock.h (internal).
+ *
+ * An adapter is one host stack (src/stack) on one transport, driven by its own loop thread.
+ * A btsock socket is one end of a socketpair: the application holds `app_fd`, the adapter's
+ * loop moves bytes between `rt_fd` and the protocol core. Every access to an adapter's stack
+ * and to socket state happens under the one runtime lock (rt_lock), by the loop thread or by
+ * an API call; API calls that wait (connect, accept, close) sleep on rt_cond, which the loops
+ * broadcast after each round of events. */
+#ifndef BTSOCK_API_RUNTIME_H
+#define BTSOCK_API_RUNTIME_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "btsock.h"
+#include "core/bt_addr.h"
+#include "stack/stack.h"
+#include "transport/btsnoop.h"
+#include "transport/transport.h"
+
+#define RT_STAGE 8192            /* RFCOMM bytes read from the ring, not yet in the socketpair */
+#define RT_L2Q (64 * 1024)       /* L2CAP SDUs the application has not read yet */
+#define RT_SOCKBUF (256 * 1024)  /* socketpair buffer size */
+
+typedef struct adapter adapter;
+typedef struct bsock bsock;
+
+typedef enum {
+	S_NEW,
+	S_BOUND,
+	S_LISTENING,
+	S_CONNECTING,
+	S_CONNECTED,
+	S_FAILED, /* connect failed: conn_err says why */
+	S_CLOSED, /* the channel ended (peer, link, or us) */
+} sock_state;
+
+struct bsock {
+	int app_fd, rt_fd;
+	dev_t dev;
+	ino_t ino;
+	enum btsock_proto proto;
+	sock_state state;
+	adapter *ad;
+	uint16_t port;      /* local PSM / channel (0: none yet) */
+	bool registered;    /* port registered with l2cap_listen / rfcomm_listen */
+	bt_addr peer;
+	uint16_t peer_port;
+	int timeout_ms;     /* connect/accept/data; -1 forever, 0 non-blocking */
+	uint16_t imtu;
+	int conn_err;       /* negative errno of a failed connect / ended channel */
+
+	l2cap_chan *ch;
+	rfcomm_dlc *dlc;
+	bool want_in;       /* poll rt_fd for data from the application */
+	bool want_out;      /* bytes wait to go into rt_fd */
+	bool peer_done;     /* the channel ended: after the backlog drains, shut rt_fd */
+	bool shut;          /* rt_fd has been shut down */
+	bool app_eof;       /* the application will send nothing more */
+	bool app_gone;      /* the application closed its fd (POLLHUP) */
+	bool zombie;        /* to be freed by the loop */
+	size_t filler;      /* bytes/messages written to block POLLOUT during a non-blocking connect */
+
+	uint8_t *stage;     /* RFCOMM: RT_STAGE bytes; L2CAP: RT_L2Q queue of [len le16][sdu] */
+	size_t stage_off, stage_len;
+	unsigned long dropped; /* L2CAP SDUs dropped because the application did not read */
+
+	/* listening */
+	int backlog;
+	bsock *parent;      /* for a connection not yet accepted (never handed out) */
+	bool queued;        /* ...and already in parent->accq */
+	bsock *accq[64];
+	int accq_n;
+	int pending;        /* children accepted by the core, not yet open */
+
+	bsock *next;        /* in rt_socks */
+};
+
+struct adapter {
+	char name[128];
+	bt_addr addr;
+	bt_transport *tr;
+	bt_stack *st;
+	pthread_t thread;
+	bool thread_started;
+	int wake[2];
+	bool ready, stop, dead;
+	int ready_err;
+	char err[256];
+	adapter *next;
+};
+
+extern pthread_mutex_t rt_lock;
+extern pthread_cond_t rt_cond;
+extern bsock *rt_socks;
+extern adapter *rt_adapters;
+
+uint64_t rt_now_ms(void);
+/* Sets errno = err and this thread's message; returns -1. */
+int rt_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rt_clear_error(void);
+
+/* Adapters (adapter.c). Called with rt_lock held. */
+adapter *rt_default_adapter(void);  /* opens BTSOCK_ADAPTER lazily; NULL + message on failure */
+adapter *rt_adapter_by_addr(const bt_addr *a);
+void rt_wake(adapter *ad);
+int rt_wait(int timeout_ms, uint64_t start); /* cond wait; -ETIMEDOUT when the time is up */
+
+/* Sockets (socket.c). Called with rt_lock held, from an adapter's loop. */
+void rt_sock_poll_events(bsock *s, short *events);
+void rt_sock_io(bsock *s, short revents);
+void rt_sock_service(bsock *s);
+void rt_sock_adapter_gone(bsock *s, int err);
+void rt_sock_free(bsock *s);
+
+#endif

@@ -1,0 +1,839 @@
+/* socket.c - btsock sockets: the public calls of include/btsock.h, and the loop-side work that
+ * moves bytes between a socket's socketpair and its L2CAP channel or RFCOMM DLC.
+ *
+ * Flow control: data from the application is read from the socketpair only when the channel
+ * can take it (rfcomm_write accepts / l2cap_can_send), so a full link blocks the writer's
+ * socket buffer. Data for the application is moved from RFCOMM's receive ring only as fast as
+ * the socketpair accepts it; RFCOMM grants the peer credits as its ring frees, so a reader that
+ * stops reading stops the sender. L2CAP basic mode has no flow control: SDUs the application
+ * does not read are queued up to RT_L2Q bytes, then dropped and counted, as the kernel does. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/bytes.h"
+
+void rt_enter(void);
+
+#define UNLOCK_RET(x)                          \
+	do {                                   \
+		int rv_ = (x);                 \
+		pthread_mutex_unlock(&rt_lock); \
+		return rv_;                    \
+	} while (0)
+
+static const char *port_word(const bsock *s) { return s->proto == BTSOCK_RFCOMM ? "channel" : "psm"; }
+
+/* ------------------------------------------------------------------ lookup */
+
+static bsock *sock_find(int fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return NULL;
+	for (bsock *s = rt_socks; s; s = s->next)
+		if (s->app_fd == fd && !s->zombie && s->dev == st.st_dev && s->ino == st.st_ino)
+			return s;
+	return NULL;
+}
+
+#define FIND_OR_FAIL(s, fd, call)                                                                       \
+	bsock *s = sock_find(fd);                                                                       \
+	if (!s)                                                                                         \
+	UNLOCK_RET(rt_fail(EBADF, "%s: %d is not an open btsock socket", call, fd))
+
+static void set_bufs(int fd)
+{
+	int sz = RT_SOCKBUF;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+}
+
+static bsock *sock_new(enum btsock_proto proto)
+{
+	int sv[2];
+	int type = proto == BTSOCK_L2CAP ? SOCK_SEQPACKET : SOCK_STREAM;
+	if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
+		return NULL;
+	bsock *s = calloc(1, sizeof *s);
+	struct stat st;
+	if (!s || fstat(sv[0], &st) < 0) {
+		free(s);
+		close(sv[0]);
+		close(sv[1]);
+		return NULL;
+	}
+	s->app_fd = sv[0];
+	s->rt_fd = sv[1];
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->proto = proto;
+	s->timeout_ms = -1;
+	s->imtu = L2CAP_DEFAULT_MTU;
+	fcntl(s->rt_fd, F_SETFL, O_NONBLOCK);
+	set_bufs(s->app_fd);
+	set_bufs(s->rt_fd);
+	s->next = rt_socks;
+	rt_socks = s;
+	return s;
+}
+
+/* Frees the runtime's side; the application's fd stays the application's. */
+void rt_sock_free(bsock *s)
+{
+	if (s->dlc)
+		rfcomm_close(s->dlc);
+	if (s->ch)
+		l2cap_close(s->ch);
+	if (s->registered && s->ad && s->ad->st) {
+		if (s->proto == BTSOCK_RFCOMM)
+			rfcomm_unlisten(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port);
+		else
+			l2cap_unlisten(bt_stack_l2cap(s->ad->st), s->port);
+	}
+	/* Connections never handed out die with their listener. */
+	for (bsock *c = rt_socks; c; c = c->next) {
+		if (c->parent == s) {
+			c->parent = NULL;
+			c->zombie = true;
+			close(c->app_fd);
+		}
+	}
+	if (s->parent) { /* a connection that was never accepted: its app_fd is ours */
+		bsock *p = s->parent;
+		if (s->queued) {
+			for (int i = 0; i < p->accq_n; i++) {
+				if (p->accq[i] == s) {
+					memmove(p->accq + i, p->accq + i + 1, (size_t)(p->accq_n - i - 1) * sizeof p->accq[0]);
+					p->accq_n--;
+					break;
+				}
+			}
+		} else {
+			p->pending--;
+		}
+		close(s->app_fd);
+	}
+	if (s->rt_fd >= 0)
+		close(s->rt_fd);
+	free(s->stage);
+	free(s);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static const char *conn_reason(int err)
+{
+	switch (-err) {
+	case ECONNREFUSED: return "connection refused (nobody listens there)";
+	case EHOSTDOWN: return "no device answered at that address (page timeout)";
+	case ETIMEDOUT: return "timed out";
+	case ECONNRESET: return "the link went down";
+	case EACCES: return "refused for security reasons";
+	case ENETDOWN: return "the adapter went away";
+	default: return strerror(-err);
+	}
+}
+
+/* ------------------------------------------------------------------ channel callbacks */
+
+static void child_ready(bsock *s);
+
+static void sock_opened(bsock *s)
+{
+	if (!s->stage)
+		s->stage = malloc(s->proto == BTSOCK_RFCOMM ? RT_STAGE : RT_L2Q);
+	if (!s->stage) {
+		s->conn_err = -ENOMEM;
+		s->state = S_FAILED;
+		return;
+	}
+	/* Unblock a non-blocking connect's fd: take back the filler. */
+	if (s->filler) {
+		char junk[4096];
+		while (s->filler) {
+			size_t n = s->proto == BTSOCK_RFCOMM ? (s->filler < sizeof junk ? s->filler : sizeof junk) : 1;
+			ssize_t r = recv(s->rt_fd, junk, s->proto == BTSOCK_RFCOMM ? n : sizeof junk, MSG_DONTWAIT);
+			if (r <= 0)
+				break;
+			s->filler -= s->proto == BTSOCK_RFCOMM ? (size_t)r : 1;
+		}
+		s->filler = 0;
+		set_bufs(s->app_fd);
+	}
+	s->state = S_CONNECTED;
+	s->want_in = true;
+	if (s->parent)
+		child_ready(s);
+}
+
+static void sock_ended(bsock *s, int err)
+{
+	if (s->state == S_CONNECTING) {
+		s->state = S_FAILED;
+		s->conn_err = err ? err : -ECONNREFUSED;
+		if (s->filler) { /* a non-blocking connect's fd polls writable now */
+			char junk[4096];
+			while (recv(s->rt_fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
+				;
+			s->filler = 0;
+		}
+		if (s->parent)
+			s->zombie = true;
+		return;
+	}
+	s->state = S_CLOSED;
+	s->conn_err = err;
+	s->peer_done = true;
+	s->want_out = true;
+}
+
+static void l_opened(void *ctx, l2cap_chan *ch) { sock_opened(ctx); }
+static void l_writable(void *ctx, l2cap_chan *ch) { ((bsock *)ctx)->want_in = true; }
+static void l_closed(void *ctx, l2cap_chan *ch, int err) { sock_ended(ctx, err); }
+
+/* An SDU for the application: straight into the socketpair, else the bounded queue. */
+static void l_data(void *ctx, l2cap_chan *ch, const uint8_t *p, size_t n)
+{
+	bsock *s = ctx;
+	if (s->stage_len == 0 && send(s->rt_fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n)
+		return;
+	if (s->stage_len + 2 + n > RT_L2Q) {
+		s->dropped++;
+		return;
+	}
+	put_le16(s->stage + s->stage_len, (uint16_t)n);
+	memcpy(s->stage + s->stage_len + 2, p, n);
+	s->stage_len += 2 + n;
+	s->want_out = true;
+}
+static const l2cap_chan_ops l_ops = { l_opened, l_data, l_writable, l_closed };
+
+static void r_opened(void *ctx, rfcomm_dlc *d) { sock_opened(ctx); }
+static void r_readable(void *ctx, rfcomm_dlc *d) { ((bsock *)ctx)->want_out = true; }
+static void r_writable(void *ctx, rfcomm_dlc *d) { ((bsock *)ctx)->want_in = true; }
+static void r_closed(void *ctx, rfcomm_dlc *d, int err) { sock_ended(ctx, err); }
+static const rfcomm_dlc_ops r_ops = { r_opened, r_readable, r_writable, r_closed };
+
+/* ------------------------------------------------------------------ accepting */
+
+static int accept_common(bsock *parent, bsock **out)
+{
+	if (parent->state != S_LISTENING || parent->accq_n + parent->pending >= parent->backlog)
+		return -ENOBUFS;
+	bsock *c = sock_new(parent->proto);
+	if (!c)
+		return -ENOMEM;
+	c->ad = parent->ad;
+	c->port = parent->port;
+	c->state = S_CONNECTING;
+	c->parent = parent;
+	parent->pending++;
+	*out = c;
+	return 0;
+}
+
+static int l_accept(void *srv, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
+{
+	bsock *c;
+	int rc = accept_common(srv, &c);
+	if (rc < 0)
+		return rc;
+	c->ch = ch;
+	c->peer = *l2cap_chan_peer(ch);
+	c->peer_port = l2cap_chan_psm(ch);
+	*ops = &l_ops;
+	*ctx = c;
+	return 0;
+}
+
+static int r_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx)
+{
+	bsock *c;
+	int rc = accept_common(srv, &c);
+	if (rc < 0)
+		return rc;
+	c->dlc = d;
+	c->peer = *rfcomm_dlc_peer(d);
+	c->peer_port = rfcomm_dlc_channel(d);
+	*ops = &r_ops;
+	*ctx = c;
+	return 0;
+}
+
+/* A child opened: it waits in its listener's queue; the listener's fd turns readable. */
+static void child_ready(bsock *c)
+{
+	bsock *p = c->parent;
+	p->pending--;
+	c->queued = true;
+	p->accq[p->accq_n++] = c;
+	uint8_t b = 1;
+	if (send(p->rt_fd, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* the listener's buffer is full of wake-up bytes: it is readable anyway */
+	}
+}
+
+/* ------------------------------------------------------------------ loop side */
+
+void rt_sock_poll_events(bsock *s, short *events)
+{
+	*events = 0;
+	if (s->state == S_CONNECTED && s->want_in && !s->app_eof)
+		*events |= POLLIN;
+	if (s->want_out && !s->shut)
+		*events |= POLLOUT;
+	if (!s->app_gone && !s->shut && s->state != S_CONNECTED)
+		*events |= POLLRDHUP; /* notice an application that closes its fd */
+}
+
+/* Whether the application still holds its fd (it may have closed it without telling us). */
+static bool app_fd_alive(const bsock *s)
+{
+	struct stat st;
+	return fstat(s->app_fd, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino;
+}
+
+/* Nothing more comes from the application: close the channel once what it sent has gone. */
+static void app_finished(bsock *s)
+{
+	s->app_eof = true;
+	s->want_in = false;
+}
+
+static void rf_app_to_stack(bsock *s)
+{
+	uint8_t buf[8192];
+	for (int i = 0; i < 16 && s->dlc; i++) {
+		ssize_t n = recv(s->rt_fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			app_finished(s);
+			return;
+		}
+		if (n < 0)
+			return;
+		ssize_t k = rfcomm_write(s->dlc, buf, (size_t)n);
+		if (k <= 0) {
+			s->want_in = false; /* writable follows (or the DLC ended) */
+			return;
+		}
+		if (recv(s->rt_fd, buf, (size_t)k, MSG_DONTWAIT) != k)
+			return;
+		if (k < n) {
+			s->want_in = false;
+			return;
+		}
+	}
+}
+
+static void l2_app_to_stack(bsock *s)
+{
+	static uint8_t buf[L2CAP_MAX_MTU + 1];
+	for (int i = 0; i < 16 && s->ch; i++) {
+		ssize_t n = recv(s->rt_fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			app_finished(s);
+			return;
+		}
+		if (n < 0)
+			return;
+		if ((size_t)n > l2cap_chan_omtu(s->ch)) {
+			recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT); /* cannot be sent whole: dropped */
+			s->dropped++;
+			continue;
+		}
+		if (!l2cap_can_send(s->ch, (size_t)n)) {
+			s->want_in = false;
+			return;
+		}
+		ssize_t r = recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (r > 0)
+			l2cap_send(s->ch, buf, (size_t)r);
+	}
+}
+
+static void rf_stack_to_app(bsock *s)
+{
+	for (;;) {
+		if (s->stage_off == s->stage_len) {
+			s->stage_off = s->stage_len = 0;
+			if (s->dlc)
+				s->stage_len = rfcomm_read(s->dlc, s->stage, RT_STAGE);
+			if (!s->stage_len)
+				break;
+		}
+		ssize_t w = send(s->rt_fd, s->stage + s->stage_off, s->stage_len - s->stage_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno != EAGAIN)
+				s->app_gone = true;
+			return; /* POLLOUT brings us back */
+		}
+		s->stage_off += (size_t)w;
+	}
+	s->want_out = false;
+}
+
+static void l2_stack_to_app(bsock *s)
+{
+	while (s->stage_off < s->stage_len) {
+		size_t n = get_le16(s->stage + s->stage_off);
+		ssize_t w = send(s->rt_fd, s->stage + s->stage_off + 2, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno != EAGAIN)
+				s->app_gone = true;
+			return;
+		}
+		s->stage_off += 2 + n;
+	}
+	s->stage_off = s->stage_len = 0;
+	s->want_out = false;
+}
+
+void rt_sock_io(bsock *s, short revents)
+{
+	if (revents & POLLOUT)
+		s->want_out = true;
+	if ((revents & (POLLIN | POLLHUP | POLLERR)) && s->state == S_CONNECTED && !s->app_eof) {
+		if (s->proto == BTSOCK_RFCOMM)
+			rf_app_to_stack(s);
+		else
+			l2_app_to_stack(s);
+	}
+	if ((revents & (POLLHUP | POLLERR)) || ((revents & POLLRDHUP) && s->state != S_CONNECTED))
+		s->app_gone = true;
+}
+
+/* Per round: move pending bytes up, and finish closes. */
+void rt_sock_service(bsock *s)
+{
+	if (s->stage && s->want_out && !s->shut) {
+		if (s->proto == BTSOCK_RFCOMM)
+			rf_stack_to_app(s);
+		else
+			l2_stack_to_app(s);
+	}
+	/* The peer is done and the application has everything: end of file for it, and EPIPE for
+	 * its writes. */
+	if (s->peer_done && !s->shut && !s->want_out &&
+	    (s->proto != BTSOCK_RFCOMM || !s->dlc || rfcomm_readable(s->dlc) == 0)) {
+		shutdown(s->rt_fd, SHUT_RDWR);
+		s->shut = true;
+		if (s->dlc) {
+			rfcomm_close(s->dlc);
+			s->dlc = NULL;
+		}
+		if (s->ch) {
+			l2cap_close(s->ch);
+			s->ch = NULL;
+		}
+	}
+	/* The application is done sending: close the channel once its bytes are in the stack. */
+	if (s->app_eof && s->state == S_CONNECTED) {
+		if (s->dlc) {
+			rfcomm_close(s->dlc); /* sends what is queued, then DISC */
+			s->dlc = NULL;
+		}
+		if (s->ch && l2cap_tx_idle(bt_stack_l2cap(s->ad->st))) {
+			l2cap_close(s->ch);
+			s->ch = NULL;
+		}
+		if (!s->dlc && !s->ch)
+			s->state = S_CLOSED;
+	}
+	if ((s->shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent &&
+	    !app_fd_alive(s))
+		s->app_gone = true;
+	if (s->app_gone && !s->zombie) {
+		if (s->state == S_CONNECTED && (s->dlc || s->ch)) {
+			app_finished(s); /* flush first; freed on a later round */
+			return;
+		}
+		s->zombie = true;
+	}
+}
+
+void rt_sock_adapter_gone(bsock *s, int err)
+{
+	if (s->dlc) {
+		rfcomm_close(s->dlc);
+		s->dlc = NULL;
+	}
+	if (s->ch) {
+		l2cap_close(s->ch);
+		s->ch = NULL;
+	}
+	s->registered = false;
+	if (s->state == S_CONNECTING) {
+		s->state = S_FAILED;
+		s->conn_err = err;
+	} else if (s->state == S_CONNECTED) {
+		s->state = S_CLOSED;
+		s->conn_err = err;
+	}
+	if (!s->shut) {
+		shutdown(s->rt_fd, SHUT_RDWR);
+		s->shut = true;
+	}
+}
+
+/* ------------------------------------------------------------------ public calls */
+
+int btsock_socket(enum btsock_proto proto)
+{
+	rt_enter();
+	if (proto != BTSOCK_L2CAP && proto != BTSOCK_RFCOMM)
+		UNLOCK_RET(rt_fail(EPROTONOSUPPORT, "btsock_socket: unknown protocol %d (BTSOCK_L2CAP or BTSOCK_RFCOMM)",
+				   (int)proto));
+	bsock *s = sock_new(proto);
+	if (!s)
+		UNLOCK_RET(rt_fail(errno ? errno : ENOMEM, "btsock_socket: %s", strerror(errno ? errno : ENOMEM)));
+	UNLOCK_RET(s->app_fd);
+}
+
+static int check_port(const bsock *s, const char *call, unsigned port)
+{
+	if (s->proto == BTSOCK_RFCOMM && port > RFCOMM_CHANNEL_MAX)
+		return rt_fail(EINVAL, "%s: RFCOMM channel %u is out of range (1-30, or 0 for any)", call, port);
+	if (s->proto == BTSOCK_L2CAP && port != 0 && (port > 0xffff || (port & 0x0101) != 0x0001))
+		return rt_fail(EINVAL, "%s: 0x%04x is not a valid PSM (odd, with the upper byte's lowest bit 0)",
+			       call, port);
+	return 0;
+}
+
+static adapter *resolve_local(const char *local, const char *call)
+{
+	if (!local || !*local)
+		return rt_default_adapter();
+	bt_addr a;
+	if (bt_addr_parse(local, &a) < 0) {
+		rt_fail(EINVAL, "%s: invalid local address '%s': expected \"\" or six hex bytes like 01:23:45:67:89:AB",
+			call, local);
+		return NULL;
+	}
+	adapter *ad = rt_adapter_by_addr(&a);
+	if (!ad)
+		rt_fail(EADDRNOTAVAIL, "%s: no open adapter has address %s (open it with btsock_adapter_open)", call,
+			local);
+	return ad;
+}
+
+/* Registers the socket's port with the core (0: the core picks). */
+static int do_register(bsock *s, const char *call)
+{
+	bt_stack_run_timers(s->ad->st, rt_now_ms());
+	int rc;
+	if (s->proto == BTSOCK_RFCOMM)
+		rc = rfcomm_listen(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port, r_accept, s);
+	else
+		rc = l2cap_listen(bt_stack_l2cap(s->ad->st), s->port, s->imtu, l_accept, s);
+	if (rc == -EADDRINUSE)
+		return s->port ? rt_fail(EADDRINUSE, "%s: %s %u is in use", call, port_word(s), s->port)
+			       : rt_fail(EADDRINUSE, "%s: no free %s left", call, port_word(s));
+	if (rc < 0)
+		return rt_fail(-rc, "%s: %s", call, strerror(-rc));
+	s->port = (uint16_t)rc;
+	s->registered = true;
+	return 0;
+}
+
+int btsock_bind(int fd, const char *local, unsigned port)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "bind");
+	if (s->state != S_NEW)
+		UNLOCK_RET(rt_fail(EINVAL, "bind: socket %d is already bound", fd));
+	if (check_port(s, "bind", port) < 0)
+		UNLOCK_RET(-1);
+	adapter *ad = resolve_local(local, "bind");
+	if (!ad)
+		UNLOCK_RET(-1);
+	s->ad = ad;
+	s->port = (uint16_t)port;
+	if (port && do_register(s, "bind") < 0) {
+		s->ad = NULL;
+		s->port = 0;
+		UNLOCK_RET(-1);
+	}
+	s->state = S_BOUND;
+	rt_wake(ad);
+	rt_clear_error();
+	UNLOCK_RET(0);
+}
+
+int btsock_listen(int fd, int backlog)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "listen");
+	if (s->state == S_LISTENING) {
+		s->backlog = backlog < 1 ? 1 : backlog > 64 ? 64 : backlog;
+		UNLOCK_RET(0);
+	}
+	if (s->state != S_BOUND)
+		UNLOCK_RET(rt_fail(EINVAL, "listen: socket %d is not bound (call btsock_bind first)", fd));
+	if (!s->registered && do_register(s, "listen") < 0)
+		UNLOCK_RET(-1);
+	s->backlog = backlog < 1 ? 1 : backlog > 64 ? 64 : backlog;
+	s->state = S_LISTENING;
+	rt_wake(s->ad);
+	rt_clear_error();
+	UNLOCK_RET(0);
+}
+
+int btsock_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "accept");
+	if (s->state != S_LISTENING)
+		UNLOCK_RET(rt_fail(EINVAL, "accept: socket %d is not listening", fd));
+	uint64_t t0 = rt_now_ms();
+	while (s->accq_n == 0) {
+		if (s->timeout_ms == 0)
+			UNLOCK_RET(rt_fail(EAGAIN, "accept: no connection is waiting"));
+		if (s->ad->dead)
+			UNLOCK_RET(rt_fail(ENETDOWN, "accept: %s", s->ad->err));
+		if (rt_wait(s->timeout_ms, t0) < 0)
+			UNLOCK_RET(rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms));
+		if (!sock_find(fd) || s->state != S_LISTENING)
+			UNLOCK_RET(rt_fail(EBADF, "accept: socket %d was closed", fd));
+	}
+	bsock *c = s->accq[0];
+	memmove(s->accq, s->accq + 1, (size_t)(--s->accq_n) * sizeof s->accq[0]);
+	c->parent = NULL; /* the application's now */
+	c->queued = false;
+	uint8_t b;
+	recv(s->app_fd, &b, 1, MSG_DONTWAIT); /* one readiness byte per connection */
+	if (addr)
+		bt_addr_format(&c->peer, addr);
+	if (port)
+		*port = c->peer_port;
+	c->timeout_ms = -1;
+	rt_wake(s->ad);
+	rt_clear_error();
+	UNLOCK_RET(c->app_fd);
+}
+
+/* Blocks POLLOUT on the application's fd until a non-blocking connect ends: shrink its send
+ * buffer and fill it; sock_opened / sock_ended take the filler back. */
+static void fill_until_blocked(bsock *s)
+{
+	int small = 1;
+	setsockopt(s->app_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	static const uint8_t zero[512];
+	for (int i = 0; i < 4096; i++) {
+		ssize_t w = send(s->app_fd, zero, s->proto == BTSOCK_RFCOMM ? sizeof zero : 1,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w <= 0)
+			break;
+		s->filler += s->proto == BTSOCK_RFCOMM ? (size_t)w : 1;
+	}
+}
+
+int btsock_connect(int fd, const char *addr, unsigned port)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "connect");
+	bt_addr peer;
+	if (!addr || bt_addr_parse(addr, &peer) < 0)
+		UNLOCK_RET(rt_fail(EINVAL, "connect: invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB",
+				   addr ? addr : "(null)"));
+	if (check_port(s, "connect", port) < 0)
+		UNLOCK_RET(-1);
+	if (port == 0)
+		UNLOCK_RET(rt_fail(EINVAL, "connect: %s 0 is not a destination", port_word(s)));
+	if (s->state == S_CONNECTING)
+		UNLOCK_RET(rt_fail(EALREADY, "connect: a connection attempt is already under way"));
+	if (s->state == S_CONNECTED)
+		UNLOCK_RET(rt_fail(EISCONN, "connect: socket %d is already connected", fd));
+	if (s->state != S_NEW && s->state != S_BOUND)
+		UNLOCK_RET(rt_fail(EINVAL, "connect: socket %d cannot connect in its state", fd));
+	if (!s->ad && !(s->ad = rt_default_adapter()))
+		UNLOCK_RET(-1);
+	if (s->ad->dead)
+		UNLOCK_RET(rt_fail(ENETDOWN, "connect: %s", s->ad->err));
+	if (bt_addr_eq(&peer, &s->ad->addr))
+		UNLOCK_RET(rt_fail(EINVAL, "connect: %s is this adapter's own address", addr));
+	bt_stack_run_timers(s->ad->st, rt_now_ms());
+	s->peer = peer;
+	s->peer_port = (uint16_t)port;
+	int rc = s->proto == BTSOCK_RFCOMM
+			 ? rfcomm_connect(bt_stack_rfcomm(s->ad->st), &peer, (uint8_t)port, &r_ops, s, &s->dlc)
+			 : l2cap_connect(bt_stack_l2cap(s->ad->st), &peer, (uint16_t)port, s->imtu, &l_ops, s, &s->ch);
+	if (rc < 0)
+		UNLOCK_RET(rt_fail(-rc, "connect %s %s %u: %s", addr, port_word(s), port, conn_reason(rc)));
+	s->state = S_CONNECTING;
+	rt_wake(s->ad);
+	if (s->timeout_ms == 0) {
+		fill_until_blocked(s);
+		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %u: in progress", addr, port_word(s), port));
+	}
+	uint64_t t0 = rt_now_ms();
+	while (s->state == S_CONNECTING) {
+		if (rt_wait(s->timeout_ms, t0) < 0 && s->state == S_CONNECTING) {
+			if (s->dlc)
+				rfcomm_close(s->dlc);
+			if (s->ch)
+				l2cap_close(s->ch);
+			s->dlc = NULL;
+			s->ch = NULL;
+			s->state = S_NEW;
+			UNLOCK_RET(rt_fail(ETIMEDOUT, "connect %s %s %u: no connection within %d ms", addr,
+					   port_word(s), port, s->timeout_ms));
+		}
+	}
+	if (s->state != S_CONNECTED) {
+		int err = s->conn_err;
+		if (s->dlc)
+			rfcomm_close(s->dlc);
+		if (s->ch)
+			l2cap_close(s->ch);
+		s->dlc = NULL;
+		s->ch = NULL;
+		s->state = S_NEW;
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %u: %s", addr, port_word(s), port, conn_reason(err)));
+	}
+	rt_clear_error();
+	UNLOCK_RET(0);
+}
+
+int btsock_connect_result(int fd)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "connect_result");
+	char a[BT_ADDR_STRLEN];
+	bt_addr_format(&s->peer, a);
+	if (s->state == S_CONNECTING)
+		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %u: in progress", a, port_word(s), s->peer_port));
+	if (s->state == S_FAILED) {
+		int err = s->conn_err;
+		if (s->dlc)
+			rfcomm_close(s->dlc);
+		if (s->ch)
+			l2cap_close(s->ch);
+		s->dlc = NULL;
+		s->ch = NULL;
+		s->state = S_NEW;
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %u: %s", a, port_word(s), s->peer_port, conn_reason(err)));
+	}
+	if (s->state != S_CONNECTED && s->state != S_CLOSED)
+		UNLOCK_RET(rt_fail(ENOTCONN, "connect_result: socket %d is not connecting", fd));
+	UNLOCK_RET(0);
+}
+
+int btsock_getsockname(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "getsockname");
+	if (!s->ad)
+		UNLOCK_RET(rt_fail(EINVAL, "getsockname: socket %d is not bound to an adapter", fd));
+	if (addr)
+		bt_addr_format(&s->ad->addr, addr);
+	if (port)
+		*port = s->port;
+	UNLOCK_RET(0);
+}
+
+int btsock_getpeername(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "getpeername");
+	if (s->state != S_CONNECTED && s->state != S_CLOSED)
+		UNLOCK_RET(rt_fail(ENOTCONN, "getpeername: socket %d is not connected", fd));
+	if (addr)
+		bt_addr_format(&s->peer, addr);
+	if (port)
+		*port = s->peer_port;
+	UNLOCK_RET(0);
+}
+
+int btsock_settimeout(int fd, int timeout_ms)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "settimeout");
+	s->timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, timeout_ms == 0 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	struct timeval tv = { 0, 0 };
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	UNLOCK_RET(0);
+}
+
+int btsock_setblocking(int fd, bool blocking) { return btsock_settimeout(fd, blocking ? -1 : 0); }
+
+int btsock_get_mtu(int fd, unsigned *incoming, unsigned *outgoing)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "get_mtu");
+	unsigned in = s->imtu, out = 0;
+	if (s->ch) {
+		in = l2cap_chan_imtu(s->ch);
+		out = l2cap_chan_omtu(s->ch);
+	} else if (s->dlc) {
+		in = out = rfcomm_dlc_mtu(s->dlc);
+	}
+	if (incoming)
+		*incoming = in;
+	if (outgoing)
+		*outgoing = out;
+	UNLOCK_RET(0);
+}
+
+int btsock_set_mtu(int fd, unsigned incoming)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "set_mtu");
+	if (s->proto != BTSOCK_L2CAP)
+		UNLOCK_RET(rt_fail(EOPNOTSUPP, "set_mtu: only L2CAP sockets have a settable MTU"));
+	if (incoming < 48 || incoming > L2CAP_MAX_MTU)
+		UNLOCK_RET(rt_fail(EINVAL, "set_mtu: %u is outside 48-%u", incoming, (unsigned)L2CAP_MAX_MTU));
+	if (s->state != S_NEW && s->state != S_BOUND)
+		UNLOCK_RET(rt_fail(EISCONN, "set_mtu: set the MTU before listen or connect"));
+	s->imtu = (uint16_t)incoming;
+	UNLOCK_RET(0);
+}
+
+int btsock_close(int fd)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "close");
+	if (!s->ad) { /* never bound: nothing in the stack */
+		for (bsock **pp = &rt_socks; *pp; pp = &(*pp)->next) {
+			if (*pp == s) {
+				*pp = s->next;
+				break;
+			}
+		}
+		rt_sock_free(s);
+		close(fd);
+		UNLOCK_RET(0);
+	}
+	/* Everything the application wrote goes out before the channel closes (bounded wait). */
+	if (s->state == S_CONNECTED) {
+		shutdown(s->app_fd, SHUT_WR);
+		s->want_in = true;
+		rt_wake(s->ad);
+		uint64_t t0 = rt_now_ms();
+		int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
+		while ((s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st)) && !s->ad->dead && rt_wait(grace, t0) == 0)
+			;
+	}
+	s->app_gone = true;
+	s->zombie = true;
+	adapter *ad = s->ad;
+	close(fd);
+	rt_wake(ad);
+	UNLOCK_RET(0);
+}
