@@ -29,6 +29,10 @@ int main(void)
 		fail();
 	if (btsock_listen(server_sock, 1) < 0)
 		fail();
+	/* Where to reach us, on stderr: stdout carries only the book's two lines. */
+	char local[BTSOCK_ADDRSTRLEN];
+	if (btsock_getsockname(server_sock, local, &port) == 0)
+		fprintf(stderr, "rfcomm-server: listening on %s channel %u\n", local, port);
 
 	int client_sock = btsock_accept(server_sock, address, NULL);
 	if (client_sock < 0)
