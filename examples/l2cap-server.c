@@ -31,6 +31,10 @@ int main(void)
 		fail();
 	if (btsock_listen(server_sock, 1) < 0)
 		fail();
+	/* Where to reach us, on stderr: stdout carries only the book's two lines. */
+	char local[BTSOCK_ADDRSTRLEN];
+	if (btsock_getsockname(server_sock, local, &port) == 0)
+		fprintf(stderr, "l2cap-server: listening on %s psm 0x%04x\n", local, port);
 
 	int client_sock = btsock_accept(server_sock, address, NULL);
 	if (client_sock < 0)
