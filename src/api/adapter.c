@@ -103,6 +103,12 @@ static void ad_send(void *ctx, const uint8_t *pkt, size_t len)
 	}
 }
 
+static void ad_trace_in(void *ctx, const uint8_t *pkt, size_t len)
+{
+	if (rt_snoop)
+		bt_snoop_write(rt_snoop, pkt, len, true);
+}
+
 static void ad_ready(void *ctx, int err)
 {
 	adapter *ad = ctx;
@@ -133,24 +139,36 @@ static void ad_mark_dead(adapter *ad)
 
 #define MAX_POLL 512
 
-static void ad_read_transport(adapter *ad)
+/* Drains the transport WITHOUT the runtime lock into ad->rx (bounded): btvirt drops ACL data a
+ * host does not read in time, so another adapter or an API call holding the lock must never
+ * delay the read. Only this thread reads the fd; writes happen under the lock, which is safe
+ * at the syscall level. */
+static void ad_drain_transport(adapter *ad)
 {
-	uint8_t buf[16384];
-	/* Drain what is there (btvirt drops ACL data a host does not read), in bounded rounds. */
-	for (int i = 0; i < 64; i++) {
-		ssize_t n = bt_transport_read(ad->tr, buf, sizeof buf);
+	while (ad->rx_len < RT_ADAPTER_RX && !ad->rx_eof) {
+		ssize_t n = bt_transport_read(ad->tr, ad->rx + ad->rx_len, RT_ADAPTER_RX - ad->rx_len);
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
-			if (!ad->dead)
-				snprintf(ad->err, sizeof ad->err, "adapter %s: the controller connection closed%s%s",
-					 ad->name, n < 0 ? ": " : "", n < 0 ? strerror((int)-n) : "");
-			ad->dead = true;
+			ad->rx_eof = true;
+			ad->rx_err = n < 0 ? (int)-n : 0;
 			return;
 		}
-		if (rt_snoop)
-			bt_snoop_write(rt_snoop, buf, (size_t)n, true);
-		bt_stack_input(ad->st, buf, (size_t)n, rt_now_ms());
+		ad->rx_len += (size_t)n;
+	}
+}
+
+/* Feeds what was drained to the stack; rt_lock held. */
+static void ad_feed(adapter *ad)
+{
+	if (ad->rx_len) {
+		bt_stack_input(ad->st, ad->rx, ad->rx_len, rt_now_ms());
+		ad->rx_len = 0;
+	}
+	if (ad->rx_eof && !ad->dead) {
+		snprintf(ad->err, sizeof ad->err, "adapter %s: the controller connection closed%s%s", ad->name,
+			 ad->rx_err ? ": " : "", ad->rx_err ? strerror(ad->rx_err) : "");
+		ad->dead = true;
 	}
 }
 
@@ -159,6 +177,13 @@ static void *ad_loop(void *arg)
 	adapter *ad = arg;
 	bsock *map[MAX_POLL];
 	pthread_mutex_lock(&rt_lock);
+	ad->rx = malloc(RT_ADAPTER_RX);
+	if (!ad->rx) {
+		ad->dead = true;
+		snprintf(ad->err, sizeof ad->err, "adapter %s: out of memory", ad->name);
+		pthread_mutex_unlock(&rt_lock);
+		return NULL;
+	}
 	bt_stack_start(ad->st, rt_now_ms());
 	while (!ad->stop) {
 		struct pollfd p[MAX_POLL];
@@ -189,6 +214,8 @@ static void *ad_loop(void *arg)
 			wait = 1000;
 		pthread_mutex_unlock(&rt_lock);
 		int r = poll(p, (nfds_t)n, wait);
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+			ad_drain_transport(ad);
 		pthread_mutex_lock(&rt_lock);
 		if (ad->stop)
 			break;
@@ -200,8 +227,7 @@ static void *ad_loop(void *arg)
 				;
 		}
 		bool was_dead = ad->dead;
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
-			ad_read_transport(ad);
+		ad_feed(ad);
 		if (p[0].revents & POLLOUT)
 			bt_transport_flush(ad->tr);
 		bt_stack_run_timers(ad->st, rt_now_ms());
@@ -246,6 +272,7 @@ static void ad_destroy(adapter *ad)
 		bt_transport_close(ad->tr);
 		free(ad->tr);
 	}
+	free(ad->rx);
 	if (ad->wake[0] >= 0)
 		close(ad->wake[0]);
 	if (ad->wake[1] >= 0)
@@ -297,6 +324,7 @@ static adapter *ad_open(const char *spec)
 	cfg.send = ad_send;
 	cfg.ready = ad_ready;
 	cfg.fatal = ad_fatal;
+	cfg.trace_in = rt_snoop ? ad_trace_in : NULL;
 	const char *name = getenv("BTSOCK_NAME");
 	cfg.hci.local_name = name && *name ? name : "btsock";
 	cfg.hci.class_of_device = 0x000100; /* major class computer, Vol 3 Part C / Assigned Numbers */

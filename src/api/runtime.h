@@ -24,6 +24,7 @@
 #define RT_STAGE 8192            /* RFCOMM bytes read from the ring, not yet in the socketpair */
 #define RT_L2Q (64 * 1024)       /* L2CAP SDUs the application has not read yet */
 #define RT_SOCKBUF (256 * 1024)  /* socketpair buffer size */
+#define RT_ADAPTER_RX (256 * 1024) /* controller bytes read but not yet given to the stack */
 
 typedef struct adapter adapter;
 typedef struct bsock bsock;
@@ -47,6 +48,7 @@ struct bsock {
 	adapter *ad;
 	uint16_t port;      /* local PSM / channel (0: none yet) */
 	bool registered;    /* port registered with l2cap_listen / rfcomm_listen */
+	bool bound;         /* btsock_bind succeeded */
 	bt_addr peer;
 	uint16_t peer_port;
 	int timeout_ms;     /* connect/accept/data; -1 forever, 0 non-blocking */
@@ -62,6 +64,7 @@ struct bsock {
 	bool app_eof;       /* the application will send nothing more */
 	bool app_gone;      /* the application closed its fd (POLLHUP) */
 	bool zombie;        /* to be freed by the loop */
+	int held;           /* API calls waiting on this socket: the loop must not free it */
 	size_t filler;      /* bytes/messages written to block POLLOUT during a non-blocking connect */
 
 	uint8_t *stage;     /* RFCOMM: RT_STAGE bytes; L2CAP: RT_L2Q queue of [len le16][sdu] */
@@ -90,6 +93,10 @@ struct adapter {
 	bool ready, stop, dead;
 	int ready_err;
 	char err[256];
+	uint8_t *rx;       /* drained from the transport outside the lock */
+	size_t rx_len;
+	bool rx_eof;
+	int rx_err;
 	adapter *next;
 };
 

@@ -32,6 +32,14 @@ void rt_enter(void);
 
 static const char *port_word(const bsock *s) { return s->proto == BTSOCK_RFCOMM ? "channel" : "psm"; }
 
+/* "3" for a channel, "0x1001" for a PSM (PSMs are written in hex everywhere else). */
+static const char *port_str(const bsock *s, unsigned port)
+{
+	static _Thread_local char buf[16];
+	snprintf(buf, sizeof buf, s->proto == BTSOCK_RFCOMM ? "%u" : "0x%04x", port);
+	return buf;
+}
+
 /* ------------------------------------------------------------------ lookup */
 
 static bsock *sock_find(int fd)
@@ -139,6 +147,7 @@ static const char *conn_reason(int err)
 	case ECONNRESET: return "the link went down";
 	case EACCES: return "refused for security reasons";
 	case ENETDOWN: return "the adapter went away";
+	case EADDRINUSE: return "this adapter already has a connection to that channel of that device";
 	default: return strerror(-err);
 	}
 }
@@ -320,17 +329,17 @@ static void rf_app_to_stack(bsock *s)
 		}
 		if (n < 0)
 			return;
+		/* rfcomm_write may call r_writable before it returns: clear the flag first and
+		 * let the callback set it again. */
+		s->want_in = false;
 		ssize_t k = rfcomm_write(s->dlc, buf, (size_t)n);
-		if (k <= 0) {
-			s->want_in = false; /* writable follows (or the DLC ended) */
-			return;
-		}
+		if (k <= 0)
+			return; /* writable follows (or the DLC ended) */
 		if (recv(s->rt_fd, buf, (size_t)k, MSG_DONTWAIT) != k)
 			return;
-		if (k < n) {
-			s->want_in = false;
+		if (k < n)
 			return;
-		}
+		s->want_in = true;
 	}
 }
 
@@ -350,13 +359,13 @@ static void l2_app_to_stack(bsock *s)
 			s->dropped++;
 			continue;
 		}
-		if (!l2cap_can_send(s->ch, (size_t)n)) {
-			s->want_in = false;
+		s->want_in = false; /* l2cap_send may call l_writable before it returns */
+		if (!l2cap_can_send(s->ch, (size_t)n))
 			return;
-		}
 		ssize_t r = recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (r > 0)
 			l2cap_send(s->ch, buf, (size_t)r);
+		s->want_in = true;
 	}
 }
 
@@ -452,7 +461,7 @@ void rt_sock_service(bsock *s)
 	if ((s->shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent &&
 	    !app_fd_alive(s))
 		s->app_gone = true;
-	if (s->app_gone && !s->zombie) {
+	if (s->app_gone && !s->zombie && !s->held) {
 		if (s->state == S_CONNECTED && (s->dlc || s->ch)) {
 			app_finished(s); /* flush first; freed on a later round */
 			return;
@@ -536,7 +545,7 @@ static int do_register(bsock *s, const char *call)
 	else
 		rc = l2cap_listen(bt_stack_l2cap(s->ad->st), s->port, s->imtu, l_accept, s);
 	if (rc == -EADDRINUSE)
-		return s->port ? rt_fail(EADDRINUSE, "%s: %s %u is in use", call, port_word(s), s->port)
+		return s->port ? rt_fail(EADDRINUSE, "%s: %s %s is in use", call, port_word(s), port_str(s, s->port))
 			       : rt_fail(EADDRINUSE, "%s: no free %s left", call, port_word(s));
 	if (rc < 0)
 		return rt_fail(-rc, "%s: %s", call, strerror(-rc));
@@ -564,6 +573,7 @@ int btsock_bind(int fd, const char *local, unsigned port)
 		UNLOCK_RET(-1);
 	}
 	s->state = S_BOUND;
+	s->bound = true;
 	rt_wake(ad);
 	rt_clear_error();
 	UNLOCK_RET(0);
@@ -595,16 +605,19 @@ int btsock_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
 	if (s->state != S_LISTENING)
 		UNLOCK_RET(rt_fail(EINVAL, "accept: socket %d is not listening", fd));
 	uint64_t t0 = rt_now_ms();
+	s->held++;
 	while (s->accq_n == 0) {
 		if (s->timeout_ms == 0)
-			UNLOCK_RET(rt_fail(EAGAIN, "accept: no connection is waiting"));
+			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EAGAIN, "accept: no connection is waiting");
 		if (s->ad->dead)
-			UNLOCK_RET(rt_fail(ENETDOWN, "accept: %s", s->ad->err));
+			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(ENETDOWN, "accept: %s", s->ad->err);
 		if (rt_wait(s->timeout_ms, t0) < 0)
-			UNLOCK_RET(rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms));
-		if (!sock_find(fd) || s->state != S_LISTENING)
-			UNLOCK_RET(rt_fail(EBADF, "accept: socket %d was closed", fd));
+			return s->held--, pthread_mutex_unlock(&rt_lock),
+			       rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms);
+		if (s->app_gone || s->state != S_LISTENING)
+			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EBADF, "accept: socket %d was closed", fd);
 	}
+	s->held--;
 	bsock *c = s->accq[0];
 	memmove(s->accq, s->accq + 1, (size_t)(--s->accq_n) * sizeof s->accq[0]);
 	c->parent = NULL; /* the application's now */
@@ -668,27 +681,31 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 			 ? rfcomm_connect(bt_stack_rfcomm(s->ad->st), &peer, (uint8_t)port, &r_ops, s, &s->dlc)
 			 : l2cap_connect(bt_stack_l2cap(s->ad->st), &peer, (uint16_t)port, s->imtu, &l_ops, s, &s->ch);
 	if (rc < 0)
-		UNLOCK_RET(rt_fail(-rc, "connect %s %s %u: %s", addr, port_word(s), port, conn_reason(rc)));
+		UNLOCK_RET(rt_fail(-rc, "connect %s %s %s: %s", addr, port_word(s), port_str(s, port), conn_reason(rc)));
 	s->state = S_CONNECTING;
 	rt_wake(s->ad);
 	if (s->timeout_ms == 0) {
 		fill_until_blocked(s);
-		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %u: in progress", addr, port_word(s), port));
+		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %s: in progress", addr, port_word(s), port_str(s, port)));
 	}
 	uint64_t t0 = rt_now_ms();
+	s->held++;
 	while (s->state == S_CONNECTING) {
-		if (rt_wait(s->timeout_ms, t0) < 0 && s->state == S_CONNECTING) {
+		int w = rt_wait(s->timeout_ms, t0);
+		if (w < 0 && s->state == S_CONNECTING) {
+			s->held--;
 			if (s->dlc)
 				rfcomm_close(s->dlc);
 			if (s->ch)
 				l2cap_close(s->ch);
 			s->dlc = NULL;
 			s->ch = NULL;
-			s->state = S_NEW;
-			UNLOCK_RET(rt_fail(ETIMEDOUT, "connect %s %s %u: no connection within %d ms", addr,
-					   port_word(s), port, s->timeout_ms));
+			s->state = s->bound ? S_BOUND : S_NEW;
+			UNLOCK_RET(rt_fail(ETIMEDOUT, "connect %s %s %s: no connection within %d ms", addr,
+					   port_word(s), port_str(s, port), s->timeout_ms));
 		}
 	}
+	s->held--;
 	if (s->state != S_CONNECTED) {
 		int err = s->conn_err;
 		if (s->dlc)
@@ -697,8 +714,8 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 			l2cap_close(s->ch);
 		s->dlc = NULL;
 		s->ch = NULL;
-		s->state = S_NEW;
-		UNLOCK_RET(rt_fail(-err, "connect %s %s %u: %s", addr, port_word(s), port, conn_reason(err)));
+		s->state = s->bound ? S_BOUND : S_NEW;
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", addr, port_word(s), port_str(s, port), conn_reason(err)));
 	}
 	rt_clear_error();
 	UNLOCK_RET(0);
@@ -711,7 +728,7 @@ int btsock_connect_result(int fd)
 	char a[BT_ADDR_STRLEN];
 	bt_addr_format(&s->peer, a);
 	if (s->state == S_CONNECTING)
-		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %u: in progress", a, port_word(s), s->peer_port));
+		UNLOCK_RET(rt_fail(EINPROGRESS, "connect %s %s %s: in progress", a, port_word(s), port_str(s, s->peer_port)));
 	if (s->state == S_FAILED) {
 		int err = s->conn_err;
 		if (s->dlc)
@@ -720,8 +737,8 @@ int btsock_connect_result(int fd)
 			l2cap_close(s->ch);
 		s->dlc = NULL;
 		s->ch = NULL;
-		s->state = S_NEW;
-		UNLOCK_RET(rt_fail(-err, "connect %s %s %u: %s", a, port_word(s), s->peer_port, conn_reason(err)));
+		s->state = s->bound ? S_BOUND : S_NEW;
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", a, port_word(s), port_str(s, s->peer_port), conn_reason(err)));
 	}
 	if (s->state != S_CONNECTED && s->state != S_CLOSED)
 		UNLOCK_RET(rt_fail(ENOTCONN, "connect_result: socket %d is not connecting", fd));
@@ -821,14 +838,26 @@ int btsock_close(int fd)
 		UNLOCK_RET(0);
 	}
 	/* Everything the application wrote goes out before the channel closes (bounded wait). */
+	s->held++; /* the loop must not free s while we wait */
 	if (s->state == S_CONNECTED) {
 		shutdown(s->app_fd, SHUT_WR);
 		s->want_in = true;
 		rt_wake(s->ad);
 		uint64_t t0 = rt_now_ms();
 		int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
-		while ((s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st)) && !s->ad->dead && rt_wait(grace, t0) == 0)
+		while ((s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st) ||
+			(s->proto == BTSOCK_RFCOMM &&
+			 rfcomm_dlc_lingers(bt_stack_rfcomm(s->ad->st), &s->peer, (uint8_t)s->peer_port))) &&
+		       !s->ad->dead && rt_wait(grace, t0) == 0)
 			;
+	}
+	s->held--;
+	if (s->registered) { /* the port is free again when close returns */
+		if (s->proto == BTSOCK_RFCOMM)
+			rfcomm_unlisten(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port);
+		else
+			l2cap_unlisten(bt_stack_l2cap(s->ad->st), s->port);
+		s->registered = false;
 	}
 	s->app_gone = true;
 	s->zombie = true;

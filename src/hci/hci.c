@@ -82,6 +82,7 @@ struct hci {
 	uint16_t tx_handle;
 	uint8_t *tx_frag; /* H4 header + one fragment */
 	bool in_pump;     /* acl_pump is on the stack: a nested kick is absorbed by its loop */
+	uint8_t *trace_buf; /* indicator + packet, only when io.trace_in is set */
 };
 
 static void cmd_pump(hci *h);
@@ -196,6 +197,7 @@ void hci_free(hci *h)
 	free(h->h4_buf);
 	free(h->tx_pdu);
 	free(h->tx_frag);
+	free(h->trace_buf);
 	free(h);
 }
 
@@ -862,6 +864,15 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 
 static void h4_packet(hci *h)
 {
+	if (h->io.trace_in) {
+		if (!h->trace_buf)
+			h->trace_buf = malloc(1 + H4_RX_MAX);
+		if (h->trace_buf) {
+			h->trace_buf[0] = h->h4_type;
+			memcpy(h->trace_buf + 1, h->h4_buf, h->h4_have);
+			h->io.trace_in(h->io.ctx, h->trace_buf, 1 + h->h4_have);
+		}
+	}
 	if (h->h4_type == H4_EVT)
 		event_input(h, h->h4_buf, h->h4_have);
 	else if (h->h4_type == H4_ACL)

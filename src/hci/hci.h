@@ -32,6 +32,8 @@ typedef struct {
 	void *ctx;
 	/* Hand one complete H4 packet (indicator byte first) to the transport. */
 	void (*send)(void *ctx, const uint8_t *pkt, size_t len);
+	/* Optional: each complete H4 packet received (indicator first), e.g. for btsnoop. */
+	void (*trace_in)(void *ctx, const uint8_t *pkt, size_t len);
 } hci_io;
 
 /* What HCI reports upward (to L2CAP and GAP). Every field may be NULL. */

@@ -1398,3 +1398,11 @@ bool rfcomm_tx_idle(const rfcomm *r)
 			return false;
 	return true;
 }
+
+bool rfcomm_dlc_lingers(const rfcomm *r, const bt_addr *peer, uint8_t channel)
+{
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next)
+		if (d->owner_gone && !d->dead && d->channel == channel && bt_addr_eq(&d->peer, peer))
+			return true;
+	return false;
+}

@@ -70,6 +70,9 @@ size_t rfcomm_readable(const rfcomm_dlc *d);
 /* Ends the DLC (DISC if open) and releases it. */
 void rfcomm_close(rfcomm_dlc *d);
 
+/* Whether a DLC to peer's channel that its owner closed is still finishing (DISC not yet
+ * answered): a new connection to that channel would collide with it. */
+bool rfcomm_dlc_lingers(const rfcomm *r, const bt_addr *peer, uint8_t channel);
 /* Whether every DLC's transmit ring is empty (all written data handed to L2CAP). */
 bool rfcomm_tx_idle(const rfcomm *r);
 

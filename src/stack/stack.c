@@ -71,6 +71,11 @@ static void io_send(void *ctx, const uint8_t *pkt, size_t len)
 	bt_stack *s = ctx;
 	s->cfg.send(s->cfg.ctx, pkt, len);
 }
+static void io_trace_in(void *ctx, const uint8_t *pkt, size_t len)
+{
+	bt_stack *s = ctx;
+	s->cfg.trace_in(s->cfg.ctx, pkt, len);
+}
 
 bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
 {
@@ -79,7 +84,7 @@ bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
 		return NULL;
 	s->cfg = *cfg;
 	s->timers.now = now;
-	hci_io io = { .ctx = s, .send = io_send };
+	hci_io io = { .ctx = s, .send = io_send, .trace_in = cfg->trace_in ? io_trace_in : NULL };
 	hci_upper up = {
 		.ctx = s,
 		.ready = up_ready,

@@ -28,6 +28,8 @@ typedef struct {
 	void *ctx;
 	/* One H4 packet (indicator first) for the controller. */
 	void (*send)(void *ctx, const uint8_t *pkt, size_t len);
+	/* Optional: every complete H4 packet received from the controller (for btsnoop). */
+	void (*trace_in)(void *ctx, const uint8_t *pkt, size_t len);
 	/* Initialisation finished (0) or failed (-errno; bt_stack_error() says why). */
 	void (*ready)(void *ctx, int err);
 	/* The controller stopped answering: every channel has been closed with err. */

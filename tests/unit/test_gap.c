@@ -81,7 +81,7 @@ static int setup(void **state)
 {
 	fx *f = calloc(1, sizeof *f);
 	hci_config cfg = { 0 };
-	hci_io io = { f, io_send };
+	hci_io io = { .ctx = f, .send = io_send };
 	hci_upper up = { .ctx = f, .event = up_event };
 	f->h = hci_new(&cfg, &io, &up, &f->timers);
 	f->g = gap_new(f->h, &f->timers);

@@ -1,0 +1,161 @@
+/* api_util.c - see api_util.h. */
+#include "api_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+uint8_t xfer_pat(uint8_t seed, size_t i) { return (uint8_t)(seed + i * 29 + (i >> 10)); }
+
+static bool xfer_done(const xfer *x) { return x->tx_done == x->tx_total && x->rx_done >= x->rx_expect; }
+
+static void xfer_write(xfer *x)
+{
+	uint8_t buf[65536];
+	while (x->tx_done < x->tx_total) {
+		size_t n = x->tx_total - x->tx_done;
+		if (n > x->chunk)
+			n = x->chunk;
+		if (n > sizeof buf)
+			n = sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = xfer_pat(x->seed, x->tx_done + i);
+		ssize_t w = send(x->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w <= 0)
+			return;
+		x->tx_done += (size_t)w;
+	}
+}
+
+static void xfer_read(xfer *x)
+{
+	uint8_t buf[65536];
+	for (;;) {
+		ssize_t r = recv(x->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (r == 0) {
+			x->eof = true;
+			return;
+		}
+		if (r < 0)
+			return;
+		if (x->rx_done == 0)
+			x->peer_seed = buf[0]; /* xfer_pat(seed, 0) == seed */
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] != xfer_pat(x->peer_seed, x->rx_done + (size_t)i))
+				x->rx_bad++;
+		x->rx_done += (size_t)r;
+	}
+}
+
+bool xfer_run(xfer *x, int n, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	struct pollfd p[128];
+	while (now_ms() < end) {
+		bool all = true;
+		for (int i = 0; i < n; i++) {
+			all &= xfer_done(&x[i]);
+			p[i].fd = x[i].fd;
+			p[i].events = (short)((x[i].tx_done < x[i].tx_total ? POLLOUT : 0) |
+					      (x[i].eof ? 0 : POLLIN));
+		}
+		if (all)
+			return true;
+		poll(p, (nfds_t)n, 100);
+		for (int i = 0; i < n; i++) {
+			if (p[i].revents & POLLIN)
+				xfer_read(&x[i]);
+			if (p[i].revents & POLLOUT)
+				xfer_write(&x[i]);
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (!xfer_done(&x[i]))
+			return false;
+	return true;
+}
+
+void child_start(child *c, const char *adapter, char *const argv[])
+{
+	static int seq;
+	snprintf(c->out, sizeof c->out, "/tmp/btsock-it-%d-%d.out", (int)getpid(), seq);
+	snprintf(c->err, sizeof c->err, "/tmp/btsock-it-%d-%d.err", (int)getpid(), seq++);
+	c->pid = fork();
+	if (c->pid == 0) {
+		int o = open(c->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(c->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(o, STDOUT_FILENO);
+		dup2(e, STDERR_FILENO);
+		setenv("BTSOCK_ADAPTER", adapter, 1);
+		execv(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+}
+
+int child_wait(child *c, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	int status;
+	while (now_ms() < end) {
+		if (waitpid(c->pid, &status, WNOHANG) == c->pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	kill(c->pid, SIGKILL);
+	waitpid(c->pid, &status, 0);
+	return -1;
+}
+
+size_t read_file(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		buf[0] = 0;
+		return 0;
+	}
+	size_t n = fread(buf, 1, cap - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return n;
+}
+
+bool child_wait_stderr(child *c, const char *needle, char *line, size_t len, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	char buf[4096];
+	while (now_ms() < end) {
+		read_file(c->err, buf, sizeof buf);
+		char *hit = strstr(buf, needle);
+		if (hit) {
+			char *start = hit;
+			while (start > buf && start[-1] != '\n')
+				start--;
+			size_t k = strcspn(start, "\n");
+			if (k >= len)
+				k = len - 1;
+			memcpy(line, start, k);
+			line[k] = 0;
+			return true;
+		}
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
