@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int hexval(char c)
+int bt_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -22,7 +22,7 @@ int bt_addr_parse(const char *s, bt_addr *out)
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
 		const char *g = s + i * 3;
-		int hi = hexval(g[0]), lo = hexval(g[1]);
+		int hi = bt_hex_digit(g[0]), lo = bt_hex_digit(g[1]);
 		if (hi < 0 || lo < 0 || (i < 5 && g[2] != ':'))
 			return -EINVAL;
 		out->b[5 - i] = (uint8_t)(hi << 4 | lo);

@@ -18,5 +18,7 @@ int bt_addr_parse(const char *s, bt_addr *out);
 char *bt_addr_format(const bt_addr *a, char out[BT_ADDR_STRLEN]);
 bool bt_addr_eq(const bt_addr *a, const bt_addr *b);
 bool bt_addr_is_any(const bt_addr *a); /* 00:00:00:00:00:00 */
+/* The value of one hex digit (either case), or -1. Shared by address and UUID parsing. */
+int bt_hex_digit(char c);
 
 #endif

@@ -2,6 +2,8 @@
  * (Core spec Vol 3 Part B 2.5 and 3). See sdp_data.h. */
 #include "sdp/sdp_data.h"
 
+#include "core/bt_addr.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,16 +52,6 @@ bool sdp_uuid_short(const sdp_uuid *u, uint32_t *out)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Collects up to 32 hex digits of s into nibbles, skipping dashes at the positions of the
  * dashed 128-bit form when dashed is set. Returns the digit count or -1. */
@@ -72,7 +64,7 @@ static int collect_hex(const char *s, uint8_t nib[32], bool dashed)
 				return -1;
 			continue;
 		}
-		int v = hexval(s[i]);
+		int v = bt_hex_digit(s[i]);
 		if (v < 0 || n >= 32)
 			return -1;
 		nib[n++] = (uint8_t)v;
