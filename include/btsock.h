@@ -138,6 +138,125 @@ void btsock_shutdown(void);
  * (NULL stops recording for new adapters). BTSOCK_SNOOP=FILE does the same. */
 int btsock_set_snoop(const char *path);
 
+/* --- Service discovery (SDP) ---
+ * UUIDs are text: "1101" or "0x1101" (16-bit), "0000110A" (32-bit) or the 128-bit form
+ * "00001101-0000-1000-8000-00805F9B34FB". The seed's dynamic server:
+ *     btsock_bind(s, "", 0);  btsock_listen(s, 1);
+ *     struct btsock_service svc = { .name = "SampleServer", .service_id = uuid,
+ *         .service_classes = (const char *[]){ uuid, BTSOCK_SERIAL_PORT_CLASS }, .n_service_classes = 2,
+ *         .profiles = &(struct btsock_profile){ BTSOCK_SERIAL_PORT_PROFILE, 0x0102 }, .n_profiles = 1 };
+ *     btsock_advertise_service(s, &svc);
+ * and its client:
+ *     struct btsock_service_info *found;
+ *     int n = btsock_find_services(NULL, uuid, NULL, &found);   // NULL address: every device nearby
+ *     if (n > 0) btsock_connect(c, found[0].host, found[0].port);
+ *     btsock_free_services(found); */
+
+#define BTSOCK_UUIDSTRLEN 37
+#define BTSOCK_SERIAL_PORT_CLASS "1101"   /* Serial Port service class (Assigned Numbers) */
+#define BTSOCK_SERIAL_PORT_PROFILE "1101" /* Serial Port Profile */
+#define BTSOCK_PUBLIC_BROWSE_GROUP "1002"
+
+/* An entry of BluetoothProfileDescriptorList: a profile UUID and its version (0x0102 = 1.2). */
+struct btsock_profile {
+	const char *uuid;
+	unsigned version;
+};
+
+/* What btsock_advertise_service() publishes; the arguments of PyBluez's advertise_service().
+ * Every field may be NULL / 0. */
+struct btsock_service {
+	const char *name;                   /* ServiceName */
+	const char *description;            /* ServiceDescription */
+	const char *provider;               /* ProviderName */
+	const char *service_id;             /* ServiceID; the only class if no class is given */
+	const char *const *service_classes; /* ServiceClassIDList, e.g. { id, "1101" } */
+	size_t n_service_classes;
+	const struct btsock_profile *profiles; /* BluetoothProfileDescriptorList */
+	size_t n_profiles;
+};
+
+/* Publishes a service record in the SDP server of the socket's adapter: the fields of svc,
+ * a ProtocolDescriptorList with the socket's RFCOMM channel (L2CAP + RFCOMM) or L2CAP PSM,
+ * and the public browse group. The socket must be bound (btsock_bind, port 0 is fine).
+ * Advertising again replaces the record; btsock_stop_advertising() or closing the socket
+ * removes it. */
+int btsock_advertise_service(int fd, const struct btsock_service *svc);
+int btsock_stop_advertising(int fd);
+
+#define BTSOCK_MAX_CLASSES 8
+#define BTSOCK_MAX_PROFILES 8
+
+/* A service record found by btsock_find_services(). Text fields are "" when absent. */
+struct btsock_service_info {
+	char host[BTSOCK_ADDRSTRLEN];  /* the device that holds the record */
+	unsigned long handle;          /* ServiceRecordHandle */
+	char name[256];
+	char description[256];
+	char provider[256];
+	enum btsock_proto protocol;    /* BTSOCK_RFCOMM or BTSOCK_L2CAP (see has_port) */
+	bool has_port;                 /* false: the record names neither RFCOMM nor an L2CAP PSM */
+	unsigned port;                 /* RFCOMM channel or L2CAP PSM */
+	char service_id[BTSOCK_UUIDSTRLEN];
+	unsigned n_service_classes;    /* at most BTSOCK_MAX_CLASSES stored */
+	char service_classes[BTSOCK_MAX_CLASSES][BTSOCK_UUIDSTRLEN];
+	unsigned n_profiles;           /* at most BTSOCK_MAX_PROFILES stored */
+	struct {
+		char uuid[BTSOCK_UUIDSTRLEN];
+		unsigned version;
+	} profiles[BTSOCK_MAX_PROFILES];
+	const unsigned char *record;   /* the whole record as received: an SDP attribute list */
+	size_t record_len;             /* (data element sequence, Core Vol 3 Part B 4.7.2) */
+};
+
+/* Looks for services on the device at addr, or (addr NULL or "") on every device an inquiry
+ * finds. uuid: records containing that UUID anywhere (NULL: every record in the public
+ * browse group, like `sdptool browse`); name: only records whose ServiceName is exactly
+ * that (NULL: any). Returns the number found (0 is not an error) and *out, an array to free
+ * with btsock_free_services(); -1 if addr could not be queried (with addr NULL, devices that
+ * do not answer are skipped). Takes at most ~10 s per device. */
+int btsock_find_services(const char *addr, const char *uuid, const char *name,
+			 struct btsock_service_info **out);
+void btsock_free_services(struct btsock_service_info *services);
+
+/* Writes a readable account of a record (as in btsock_service_info.record) to buf, like
+ * `sdptool browse` does: names, class and profile UUIDs with their assigned names, protocols
+ * and ports, then every other attribute. Returns the length it needed (as snprintf), or -1
+ * for a malformed record. */
+int btsock_describe_record(const unsigned char *record, size_t len, char *buf, size_t cap);
+
+/* --- Device discovery --- */
+
+#define BTSOCK_NAMESTRLEN 249 /* 248 bytes of UTF-8 (Core Vol 4 Part E 7.3.11) and a NUL */
+
+struct btsock_device {
+	char addr[BTSOCK_ADDRSTRLEN];
+	char name[BTSOCK_NAMESTRLEN]; /* "" if unknown */
+	unsigned device_class;        /* Class of Device (24 bits; btsock_describe_class) */
+	bool has_rssi;
+	int rssi;                     /* dBm */
+};
+
+/* Inquires for about duration_ms (rounded up to units of 1.28 s, at most 61.44 s; 0 means
+ * 10.24 s) on the default adapter, or the open adapter with address adapter. Names come
+ * from extended inquiry responses; with lookup_names, devices without one are asked by a
+ * remote name request. Returns how many devices it stored in out (at most max). */
+int btsock_discover(const char *adapter, int duration_ms, bool lookup_names,
+		    struct btsock_device *out, size_t max);
+
+/* Asks the device at addr for its name (remote name request), waiting at most timeout_ms
+ * (<= 0: 10 s). Writes it to name (NUL terminated). */
+int btsock_lookup_name(const char *addr, int timeout_ms, char name[BTSOCK_NAMESTRLEN]);
+
+/* "Computer (Laptop); services: Networking, Object Transfer". Returns the length needed. */
+int btsock_describe_class(unsigned device_class, char *buf, size_t cap);
+
+/* The local name other devices see (in name requests and inquiry responses) and the Class
+ * of Device of an open adapter ("" / NULL = the default one). Adapters are discoverable and
+ * connectable from the moment they are open; their name starts as "btsock". */
+int btsock_set_local_name(const char *adapter, const char *name);
+int btsock_set_device_class(const char *adapter, unsigned device_class);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,8 +35,7 @@ static void rt_init(void)
 	atexit(btsock_shutdown);
 }
 
-/* Every public entry point calls this first. */
-void rt_enter(void);
+
 void rt_enter(void)
 {
 	pthread_once(&rt_once, rt_init);
@@ -76,6 +75,31 @@ int rt_wait(int timeout_ms, uint64_t start)
 	struct timespec ts = { (time_t)(end / 1000), (long)(end % 1000) * 1000000L };
 	pthread_cond_timedwait(&rt_cond, &rt_lock, &ts);
 	return rt_now_ms() >= end ? -ETIMEDOUT : 0;
+}
+
+void rt_op_begin(adapter *ad)
+{
+	ad->api_ops++;
+	bt_stack_run_timers(ad->st, rt_now_ms()); /* timers the operation arms count from now */
+}
+
+int rt_op_wait(adapter *ad, const bool *done, int timeout_ms)
+{
+	uint64_t t0 = rt_now_ms();
+	rt_wake(ad); /* the loop recomputes its next deadline */
+	while (!*done) {
+		if (ad->dead || ad->closing)
+			return -ENETDOWN;
+		if (rt_wait(timeout_ms, t0) < 0 && !*done)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+void rt_op_end(adapter *ad)
+{
+	if (--ad->api_ops == 0 && ad->closing)
+		pthread_cond_broadcast(&rt_cond);
 }
 
 void rt_wake(adapter *ad)
@@ -402,6 +426,10 @@ int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN])
 /* Ends every socket of ad, gives queued data up to `grace_ms` to leave, then frees it. */
 static void ad_close(adapter *ad, int grace_ms)
 {
+	ad->closing = true; /* API calls waiting on the stack give up first */
+	pthread_cond_broadcast(&rt_cond);
+	while (ad->api_ops > 0)
+		pthread_cond_wait(&rt_cond, &rt_lock);
 	for (bsock *s = rt_socks; s; s = s->next) {
 		if (s->ad != ad || s->zombie)
 			continue;
@@ -462,23 +490,29 @@ int btsock_adapter_close(const char *addr)
 	return 0;
 }
 
+adapter *rt_adapter_arg(const char *addr, const char *call)
+{
+	bt_addr a;
+	adapter *ad;
+	if (!addr || !*addr)
+		return rt_default_adapter();
+	if (bt_addr_parse(addr, &a) < 0) {
+		rt_fail(EINVAL, "%s: invalid adapter address '%s': expected six hex bytes like 01:23:45:67:89:AB", call,
+			addr);
+		return NULL;
+	}
+	if (!(ad = rt_adapter_by_addr(&a)))
+		rt_fail(ENODEV, "%s: no open adapter has address %s", call, addr);
+	return ad;
+}
+
 int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info)
 {
 	rt_enter();
-	adapter *ad;
-	bt_addr a;
-	if (!addr || !*addr) {
-		ad = rt_default_adapter();
-		if (!ad) {
-			pthread_mutex_unlock(&rt_lock);
-			return -1;
-		}
-	} else if (bt_addr_parse(addr, &a) < 0) {
+	adapter *ad = rt_adapter_arg(addr, "adapter_info");
+	if (!ad) {
 		pthread_mutex_unlock(&rt_lock);
-		return rt_fail(EINVAL, "invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB", addr);
-	} else if (!(ad = rt_adapter_by_addr(&a))) {
-		pthread_mutex_unlock(&rt_lock);
-		return rt_fail(ENODEV, "no open adapter has address %s", addr);
+		return -1;
 	}
 	const hci_info *hi = hci_get_info(bt_stack_hci(ad->st));
 	memset(info, 0, sizeof *info);

@@ -70,6 +70,7 @@ struct bsock {
 	uint8_t *stage;     /* RFCOMM: RT_STAGE bytes; L2CAP: RT_L2Q queue of [len le16][sdu] */
 	size_t stage_off, stage_len;
 	unsigned long dropped; /* L2CAP SDUs dropped because the application did not read */
+	uint32_t sdp_handle; /* the service record advertised for this socket (0: none) */
 
 	/* listening */
 	int backlog;
@@ -91,6 +92,8 @@ struct adapter {
 	bool thread_started;
 	int wake[2];
 	bool ready, stop, dead;
+	bool closing;      /* ad_close has begun: API operations under way give up */
+	int api_ops;       /* API calls waiting on an operation of this stack (query, inquiry) */
 	int ready_err;
 	char err[256];
 	uint8_t *rx;       /* drained from the transport outside the lock */
@@ -105,6 +108,8 @@ extern pthread_cond_t rt_cond;
 extern bsock *rt_socks;
 extern adapter *rt_adapters;
 
+/* Every public entry point calls this first: initialises the runtime once, takes rt_lock. */
+void rt_enter(void);
 uint64_t rt_now_ms(void);
 /* Sets errno = err and this thread's message; returns -1. */
 int rt_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -113,10 +118,22 @@ void rt_clear_error(void);
 /* Adapters (adapter.c). Called with rt_lock held. */
 adapter *rt_default_adapter(void);  /* opens BTSOCK_ADAPTER lazily; NULL + message on failure */
 adapter *rt_adapter_by_addr(const bt_addr *a);
+/* An adapter named by a public call's argument: NULL or "" = the default one, else the open
+ * adapter with that address. NULL + message (prefixed by call) on failure. */
+adapter *rt_adapter_arg(const char *addr, const char *call);
 void rt_wake(adapter *ad);
 int rt_wait(int timeout_ms, uint64_t start); /* cond wait; -ETIMEDOUT when the time is up */
+/* An API call waiting for a stack operation (an SDP query, an inquiry...) that reports by
+ * callback on the loop: between rt_op_begin and rt_op_end the adapter is not freed.
+ * rt_op_wait returns 0 once *done, -ENETDOWN if the adapter died or is closing, -ETIMEDOUT
+ * after timeout_ms (-1: none); on failure the caller cancels the operation, then ends. */
+void rt_op_begin(adapter *ad);
+int rt_op_wait(adapter *ad, const bool *done, int timeout_ms);
+void rt_op_end(adapter *ad);
 
-/* Sockets (socket.c). Called with rt_lock held, from an adapter's loop. */
+/* Sockets (socket.c). Called with rt_lock held. The socket behind an application fd, or NULL. */
+bsock *rt_sock_find(int fd);
+/* Called from an adapter's loop. */
 void rt_sock_poll_events(bsock *s, short *events);
 void rt_sock_io(bsock *s, short revents);
 void rt_sock_service(bsock *s);

@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "core/bytes.h"
+#include "sdp/sdp.h"
 
-void rt_enter(void);
 
 #define UNLOCK_RET(x)                          \
 	do {                                   \
@@ -42,7 +42,7 @@ static const char *port_str(const bsock *s, unsigned port)
 
 /* ------------------------------------------------------------------ lookup */
 
-static bsock *sock_find(int fd)
+bsock *rt_sock_find(int fd)
 {
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -54,7 +54,7 @@ static bsock *sock_find(int fd)
 }
 
 #define FIND_OR_FAIL(s, fd, call)                                                                       \
-	bsock *s = sock_find(fd);                                                                       \
+	bsock *s = rt_sock_find(fd);                                                                       \
 	if (!s)                                                                                         \
 	UNLOCK_RET(rt_fail(EBADF, "%s: %d is not an open btsock socket", call, fd))
 
@@ -101,6 +101,8 @@ void rt_sock_free(bsock *s)
 		rfcomm_close(s->dlc);
 	if (s->ch)
 		l2cap_close(s->ch);
+	if (s->sdp_handle && s->ad && s->ad->st)
+		sdp_server_remove_record(bt_stack_sdp(s->ad->st), s->sdp_handle);
 	if (s->registered && s->ad && s->ad->st) {
 		if (s->proto == BTSOCK_RFCOMM)
 			rfcomm_unlisten(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port);

@@ -167,6 +167,29 @@ int sdp_record_from_attr_list(const sdp_elem *list, sdp_record **out)
 	return 0;
 }
 
+static void write_record(sdp_writer *w, const sdp_record *r)
+{
+	size_t m = sdp_w_seq_begin(w);
+	for (size_t i = 0; i < r->n; i++) {
+		sdp_w_uint16(w, r->attrs[i].id);
+		sdp_w_raw(w, r->attrs[i].val, r->attrs[i].len);
+	}
+	sdp_w_seq_end(w, m);
+}
+
+size_t sdp_record_encode(const sdp_record *r, uint8_t *out, size_t cap)
+{
+	sdp_writer w;
+	sdp_w_init(&w, NULL, 0);
+	write_record(&w, r);
+	size_t need = w.len;
+	if (out && cap >= need) {
+		sdp_w_init(&w, out, cap);
+		write_record(&w, r);
+	}
+	return need;
+}
+
 /* ------------------------------------------------------------------ building */
 
 typedef void (*attr_fn)(sdp_writer *w, const sdp_service_desc *d);

@@ -79,6 +79,11 @@ bool sdp_record_has_uuid(const sdp_record *r, const sdp_uuid *uuid);
  * ascending, Vol 3 Part B 4.6.1). 0, -EBADMSG or -ENOMEM. */
 int sdp_record_from_attr_list(const sdp_elem *list, sdp_record **out);
 
+/* Encodes r as an attribute list (a sequence of attribute ID / value pairs, IDs ascending,
+ * Vol 3 Part B 4.7.2) into out[0..cap). Returns the length it needs (out may be NULL to
+ * measure); nothing is written when cap is too small. */
+size_t sdp_record_encode(const sdp_record *r, uint8_t *out, size_t cap);
+
 /* What PyBluez advertise_service() takes. Every field may be left 0/NULL. */
 typedef struct {
 	sdp_uuid uuid;

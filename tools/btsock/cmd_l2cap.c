@@ -7,6 +7,7 @@
 static const char l2cap_help[] =
 	"Usage: btsock l2cap listen [options] PSM\n"
 	"       btsock l2cap connect [options] ADDR PSM\n"
+	"       btsock l2cap connect [options] ADDR --uuid UUID\n"
 	"\n"
 	"Netcat over L2CAP. listen waits on PSM (0 = any free PSM), prints\n"
 	"\"listening on ADDR psm 0x1001\" on stderr and handles one connection; connect connects\n"
@@ -24,6 +25,10 @@ static const char l2cap_help[] =
 	"  -d, --no-stdin   do not read stdin; run until the peer closes\n"
 	"      --send FILE  send FILE instead of stdin, then close (progress bar on a terminal)\n"
 	"  -q, --quiet      no progress bar, throughput line or connection messages\n"
+	"      --advertise NAME\n"
+	"                   listen: publish an SDP record for the PSM named NAME\n"
+	"  -u, --uuid UUID  listen: the record's service UUID; connect: find the PSM of the\n"
+	"                   service with this UUID by SDP (then PSM is omitted)\n"
 	"\n"
 	"Example: btsock l2cap listen 0x1001\n"
 	"         echo hello | btsock l2cap connect 00:AA:01:00:00:23 0x1001\n";
@@ -58,9 +63,11 @@ static int run_l2cap_connect(struct tool_ctx *ctx, int argc, char **argv)
 	r = session_parse_args(&a, &s, &tool_cmd_l2cap, pos, 2, &npos);
 	if (r >= 0)
 		return r;
-	if (npos < 2)
-		return tool_usage_error("l2cap connect", "l2cap connect needs ADDR and PSM");
-	if (!tool_parse_addr(pos[0], peer) || !tool_parse_psm(pos[1], false, &s.port))
+	if (npos < (s.uuid ? 1 : 2))
+		return tool_usage_error("l2cap connect", "l2cap connect needs ADDR and PSM (or ADDR --uuid UUID)");
+	if (s.uuid && npos == 2)
+		return tool_usage_error("l2cap connect", "give PSM or --uuid, not both");
+	if (!tool_parse_addr(pos[0], peer) || (!s.uuid && !tool_parse_psm(pos[1], false, &s.port)))
 		return TOOL_EXIT_USAGE;
 	s.peer = peer;
 	return session_connect(ctx, &s);

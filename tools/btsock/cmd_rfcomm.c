@@ -6,7 +6,9 @@
 	"  -d, --no-stdin   do not read stdin; run until the peer closes\n"                      \
 	"      --send FILE  send FILE instead of stdin, then close; with a progress bar when\n" \
 	"                   stderr is a terminal, and a throughput line at the end\n"          \
-	"  -q, --quiet      no progress bar, throughput line or connection messages\n"
+	"  -q, --quiet      no progress bar, throughput line or connection messages\n"         \
+	"  -u, --uuid UUID  listen: the service UUID of --advertise; connect: find the channel\n" \
+	"                   of the service with this UUID by SDP (then CHANNEL is omitted)\n"
 
 static const char listen_help[] =
 	"Usage: btsock listen [options] [CHANNEL]\n"
@@ -19,12 +21,17 @@ static const char listen_help[] =
 	"Options:\n"
 	"  -k, --keep       accept connections one after another; once stdin has ended, each\n"
 	"                   connection lasts until the peer closes\n"
+	"      --advertise NAME\n"
+	"                   publish an SDP record for the channel: service NAME, the Serial\n"
+	"                   Port class and profile, and --uuid's UUID as ServiceID and class\n"
 	RELAY_OPTIONS_HELP
 	"\n"
-	"Example: btsock listen 3 > received.bin\n";
+	"Examples: btsock listen 3 > received.bin\n"
+	"          btsock listen --advertise Logger --uuid 94f39d29-7d6d-437d-973b-fba39e49d4ee\n";
 
 static const char connect_help[] =
 	"Usage: btsock connect [options] ADDR CHANNEL\n"
+	"       btsock connect [options] ADDR --uuid UUID\n"
 	"\n"
 	"Netcat over RFCOMM, client side. Connects to channel CHANNEL (1-30) of the device ADDR\n"
 	"(like 01:23:45:67:89:AB) and relays: stdin -> peer, peer -> stdout. When stdin ends the\n"
@@ -33,7 +40,8 @@ static const char connect_help[] =
 	"Options:\n"
 	RELAY_OPTIONS_HELP
 	"\n"
-	"Example: btsock connect 00:AA:01:00:00:23 3 --send big.bin\n";
+	"Examples: btsock connect 00:AA:01:00:00:23 3 --send big.bin\n"
+	"          btsock connect 00:AA:01:00:00:23 --uuid 94f39d29-7d6d-437d-973b-fba39e49d4ee\n";
 
 static int run_listen(struct tool_ctx *ctx, int argc, char **argv)
 {
@@ -61,9 +69,11 @@ static int run_connect(struct tool_ctx *ctx, int argc, char **argv)
 	r = session_parse_args(&a, &s, &tool_cmd_connect, pos, 2, &npos);
 	if (r >= 0)
 		return r;
-	if (npos < 2)
-		return tool_usage_error("connect", "connect needs ADDR and CHANNEL");
-	if (!tool_parse_addr(pos[0], peer) || !tool_parse_channel(pos[1], false, &s.port))
+	if (npos < (s.uuid ? 1 : 2))
+		return tool_usage_error("connect", "connect needs ADDR and CHANNEL (or ADDR --uuid UUID)");
+	if (s.uuid && npos == 2)
+		return tool_usage_error("connect", "give CHANNEL or --uuid, not both");
+	if (!tool_parse_addr(pos[0], peer) || (!s.uuid && !tool_parse_channel(pos[1], false, &s.port)))
 		return TOOL_EXIT_USAGE;
 	s.peer = peer;
 	return session_connect(ctx, &s);

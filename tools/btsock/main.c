@@ -12,6 +12,8 @@ static const struct tool_cmd *const commands[] = {
 	&tool_cmd_listen,
 	&tool_cmd_connect,
 	&tool_cmd_l2cap,
+	&tool_cmd_scan,
+	&tool_cmd_sdp,
 };
 
 #define N_COMMANDS ((int)(sizeof(commands) / sizeof(commands[0])))
@@ -39,6 +41,7 @@ static void print_usage(FILE *out)
 	      "  -a, --adapter ADAPTER  controller to use; overrides $BTSOCK_ADAPTER:\n"
 	      "                         unix:PATH, tcp:HOST:PORT, serial:DEVICE[@BAUD], userchan:hciN\n"
 	      "      --snoop FILE       record all HCI traffic to FILE (btsnoop; btmon -r FILE)\n"
+	      "  -n, --name NAME        the local name other devices see (default \"btsock\")\n"
 	      "  -h, --help             this help\n"
 	      "      --version          print the version\n"
 	      "\nExit status:\n"

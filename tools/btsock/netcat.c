@@ -280,10 +280,35 @@ static int make_socket(const struct session *s, int *rc)
 	return fd;
 }
 
+/* connect --uuid: the port of the first record on the peer with that UUID and our protocol. */
+static int find_port(const struct session *s, unsigned *port)
+{
+	struct btsock_service_info *found;
+	int n = btsock_find_services(s->peer, s->uuid, NULL, &found);
+
+	if (n < 0)
+		return tool_fail("service search");
+	for (int k = 0; k < n; k++) {
+		if (found[k].has_port && found[k].protocol == s->proto) {
+			*port = found[k].port;
+			if (!s->quiet)
+				fprintf(stderr, "found \"%s\" on %s %s %u\n", found[k].name, s->peer,
+					s->proto == BTSOCK_RFCOMM ? "channel" : "psm", *port);
+			btsock_free_services(found);
+			return TOOL_EXIT_OK;
+		}
+	}
+	btsock_free_services(found);
+	tool_msg("%s has no %s service with UUID %s", s->peer, s->proto == BTSOCK_RFCOMM ? "RFCOMM" : "L2CAP",
+		 s->uuid);
+	return TOOL_EXIT_FAILURE;
+}
+
 int session_connect(const struct tool_ctx *ctx, const struct session *s)
 {
 	bool stdin_eof = false;
 	char port[32];
+	unsigned port_num = s->port;
 	int fd, rc;
 
 	if (!check_send_file(s))
@@ -291,19 +316,42 @@ int session_connect(const struct tool_ctx *ctx, const struct session *s)
 	rc = tool_open_adapter(ctx, NULL);
 	if (rc != TOOL_EXIT_OK)
 		return rc;
+	if (s->uuid && (rc = find_port(s, &port_num)) != TOOL_EXIT_OK)
+		return rc;
 	fd = make_socket(s, &rc);
 	if (fd < 0)
 		return rc;
-	if (btsock_connect(fd, s->peer, s->port) < 0) {
+	if (btsock_connect(fd, s->peer, port_num) < 0) {
 		rc = tool_fail("connect");
 		btsock_close(fd);
 		return rc;
 	}
 	if (!s->quiet) {
-		format_port(port, sizeof(port), s->proto, s->port);
+		format_port(port, sizeof(port), s->proto, port_num);
 		fprintf(stderr, "connected to %s %s\n", s->peer, port);
 	}
 	return serve(fd, s, &stdin_eof);
+}
+
+/* Publishes the SDP record of --advertise: the --uuid as ServiceID and first class, and for
+ * RFCOMM the Serial Port class and profile (version 1.2), as PyBluez examples do. */
+static int advertise(int fd, const struct session *s)
+{
+	const char *classes[2];
+	size_t n = 0;
+	struct btsock_profile spp = { BTSOCK_SERIAL_PORT_PROFILE, 0x0102 };
+	struct btsock_service svc = { .name = s->advertise, .service_id = s->uuid, .provider = "btsock" };
+
+	if (s->uuid)
+		classes[n++] = s->uuid;
+	if (s->proto == BTSOCK_RFCOMM) {
+		classes[n++] = BTSOCK_SERIAL_PORT_CLASS;
+		svc.profiles = &spp;
+		svc.n_profiles = 1;
+	}
+	svc.service_classes = classes;
+	svc.n_service_classes = n;
+	return btsock_advertise_service(fd, &svc);
 }
 
 /* Binds and listens; prints "listening on ADDR psm 0x1001". -1 with *rc on failure. */
@@ -322,7 +370,15 @@ static int make_listener(const struct session *s, int *rc)
 		return -1;
 	}
 	format_port(port, sizeof(port), s->proto, bound);
+	if (s->advertise && advertise(fd, s) < 0) {
+		*rc = tool_fail("advertise");
+		btsock_close(fd);
+		return -1;
+	}
 	fprintf(stderr, "listening on %s %s\n", addr, port);
+	if (s->advertise && !s->quiet)
+		fprintf(stderr, "advertising \"%s\"%s%s\n", s->advertise, s->uuid ? " with UUID " : "",
+			s->uuid ? s->uuid : "");
 	return fd;
 }
 
@@ -363,7 +419,7 @@ int session_listen(const struct tool_ctx *ctx, const struct session *s)
 	return rc;
 }
 
-enum { OPT_KEEP, OPT_NO_STDIN, OPT_QUIET, OPT_SEND, OPT_MTU };
+enum { OPT_KEEP, OPT_NO_STDIN, OPT_QUIET, OPT_SEND, OPT_MTU, OPT_ADVERTISE, OPT_UUID };
 
 static const struct tool_opt session_opts[] = {
 	[OPT_KEEP] = { 'k', "keep", false },
@@ -371,6 +427,8 @@ static const struct tool_opt session_opts[] = {
 	[OPT_QUIET] = { 'q', "quiet", false },
 	[OPT_SEND] = { 0, "send", true },
 	[OPT_MTU] = { 'm', "mtu", true },
+	[OPT_ADVERTISE] = { 0, "advertise", true },
+	[OPT_UUID] = { 'u', "uuid", true },
 };
 
 /* Applies one option; false on a usage error (message printed). */
@@ -392,6 +450,16 @@ static bool session_option(struct tool_args *a, struct session *s, int opt)
 		return true;
 	case OPT_SEND:
 		s->send_path = a->arg;
+		return true;
+	case OPT_ADVERTISE:
+		if (!s->listening)
+			return tool_usage_error(a->cmd, "--advertise is only for listen"), false;
+		s->advertise = a->arg;
+		return true;
+	case OPT_UUID:
+		if (!tool_check_uuid(a->arg))
+			return false;
+		s->uuid = a->arg;
 		return true;
 	default: /* OPT_MTU */
 		if (s->proto != BTSOCK_L2CAP)
@@ -429,5 +497,7 @@ int session_parse_args(struct tool_args *a, struct session *s, const struct tool
 	}
 	if (s->send_path && s->no_stdin)
 		return tool_usage_error(a->cmd, "--send and -d do not go together");
+	if (s->listening && s->uuid && !s->advertise)
+		return tool_usage_error(a->cmd, "--uuid needs --advertise NAME");
 	return -1;
 }

@@ -23,6 +23,7 @@ enum tool_exit {
 struct tool_ctx {
 	const char *adapter;  /* -a ADAPTER, NULL = BTSOCK_ADAPTER */
 	const char *snoop;    /* --snoop FILE, NULL = none (BTSOCK_SNOOP still applies) */
+	const char *local_name; /* -n NAME: the name other devices see, NULL = "btsock" */
 };
 
 struct tool_cmd {
@@ -38,6 +39,8 @@ extern const struct tool_cmd tool_cmd_info;
 extern const struct tool_cmd tool_cmd_l2cap;
 extern const struct tool_cmd tool_cmd_listen;
 extern const struct tool_cmd tool_cmd_connect;
+extern const struct tool_cmd tool_cmd_scan;
+extern const struct tool_cmd tool_cmd_sdp;
 
 /* --- util.c --- */
 
@@ -61,14 +64,18 @@ bool tool_parse_addr(const char *s, char out[BTSOCK_ADDRSTRLEN]);
 bool tool_parse_uint(const char *s, const char *what, unsigned long min, unsigned long max,
 		     unsigned long *out);
 
+/* A UUID as btsock takes it ("1101", "0x1101", 32-bit, or 128-bit with dashes); prints the
+ * message and returns false if it is not one. */
+bool tool_check_uuid(const char *s);
+
 /* RFCOMM server channel 1-30; allow_any also accepts 0 (any free channel). */
 bool tool_parse_channel(const char *s, bool allow_any, unsigned *out);
 
 /* L2CAP PSM (Core Vol 3 Part A 4.2): odd, upper byte's lowest bit 0; allow_any accepts 0. */
 bool tool_parse_psm(const char *s, bool allow_any, unsigned *out);
 
-/* Applies --snoop and opens the adapter (-a or BTSOCK_ADAPTER) as the default one; writes
- * its address to addr (may be NULL). Returns TOOL_EXIT_OK or the exit code to use. */
+/* Applies --snoop, opens the adapter (-a or BTSOCK_ADAPTER) as the default one and gives it
+ * the -n name; writes its address to addr (may be NULL). Returns TOOL_EXIT_OK or the exit code to use. */
 int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN]);
 
 /* Command-line scanning shared by all commands: global options (-a, --snoop) are accepted

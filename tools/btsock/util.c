@@ -119,6 +119,38 @@ bool tool_parse_channel(const char *s, bool allow_any, unsigned *out)
 	return true;
 }
 
+/* Counts hex digits in s up to the first character that is not one. */
+static size_t hex_run(const char *s)
+{
+	size_t n = 0;
+	while (hex_digit(s[n]) >= 0)
+		n++;
+	return n;
+}
+
+bool tool_check_uuid(const char *s)
+{
+	static const size_t groups[] = { 8, 4, 4, 4, 12 }; /* 00001101-0000-1000-8000-00805F9B34FB */
+	const char *p = s;
+	size_t n;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+		p += 2;
+	n = hex_run(p);
+	if (p[n] == '\0' && (n == 4 || n == 8 || (n == 32 && p == s)))
+		return true;
+	for (size_t g = 0, off = 0; p == s && g < 5; g++) {
+		if (hex_run(s + off) != groups[g] || s[off + groups[g]] != (g < 4 ? '-' : '\0'))
+			break;
+		if (g == 4)
+			return true;
+		off += groups[g] + 1;
+	}
+	tool_msg("invalid UUID '%s': expected 4 or 8 hex digits (1101, 0x1101) or 128 bits "
+		 "(00001101-0000-1000-8000-00805F9B34FB)", s);
+	return false;
+}
+
 bool tool_parse_psm(const char *s, bool allow_any, unsigned *out)
 {
 	unsigned long v;
@@ -164,6 +196,8 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 			tool_msg("cannot open adapter '%s': %s", name, strerror(err));
 		return TOOL_EXIT_NO_ADAPTER;
 	}
+	if (ctx->local_name && btsock_set_local_name(addr ? addr : local, ctx->local_name) < 0)
+		return tool_fail("local name");
 	return TOOL_EXIT_OK;
 }
 
@@ -179,6 +213,7 @@ static size_t long_name_len(const char *s, const char **value)
 static const struct tool_opt global_opts[] = {
 	{ 'a', "adapter", true },
 	{ 0, "snoop", true },
+	{ 'n', "name", true },
 };
 
 /* Finds the option matching argv word `w` in opts; fills *value for attached values. */
@@ -257,8 +292,10 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			return TOOL_ARG_ERROR;
 		if (k == 0)
 			a->ctx->adapter = a->arg;
-		else
+		else if (k == 1)
 			a->ctx->snoop = a->arg;
+		else
+			a->ctx->local_name = a->arg;
 		return tool_next_arg(a, opts, nopts);
 	}
 	k = match_opt(w, opts, nopts, &attached);
@@ -274,6 +311,6 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 void tool_print_help(FILE *out, const struct tool_cmd *cmd)
 {
 	fputs(cmd->help, out);
-	fputs("\nGlobal options: -a ADAPTER, --snoop FILE (see 'btsock --help').\n"
+	fputs("\nGlobal options: -a ADAPTER, --snoop FILE, -n NAME (see 'btsock --help').\n"
 	      "Exit status: 0 ok, 1 runtime failure, 2 usage error, 3 adapter unavailable.\n", out);
 }

@@ -1,0 +1,371 @@
+/* service.c - the SDP half of include/btsock.h: advertising a socket's service in its
+ * adapter's SDP server, finding services on other devices with SDP queries (Core spec Vol 3
+ * Part B), and describing records as text.
+ *
+ * Queries run on the adapter's loop (sdp_query_start under rt_lock); the calling thread
+ * waits on rt_cond until the query's callback has filled in its result. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gap/gap.h"
+#include "sdp/sdp.h"
+#include "sdp/sdp_text.h"
+
+#define FIND_INQUIRY_LENGTH 4   /* x 1.28 s: the inquiry when no address is given */
+#define FIND_MAX_DEVICES 32
+#define QUERY_WAIT_MS (SDP_CLIENT_DEFAULT_TIMEOUT_MS + 5000) /* the query's own timeout ends it first */
+
+static int unlock_ret(int rv)
+{
+	pthread_mutex_unlock(&rt_lock);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ advertising */
+
+/* UUID texts -> sdp_uuid array; the message names the field. */
+static int parse_uuids(const char *const *in, size_t n, sdp_uuid *out, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!in[i] || sdp_uuid_parse(in[i], &out[i]) < 0)
+			return rt_fail(EINVAL, "advertise_service: %s '%s' is not a UUID (like 1101 or "
+					       "00001101-0000-1000-8000-00805F9B34FB)",
+				       what, in[i] ? in[i] : "(null)");
+	return 0;
+}
+
+/* Everything in svc that is text becomes a sdp_service_desc; uuid storage is the caller's. */
+static int desc_from_service(const struct btsock_service *svc, sdp_service_desc *d, sdp_uuid *id,
+			     sdp_uuid *classes, sdp_profile *profiles)
+{
+	memset(d, 0, sizeof *d);
+	d->name = svc->name;
+	d->description = svc->description;
+	d->provider = svc->provider;
+	if (svc->service_id) {
+		if (parse_uuids(&svc->service_id, 1, id, "service_id") < 0)
+			return -1;
+		d->service_id = id;
+	}
+	if (svc->n_service_classes > BTSOCK_MAX_CLASSES || svc->n_profiles > BTSOCK_MAX_PROFILES)
+		return rt_fail(EINVAL, "advertise_service: at most %d service classes and %d profiles",
+			       BTSOCK_MAX_CLASSES, BTSOCK_MAX_PROFILES);
+	if (svc->n_service_classes && !svc->service_classes)
+		return rt_fail(EINVAL, "advertise_service: n_service_classes without service_classes");
+	if (parse_uuids(svc->service_classes, svc->n_service_classes, classes, "service class") < 0)
+		return -1;
+	d->classes = classes;
+	d->n_classes = svc->n_service_classes;
+	if (svc->n_profiles && !svc->profiles)
+		return rt_fail(EINVAL, "advertise_service: n_profiles without profiles");
+	for (size_t i = 0; i < svc->n_profiles; i++) {
+		if (parse_uuids(&svc->profiles[i].uuid, 1, &profiles[i].uuid, "profile") < 0)
+			return -1;
+		if (svc->profiles[i].version > 0xffff)
+			return rt_fail(EINVAL, "advertise_service: profile version 0x%x is not 16 bits",
+				       svc->profiles[i].version);
+		profiles[i].version = (uint16_t)svc->profiles[i].version;
+	}
+	d->profiles = profiles;
+	d->n_profiles = svc->n_profiles;
+	return 0;
+}
+
+int btsock_advertise_service(int fd, const struct btsock_service *svc)
+{
+	rt_enter();
+	bsock *s = rt_sock_find(fd);
+	if (!s)
+		return unlock_ret(rt_fail(EBADF, "advertise_service: %d is not an open btsock socket", fd));
+	if (!svc)
+		return unlock_ret(rt_fail(EINVAL, "advertise_service: no service description"));
+	if (!s->registered || !s->port || !s->ad)
+		return unlock_ret(rt_fail(EINVAL, "advertise_service: socket %d is not bound to a %s (call btsock_bind "
+						  "first)",
+					  fd, s->proto == BTSOCK_RFCOMM ? "channel" : "PSM"));
+	if (s->ad->dead)
+		return unlock_ret(rt_fail(ENETDOWN, "advertise_service: %s", s->ad->err));
+	sdp_service_desc d;
+	sdp_uuid id, classes[BTSOCK_MAX_CLASSES];
+	sdp_profile profiles[BTSOCK_MAX_PROFILES];
+	if (desc_from_service(svc, &d, &id, classes, profiles) < 0)
+		return unlock_ret(-1);
+	if (s->proto == BTSOCK_RFCOMM)
+		d.rfcomm_channel = (uint8_t)s->port;
+	else
+		d.l2cap_psm = s->port;
+	sdp_server *srv = bt_stack_sdp(s->ad->st);
+	uint32_t h = sdp_server_add_service(srv, &d);
+	if (!h)
+		return unlock_ret(rt_fail(ENOMEM, "advertise_service: the record could not be built (out of memory, "
+						  "or an attribute over 64 KiB)"));
+	if (s->sdp_handle)
+		sdp_server_remove_record(srv, s->sdp_handle);
+	s->sdp_handle = h;
+	rt_clear_error();
+	return unlock_ret(0);
+}
+
+int btsock_stop_advertising(int fd)
+{
+	rt_enter();
+	bsock *s = rt_sock_find(fd);
+	if (!s)
+		return unlock_ret(rt_fail(EBADF, "stop_advertising: %d is not an open btsock socket", fd));
+	if (!s->sdp_handle)
+		return unlock_ret(rt_fail(ENOENT, "stop_advertising: socket %d advertises no service", fd));
+	sdp_server_remove_record(bt_stack_sdp(s->ad->st), s->sdp_handle);
+	s->sdp_handle = 0;
+	rt_clear_error();
+	return unlock_ret(0);
+}
+
+/* ------------------------------------------------------------------ results */
+
+/* A growing array of results; one spare entry at the end stays zeroed (host ""), which is
+ * how btsock_free_services() finds the end. */
+typedef struct {
+	struct btsock_service_info *v;
+	size_t n, cap;
+	bool nomem;
+} results;
+
+static struct btsock_service_info *results_add(results *r)
+{
+	if (r->n + 1 >= r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		struct btsock_service_info *v = realloc(r->v, cap * sizeof *v);
+		if (!v) {
+			r->nomem = true;
+			return NULL;
+		}
+		memset(v + r->n, 0, (cap - r->n) * sizeof *v);
+		r->v = v;
+		r->cap = cap;
+	}
+	return &r->v[r->n++];
+}
+
+void btsock_free_services(struct btsock_service_info *services)
+{
+	if (!services)
+		return;
+	for (struct btsock_service_info *i = services; i->host[0]; i++)
+		free((void *)i->record);
+	free(services);
+}
+
+static void fill_uuid(char out[BTSOCK_UUIDSTRLEN], const sdp_uuid *u) { sdp_uuid_format(u, out); }
+
+/* The facts PyBluez's find_service() returns, read from one record. */
+static int info_from_record(struct btsock_service_info *i, const bt_addr *host, const sdp_record *r)
+{
+	bt_addr_format(host, i->host);
+	i->handle = r->handle;
+	sdp_record_name(r, i->name, sizeof i->name);
+	sdp_record_description(r, i->description, sizeof i->description);
+	sdp_record_provider(r, i->provider, sizeof i->provider);
+	int ch = sdp_record_rfcomm_channel(r), psm = sdp_record_l2cap_psm(r);
+	i->protocol = ch >= 0 ? BTSOCK_RFCOMM : BTSOCK_L2CAP;
+	i->has_port = ch >= 0 || psm >= 0;
+	i->port = ch >= 0 ? (unsigned)ch : psm >= 0 ? (unsigned)psm : 0;
+	sdp_uuid u;
+	if (sdp_record_service_id(r, &u) == 0)
+		fill_uuid(i->service_id, &u);
+	sdp_uuid classes[BTSOCK_MAX_CLASSES];
+	int n = sdp_record_service_classes(r, classes, BTSOCK_MAX_CLASSES);
+	i->n_service_classes = n > BTSOCK_MAX_CLASSES ? BTSOCK_MAX_CLASSES : (unsigned)n;
+	for (unsigned k = 0; k < i->n_service_classes; k++)
+		fill_uuid(i->service_classes[k], &classes[k]);
+	sdp_profile profiles[BTSOCK_MAX_PROFILES];
+	n = sdp_record_profiles(r, profiles, BTSOCK_MAX_PROFILES);
+	i->n_profiles = n > BTSOCK_MAX_PROFILES ? BTSOCK_MAX_PROFILES : (unsigned)n;
+	for (unsigned k = 0; k < i->n_profiles; k++) {
+		fill_uuid(i->profiles[k].uuid, &profiles[k].uuid);
+		i->profiles[k].version = profiles[k].version;
+	}
+	size_t len = sdp_record_encode(r, NULL, 0);
+	uint8_t *raw = malloc(len);
+	if (!raw)
+		return -ENOMEM;
+	sdp_record_encode(r, raw, len);
+	i->record = raw;
+	i->record_len = len;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ one query */
+
+typedef struct {
+	bool done;
+	int err;
+	bt_addr peer;
+	const char *name; /* filter, or NULL */
+	results *out;
+} query_ctx;
+
+static void query_done(void *ctx, int err, sdp_record *const *recs, size_t n)
+{
+	query_ctx *q = ctx;
+	q->done = true;
+	q->err = err;
+	for (size_t k = 0; k < n && !err; k++) {
+		char name[256] = "";
+		sdp_record_name(recs[k], name, sizeof name);
+		if (q->name && strcmp(name, q->name) != 0)
+			continue;
+		struct btsock_service_info *i = results_add(q->out);
+		if (!i || info_from_record(i, &q->peer, recs[k]) < 0) {
+			if (i)
+				memset(i, 0, sizeof *i), q->out->n--;
+			q->out->nomem = true;
+			return;
+		}
+	}
+	pthread_cond_broadcast(&rt_cond);
+}
+
+static const char *query_reason(int err)
+{
+	switch (-err) {
+	case EHOSTDOWN: return "no device answered at that address (page timeout)";
+	case ECONNREFUSED: return "the device refused the SDP connection";
+	case ETIMEDOUT: return "no complete answer within the time limit";
+	case EPROTO: return "the device sent a malformed SDP response";
+	case EMSGSIZE: return "the records are larger than 64 KiB";
+	case ECONNRESET: return "the link went down";
+	case ENETDOWN: return "the adapter went away";
+	default: return strerror(-err);
+	}
+}
+
+/* Runs one ServiceSearchAttribute query for every attribute of the records matching uuid,
+ * appending what passes the name filter to out. 0 or -errno. */
+static int query_one(adapter *ad, const bt_addr *peer, const sdp_uuid *uuid, const char *name, results *out)
+{
+	query_ctx q = { .peer = *peer, .name = name, .out = out };
+	sdp_query_params p = { .uuids = uuid, .n_uuids = 1 };
+	sdp_query *h = NULL;
+	rt_op_begin(ad);
+	int rc = sdp_query_start(bt_stack_l2cap(ad->st), bt_stack_timers(ad->st), peer, &p, query_done, &q, &h);
+	if (rc == 0 && (rc = rt_op_wait(ad, &q.done, QUERY_WAIT_MS)) < 0)
+		sdp_query_cancel(h);
+	rt_op_end(ad);
+	if (rc < 0)
+		return rc;
+	if (out->nomem)
+		return -ENOMEM;
+	return q.err;
+}
+
+/* ------------------------------------------------------------------ inquiry for find */
+
+typedef struct {
+	bool done;
+	int err;
+	bt_addr found[FIND_MAX_DEVICES];
+	size_t n;
+} find_inquiry;
+
+static void fi_device(void *ctx, const gap_device *d)
+{
+	find_inquiry *f = ctx;
+	if (f->n < FIND_MAX_DEVICES)
+		f->found[f->n++] = d->addr;
+}
+
+static void fi_done(void *ctx, int err)
+{
+	find_inquiry *f = ctx;
+	f->done = true;
+	f->err = err;
+	pthread_cond_broadcast(&rt_cond);
+}
+
+static int inquire_for_find(adapter *ad, find_inquiry *f)
+{
+	static const gap_inquiry_ops ops = { fi_device, fi_done };
+	gap *g = bt_stack_gap(ad->st);
+	rt_op_begin(ad);
+	int rc = gap_inquiry_start(g, FIND_INQUIRY_LENGTH, 0, &ops, f);
+	if (rc == 0 && (rc = rt_op_wait(ad, &f->done, FIND_INQUIRY_LENGTH * 1280 + 10000)) < 0)
+		gap_inquiry_cancel(g); /* done(-ECANCELED) follows at once, into f */
+	rt_op_end(ad);
+	if (rc == -EBUSY)
+		return rt_fail(EBUSY, "find_services: an inquiry is already running on this adapter");
+	if (rc < 0 || (f->err && f->err != -ECANCELED))
+		return rt_fail(rc < 0 ? -rc : -f->err, "find_services: inquiry failed: %s",
+			       strerror(rc < 0 ? -rc : -f->err));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ find */
+
+int btsock_find_services(const char *addr, const char *uuid, const char *name,
+			 struct btsock_service_info **out)
+{
+	if (!out)
+		return rt_fail(EINVAL, "find_services: out is NULL");
+	*out = NULL;
+	sdp_uuid pattern = sdp_uuid16(SDP_UUID_PUBLIC_BROWSE_ROOT);
+	if (uuid && sdp_uuid_parse(uuid, &pattern) < 0)
+		return rt_fail(EINVAL, "find_services: '%s' is not a UUID (like 1101 or "
+				       "00001101-0000-1000-8000-00805F9B34FB)",
+			       uuid);
+	bt_addr peer;
+	bool one = addr && *addr;
+	if (one && bt_addr_parse(addr, &peer) < 0)
+		return rt_fail(EINVAL, "find_services: invalid address '%s': expected six hex bytes like "
+				       "01:23:45:67:89:AB",
+			       addr);
+	rt_enter();
+	adapter *ad = rt_default_adapter();
+	if (!ad)
+		return unlock_ret(-1);
+	if (ad->dead)
+		return unlock_ret(rt_fail(ENETDOWN, "find_services: %s", ad->err));
+	results res = { 0 };
+	int rc = 0;
+	if (one) {
+		if (bt_addr_eq(&peer, &ad->addr))
+			return unlock_ret(rt_fail(EINVAL, "find_services: %s is this adapter's own address", addr));
+		if ((rc = query_one(ad, &peer, &pattern, name, &res)) < 0) {
+			btsock_free_services(res.v);
+			return unlock_ret(rt_fail(-rc, "find_services on %s: %s", addr, query_reason(rc)));
+		}
+	} else {
+		find_inquiry f = { 0 };
+		if (inquire_for_find(ad, &f) < 0)
+			return unlock_ret(-1);
+		for (size_t k = 0; k < f.n && !ad->dead && !ad->closing; k++)
+			if (query_one(ad, &f.found[k], &pattern, name, &res) == -ENOMEM)
+				break;
+	}
+	if (res.nomem) {
+		btsock_free_services(res.v);
+		return unlock_ret(rt_fail(ENOMEM, "find_services: out of memory"));
+	}
+	if (!res.v && !(res.v = calloc(1, sizeof *res.v)))
+		return unlock_ret(rt_fail(ENOMEM, "find_services: out of memory"));
+	*out = res.v;
+	rt_clear_error();
+	return unlock_ret((int)res.n);
+}
+
+/* ------------------------------------------------------------------ text */
+
+int btsock_describe_record(const unsigned char *record, size_t len, char *buf, size_t cap)
+{
+	sdp_elem top;
+	sdp_record *r = NULL;
+	if (!record || sdp_elem_validate(record, len, SDP_MAX_DEPTH, &top) < 0 || top.total != len ||
+	    sdp_record_from_attr_list(&top, &r) < 0)
+		return rt_fail(EINVAL, "describe_record: not a valid SDP attribute list");
+	size_t n = sdp_record_describe(r, buf, cap);
+	sdp_record_free(r);
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
