@@ -654,6 +654,17 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 		}
 		return;
 	}
+	/* The controller handing out a handle again, or a new link to a peer we think we are
+	 * linked with, means the old link is gone though no Disconnection Complete said so (BlueZ
+	 * btvirt drops a vanished client's links silently). Vol 4 Part E 7.7.3: handles are
+	 * unique among live links. The old handle is not disconnected: it is the new link's. */
+	hci_link *stale = link_by_handle(h, handle);
+	if (stale && stale != l)
+		link_gone(h, stale, -ECONNRESET);
+	if (l && l->state == LINK_UP) {
+		link_gone(h, l, -ECONNRESET);
+		l = NULL;
+	}
 	if (!l) {
 		l = link_alloc(h, &peer);
 		if (!l) {

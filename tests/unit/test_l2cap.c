@@ -335,6 +335,32 @@ static void test_link_loss_resets_channels(void **state)
 	l2cap_close(f->r.ch);
 }
 
+/* Vol 4 Part E 7.7.3: a Connection Complete that reuses a live link's handle means that link
+ * is gone (btvirt drops a vanished peer's links without Disconnection Complete): its channels
+ * end with ECONNRESET and the new link on the same handle carries a channel. */
+static void test_reused_handle_replaces_stale_link(void **state)
+{
+	fixture *f = *state;
+	harness_open_channel(f->h, f->handle, 0x1001, 0x0040, 672);
+	/* H4 event: indicator, code, length, then Status, Handle, BD_ADDR, Link_Type, Encryption. */
+	uint8_t pkt[3 + 11] = { 0x04, HCI_EV_CONN_COMPLETE, 11 };
+	uint8_t *cc = pkt + 3;
+	put_le16(cc + 1, f->handle);
+	bt_addr other;
+	bt_addr_parse("00:BB:02:00:00:03", &other);
+	memcpy(cc + 3, other.b, 6);
+	cc[9] = 0x01; /* ACL */
+	harness_h4_in(f->h, pkt, sizeof pkt);
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, -ECONNRESET);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_DISCONNECT)); /* the handle is the new link's */
+	l2cap_close(f->r.ch);
+	memset(&f->r, 0, sizeof f->r);
+	harness_open_channel(f->h, f->handle, 0x1001, 0x0041, 672);
+	assert_int_equal(f->r.opened, 1);
+	l2cap_close(f->r.ch);
+}
+
 /* The keepalive: a silent link with a channel gets an Echo Request (4.8); no answer within
  * the probe timeout and the link is declared lost. */
 static void test_keepalive_detects_vanished_peer(void **state)
@@ -474,6 +500,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_information_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss_resets_channels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reused_handle_replaces_stale_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psm_rules, setup, teardown),
