@@ -133,6 +133,8 @@ void rt_op_end(adapter *ad);
 
 /* Sockets (socket.c). Called with rt_lock held. The socket behind an application fd, or NULL. */
 bsock *rt_sock_find(int fd);
+/* Registers a bound socket's port with the core (port 0: the core picks one). 0 or -1. */
+int rt_sock_register(bsock *s, const char *call);
 /* Called from an adapter's loop. */
 void rt_sock_poll_events(bsock *s, short *events);
 void rt_sock_io(bsock *s, short revents);

@@ -83,6 +83,8 @@ int btsock_advertise_service(int fd, const struct btsock_service *svc)
 		return unlock_ret(rt_fail(EBADF, "advertise_service: %d is not an open btsock socket", fd));
 	if (!svc)
 		return unlock_ret(rt_fail(EINVAL, "advertise_service: no service description"));
+	if (!s->registered && s->state == S_BOUND && rt_sock_register(s, "advertise_service") < 0)
+		return unlock_ret(-1); /* bound to port 0: the port is chosen now */
 	if (!s->registered || !s->port || !s->ad)
 		return unlock_ret(rt_fail(EINVAL, "advertise_service: socket %d is not bound to a %s (call btsock_bind "
 						  "first)",

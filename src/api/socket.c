@@ -538,7 +538,7 @@ static adapter *resolve_local(const char *local, const char *call)
 }
 
 /* Registers the socket's port with the core (0: the core picks). */
-static int do_register(bsock *s, const char *call)
+int rt_sock_register(bsock *s, const char *call)
 {
 	bt_stack_run_timers(s->ad->st, rt_now_ms());
 	int rc;
@@ -569,7 +569,7 @@ int btsock_bind(int fd, const char *local, unsigned port)
 		UNLOCK_RET(-1);
 	s->ad = ad;
 	s->port = (uint16_t)port;
-	if (port && do_register(s, "bind") < 0) {
+	if (port && rt_sock_register(s, "bind") < 0) {
 		s->ad = NULL;
 		s->port = 0;
 		UNLOCK_RET(-1);
@@ -591,7 +591,7 @@ int btsock_listen(int fd, int backlog)
 	}
 	if (s->state != S_BOUND)
 		UNLOCK_RET(rt_fail(EINVAL, "listen: socket %d is not bound (call btsock_bind first)", fd));
-	if (!s->registered && do_register(s, "listen") < 0)
+	if (!s->registered && rt_sock_register(s, "listen") < 0)
 		UNLOCK_RET(-1);
 	s->backlog = backlog < 1 ? 1 : backlog > 64 ? 64 : backlog;
 	s->state = S_LISTENING;

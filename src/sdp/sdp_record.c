@@ -338,11 +338,18 @@ static uint16_t lang_base(const sdp_record *r)
 	return (uint16_t)v;
 }
 
+int sdp_record_text_elem(const sdp_record *r, uint16_t off, sdp_elem *out)
+{
+	uint32_t id = (uint32_t)lang_base(r) + off;
+	if (id > 0xffff || sdp_record_elem(r, (uint16_t)id, out) < 0 || out->type != SDP_TEXT)
+		return -ENOENT;
+	return (uint16_t)id;
+}
+
 static int text_at(const sdp_record *r, uint16_t off, char *out, size_t cap)
 {
 	sdp_elem e;
-	uint32_t id = (uint32_t)lang_base(r) + off;
-	if (id > 0xffff || sdp_record_elem(r, (uint16_t)id, &e) < 0)
+	if (sdp_record_text_elem(r, off, &e) < 0)
 		return -ENOENT;
 	int n = sdp_elem_text(&e, out, cap);
 	return n < 0 ? -ENOENT : n;

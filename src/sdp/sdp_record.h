@@ -116,6 +116,9 @@ int sdp_record_build_service(sdp_record *r, const sdp_service_desc *d);
 int sdp_record_name(const sdp_record *r, char *out, size_t cap);
 int sdp_record_description(const sdp_record *r, char *out, size_t cap);
 int sdp_record_provider(const sdp_record *r, char *out, size_t cap);
+/* The text element at offset off (SDP_ATTR_OFF_*) from the primary language base: its
+ * attribute ID and *out, or -ENOENT (absent, or not text). */
+int sdp_record_text_elem(const sdp_record *r, uint16_t off, sdp_elem *out);
 /* From ProtocolDescriptorList: the RFCOMM channel, or the L2CAP PSM; -ENOENT if absent. */
 int sdp_record_rfcomm_channel(const sdp_record *r);
 int sdp_record_l2cap_psm(const sdp_record *r);

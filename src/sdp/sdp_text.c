@@ -267,32 +267,42 @@ static const struct {
 	{ SDP_ATTR_ICON_URL, "Icon URL", NULL },
 };
 
-static void put_text_attr(text *t, const sdp_record *r, const char *label,
-			  int (*get)(const sdp_record *, char *, size_t))
+/* ServiceName, ServiceDescription, ProviderName at the language base (Vol 3 Part B 5.1.15-17). */
+static const struct {
+	uint16_t off;
+	const char *label;
+} text_attrs[] = {
+	{ SDP_ATTR_OFF_NAME, "Service Name" },
+	{ SDP_ATTR_OFF_DESCRIPTION, "Service Description" },
+	{ SDP_ATTR_OFF_PROVIDER, "Service Provider" },
+};
+
+static void put_text_attrs(text *t, const sdp_record *r)
 {
-	char buf[256];
-	if (get(r, buf, sizeof buf) < 0)
-		return;
-	sdp_elem e = { .type = SDP_TEXT, .data = (const uint8_t *)buf, .len = (uint32_t)strlen(buf) };
-	put(t, "%s: ", label);
-	put_quoted(t, &e);
-	put(t, "\n");
+	sdp_elem e;
+	for (size_t k = 0; k < sizeof text_attrs / sizeof text_attrs[0]; k++) {
+		if (sdp_record_text_elem(r, text_attrs[k].off, &e) < 0)
+			continue;
+		put(t, "%s: ", text_attrs[k].label);
+		put_quoted(t, &e);
+		put(t, "\n");
+	}
 }
 
-/* The language base (Vol 3 Part B 5.1.8) the name attributes are at: skipped below. */
-static bool is_name_attr(const sdp_record *r, uint16_t id)
+/* Whether id is one of the text attributes put_text_attrs printed. */
+static bool is_text_attr(const sdp_record *r, uint16_t id)
 {
-	char buf[2];
-	return (id == SDP_PRIMARY_LANG_BASE + SDP_ATTR_OFF_NAME && sdp_record_name(r, buf, sizeof buf) >= 0) ||
-	       (id == SDP_PRIMARY_LANG_BASE + SDP_ATTR_OFF_DESCRIPTION &&
-		sdp_record_description(r, buf, sizeof buf) >= 0) ||
-	       (id == SDP_PRIMARY_LANG_BASE + SDP_ATTR_OFF_PROVIDER && sdp_record_provider(r, buf, sizeof buf) >= 0);
+	sdp_elem e;
+	for (size_t k = 0; k < sizeof text_attrs / sizeof text_attrs[0]; k++)
+		if (sdp_record_text_elem(r, text_attrs[k].off, &e) == id)
+			return true;
+	return false;
 }
 
 static void put_attr(text *t, const sdp_record *r, const sdp_attr *a)
 {
 	sdp_elem e;
-	if (a->id == SDP_ATTR_RECORD_HANDLE || is_name_attr(r, a->id))
+	if (a->id == SDP_ATTR_RECORD_HANDLE || is_text_attr(r, a->id))
 		return;
 	if (sdp_elem_parse(a->val, a->len, &e) < 0)
 		return;
@@ -319,9 +329,7 @@ size_t sdp_record_describe(const sdp_record *r, char *out, size_t cap)
 	text t = { out, cap, 0 };
 	if (cap)
 		out[0] = 0;
-	put_text_attr(&t, r, "Service Name", sdp_record_name);
-	put_text_attr(&t, r, "Service Description", sdp_record_description);
-	put_text_attr(&t, r, "Service Provider", sdp_record_provider);
+	put_text_attrs(&t, r);
 	put(&t, "Service RecHandle: 0x%x\n", (unsigned)r->handle);
 	for (size_t i = 0; i < r->n; i++)
 		put_attr(&t, r, &r->attrs[i]);
