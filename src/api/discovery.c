@@ -206,22 +206,45 @@ static void cmd_done(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
 	pthread_cond_broadcast(&rt_cond);
 }
 
-/* Waits for one HCI command's completion. A queued command cannot be withdrawn, so the wait
- * ends only when it completes or the controller is declared dead (HCI's command timeout
- * guarantees one of the two; the loop keeps running while an adapter closes). */
-static int wait_cmd(adapter *ad, cmd_ctx *c, int rc, const char *call)
+/* One local setting: the GAP call that queues its HCI command, and its argument. */
+typedef struct {
+	const char *call;
+	const char *name;     /* set_local_name */
+	uint32_t cod;         /* set_device_class */
+} setting;
+
+static int queue_setting(gap *g, const setting *st, cmd_ctx *c)
 {
+	return st->name ? gap_write_local_name(g, st->name, cmd_done, c)
+			: gap_write_class_of_device(g, st->cod, cmd_done, c);
+}
+
+/* Queues the setting's HCI command on the adapter and waits for its completion. A queued
+ * command cannot be withdrawn, so the wait ends only when it completes or the controller is
+ * declared dead (HCI's command timeout guarantees one of the two; the loop keeps running
+ * while an adapter closes). */
+static int apply_setting(const char *adapter_addr, const setting *st)
+{
+	rt_enter();
+	adapter *ad = rt_adapter_arg(adapter_addr, st->call);
+	if (!ad)
+		return unlock_ret(-1);
+	cmd_ctx c = { 0 };
+	rt_op_begin(ad);
+	int rc = queue_setting(bt_stack_gap(ad->st), st, &c);
 	rt_wake(ad);
-	while (rc == 0 && !c->done && !ad->dead)
+	while (rc == 0 && !c.done && !ad->dead)
 		rt_wait(-1, 0);
 	rt_op_end(ad);
-	if (rc == 0 && !c->done)
+	if (rc == 0 && !c.done)
 		rc = -ENETDOWN;
 	if (rc < 0)
-		return rt_fail(-rc, "%s: %s", call, rc == -ENETDOWN ? ad->err : strerror(-rc));
-	if (c->status)
-		return rt_fail(EIO, "%s: the controller answered with %s", call, hci_status_str(c->status));
-	return 0;
+		return unlock_ret(rt_fail(-rc, "%s: %s", st->call, rc == -ENETDOWN ? ad->err : strerror(-rc)));
+	if (c.status)
+		return unlock_ret(rt_fail(EIO, "%s: the controller answered with %s", st->call,
+					  hci_status_str(c.status)));
+	rt_clear_error();
+	return unlock_ret(0);
 }
 
 int btsock_set_local_name(const char *adapter_addr, const char *name)
@@ -230,32 +253,12 @@ int btsock_set_local_name(const char *adapter_addr, const char *name)
 		return rt_fail(EINVAL, "set_local_name: name is NULL");
 	if (strlen(name) > GAP_NAME_MAX)
 		return rt_fail(EINVAL, "set_local_name: the name is longer than %d bytes", GAP_NAME_MAX);
-	rt_enter();
-	adapter *ad = rt_adapter_arg(adapter_addr, "set_local_name");
-	if (!ad)
-		return unlock_ret(-1);
-	cmd_ctx c = { 0 };
-	rt_op_begin(ad);
-	int rc = gap_write_local_name(bt_stack_gap(ad->st), name, cmd_done, &c);
-	rc = wait_cmd(ad, &c, rc, "set_local_name");
-	if (rc == 0)
-		rt_clear_error();
-	return unlock_ret(rc);
+	return apply_setting(adapter_addr, &(setting){ .call = "set_local_name", .name = name });
 }
 
 int btsock_set_device_class(const char *adapter_addr, unsigned device_class)
 {
 	if (device_class > 0xffffff)
 		return rt_fail(EINVAL, "set_device_class: 0x%x is more than 24 bits", device_class);
-	rt_enter();
-	adapter *ad = rt_adapter_arg(adapter_addr, "set_device_class");
-	if (!ad)
-		return unlock_ret(-1);
-	cmd_ctx c = { 0 };
-	rt_op_begin(ad);
-	int rc = gap_write_class_of_device(bt_stack_gap(ad->st), device_class, cmd_done, &c);
-	rc = wait_cmd(ad, &c, rc, "set_device_class");
-	if (rc == 0)
-		rt_clear_error();
-	return unlock_ret(rc);
+	return apply_setting(adapter_addr, &(setting){ .call = "set_device_class", .cod = device_class });
 }

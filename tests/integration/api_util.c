@@ -159,3 +159,33 @@ bool child_wait_stderr(child *c, const char *needle, char *line, size_t len, int
 	}
 	return false;
 }
+
+char *btmon_decode(const char *path)
+{
+	if (access("/usr/bin/btmon", X_OK) != 0)
+		return NULL;
+	char cmd[320];
+	snprintf(cmd, sizeof cmd, "/usr/bin/btmon -r %s 2>&1", path);
+	FILE *f = popen(cmd, "r");
+	size_t len = 0, cap = 1 << 20;
+	char *out = malloc(cap);
+	while (f && out) {
+		if (cap - len < 65536) {
+			char *bigger = realloc(out, cap * 2);
+			if (!bigger)
+				break;
+			out = bigger;
+			cap *= 2;
+		}
+		size_t n = fread(out + len, 1, cap - len - 1, f);
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (f)
+		pclose(f);
+	if (out)
+		out[len] = 0;
+	unlink(path);
+	return out;
+}

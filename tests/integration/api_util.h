@@ -35,6 +35,10 @@ void child_start(child *c, const char *adapter, char *const argv[]);
 int child_wait(child *c, int timeout_ms);
 /* Waits until the child's stderr contains `needle`; copies that line into line. */
 bool child_wait_stderr(child *c, const char *needle, char *line, size_t len, int timeout_ms);
+/* BlueZ's btmon's decoding of a btsnoop capture (`btmon -r path`), as one malloc'ed string;
+ * NULL if btmon is not installed. The capture file is removed. */
+char *btmon_decode(const char *path);
+
 /* Reads a whole (small) file into buf. */
 size_t read_file(const char *path, char *buf, size_t cap);
 

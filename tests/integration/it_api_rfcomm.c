@@ -361,25 +361,20 @@ static void test_timeouts_and_nonblocking(void **state)
 static void test_capture_decodes_with_btmon(void **state)
 {
 	btsock_shutdown(); /* flushes and closes the capture */
-	if (access("/usr/bin/btmon", X_OK) != 0) {
+	char *all = btmon_decode(snoop_path);
+	if (!all) {
 		print_message("btmon missing (Debian package bluez): capture not checked\n");
 		skip();
 	}
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "/usr/bin/btmon -r %s 2>&1", snoop_path);
-	FILE *f = popen(cmd, "r");
-	assert_non_null(f);
-	char line[512];
 	long lines = 0, sabm = 0, uih = 0, bad = 0;
-	while (fgets(line, sizeof line, f)) {
+	for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
 		lines++;
 		sabm += strstr(line, "RFCOMM: Set Async Balance Mode") != NULL;
 		uih += strstr(line, "RFCOMM: Unnumbered Info with Header Check") != NULL;
 		bad += strstr(line, "invalid") || strstr(line, "Malformed") || strstr(line, "too short") ||
 		       strstr(line, "short packet");
 	}
-	pclose(f);
-	unlink(snoop_path);
+	free(all);
 	assert_true(lines > 1000);
 	assert_true(sabm > 0);
 	assert_true(uih > 0);
