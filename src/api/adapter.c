@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hci/hci.h"
+#include "hci/hci_defs.h"
 
 pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t rt_cond;
@@ -446,6 +447,15 @@ static void ad_close(adapter *ad, int grace_ms)
 			break;
 		if (ad->dead || rt_wait(grace_ms, t0) != 0)
 			break;
+	}
+	/* Leave no link behind: on a UART or the user channel the controller outlives us, and a
+	 * peer would hold the link until its supervision timeout. */
+	hci *h = bt_stack_hci(ad->st);
+	if (!ad->dead && hci_disconnect_all(h, HCI_ERR_REMOTE_POWER_OFF) > 0) {
+		rt_wake(ad);
+		uint64_t t1 = rt_now_ms();
+		while (!ad->dead && hci_link_count(h) > 0 && rt_wait(1000, t1) == 0)
+			;
 	}
 	for (adapter **pp = &rt_adapters; *pp; pp = &(*pp)->next) {
 		if (*pp == ad) {

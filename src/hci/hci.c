@@ -619,6 +619,26 @@ void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
 }
 
+size_t hci_disconnect_all(hci *h, uint8_t reason)
+{
+	size_t n = 0;
+	for (int i = 0; i < MAX_LINKS; i++) {
+		if (h->links[i].state == LINK_UP) {
+			hci_disconnect(h, h->links[i].handle, reason);
+			n++;
+		}
+	}
+	return n;
+}
+
+size_t hci_link_count(const hci *h)
+{
+	size_t n = 0;
+	for (int i = 0; i < MAX_LINKS; i++)
+		n += h->links[i].state == LINK_UP;
+	return n;
+}
+
 /* A failing Create_Connection command status: the page never started. */
 static void create_conn_failed(hci *h, uint8_t status)
 {

@@ -92,6 +92,11 @@ int hci_connect(hci *h, const bt_addr *peer);
 int hci_link_handle(const hci *h, const bt_addr *peer);
 /* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
 void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* Disconnects every live link (a host shutting down: Vol 4 Part E 7.1.6); returns how many.
+ * link_down follows for each as its Disconnection_Complete arrives. */
+size_t hci_disconnect_all(hci *h, uint8_t reason);
+/* The number of links up. */
+size_t hci_link_count(const hci *h);
 /* The link is known dead (keepalive unanswered): Disconnect it and tear it down now, without
  * waiting for a Disconnection_Complete that a vanished peer's controller may never send.
  * link_down(err) follows at once. */

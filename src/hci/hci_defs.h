@@ -68,6 +68,7 @@
 #define HCI_ERR_REJECTED_LIMITED_RESOURCES 0x0d
 #define HCI_ERR_REMOTE_USER_TERMINATED 0x13
 #define HCI_ERR_REMOTE_LOW_RESOURCES 0x14
+#define HCI_ERR_REMOTE_POWER_OFF 0x15 /* Vol 1 Part F: "terminated connection due to power off" */
 #define HCI_ERR_LOCAL_HOST_TERMINATED 0x16
 
 #endif
