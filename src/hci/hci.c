@@ -32,6 +32,9 @@ typedef struct {
 } hci_cmd_entry;
 
 typedef enum { LINK_FREE, LINK_PAGING, LINK_UP } link_state;
+/* Link security (hci_secure_link): none asked, Authentication_Requested sent, then
+ * Set_Connection_Encryption sent. */
+typedef enum { SEC_NONE, SEC_AUTH, SEC_ENCRYPT } link_sec;
 
 typedef struct {
 	link_state state;
@@ -43,6 +46,9 @@ typedef struct {
 	uint8_t *rx;        /* reassembly buffer, HCI_MAX_PDU bytes */
 	size_t rx_len, rx_expect;
 	bool rx_skip; /* dropping an oversized PDU until the next start fragment */
+	bool encrypted;     /* the latest Encryption Change said on */
+	link_sec sec;       /* hci_secure_link() progress */
+	bt_timer sec_timer;
 	hci *owner;
 } hci_link;
 
@@ -170,6 +176,8 @@ hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt
 		h->cfg.tx_stall_ms = 4000;
 	if (!h->cfg.local_name)
 		h->cfg.local_name = "btsock";
+	if (!h->cfg.security_timeout_ms)
+		h->cfg.security_timeout_ms = 30000;
 	h->io = *io;
 	h->up = *upper;
 	h->timers = timers;
@@ -491,6 +499,7 @@ static hci_link *link_by_addr(hci *h, const bt_addr *a)
 }
 
 static void link_timer(bt_timer *t, void *ctx);
+static void sec_timer_fired(bt_timer *t, void *ctx);
 
 static hci_link *link_alloc(hci *h, const bt_addr *peer)
 {
@@ -505,8 +514,11 @@ static hci_link *link_alloc(hci *h, const bt_addr *peer)
 		l->in_flight = 0;
 		l->rx_len = l->rx_expect = 0;
 		l->rx_skip = false;
+		l->encrypted = false;
+		l->sec = SEC_NONE;
 		l->owner = h;
 		bt_timer_init(&l->timer, link_timer, l);
+		bt_timer_init(&l->sec_timer, sec_timer_fired, l);
 		return l;
 	}
 	return NULL;
@@ -515,6 +527,8 @@ static hci_link *link_alloc(hci *h, const bt_addr *peer)
 static void link_release(hci *h, hci_link *l)
 {
 	bt_timer_stop(h->timers, &l->timer);
+	bt_timer_stop(h->timers, &l->sec_timer);
+	l->sec = SEC_NONE;
 	/* Packets in flight on a link that is gone are flushed by the controller and count as
 	 * completed (Vol 4 Part E 7.7.5: "all data ... flushed"). */
 	h->acl_free = (uint16_t)(h->acl_free + l->in_flight);
@@ -617,6 +631,92 @@ void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 	put_le16(p, handle); /* Vol 4 Part E 7.1.6 */
 	p[2] = reason;
 	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------ link security */
+
+static void sec_done(hci *h, hci_link *l, int err)
+{
+	if (l->sec == SEC_NONE)
+		return;
+	l->sec = SEC_NONE;
+	bt_timer_stop(h->timers, &l->sec_timer);
+	if (h->up.link_secured)
+		h->up.link_secured(h->up.ctx, l->handle, err);
+}
+
+static void sec_timer_fired(bt_timer *t, void *ctx)
+{
+	hci_link *l = ctx;
+	(void)t;
+	sec_done(l->owner, l, -ETIMEDOUT);
+}
+
+/* Authentication_Requested / Set_Connection_Encryption refused by Command Status. */
+static void sec_cmd_status(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	hci_link *l = ctx;
+	(void)ret;
+	(void)len;
+	if (status != 0 && l->state == LINK_UP)
+		sec_done(l->owner, l, -EACCES);
+}
+
+int hci_secure_link(hci *h, uint16_t handle)
+{
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return -ENOTCONN;
+	if (l->encrypted)
+		return 1;
+	if (l->sec != SEC_NONE)
+		return 0;
+	uint8_t p[2];
+	put_le16(p, handle); /* Vol 4 Part E 7.1.15: Connection_Handle */
+	int err = hci_cmd(h, HCI_OP_AUTH_REQUESTED, p, 2, sec_cmd_status, l);
+	if (err < 0)
+		return err;
+	l->sec = SEC_AUTH;
+	bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
+	return 0;
+}
+
+/* Authentication Complete, Vol 4 Part E 7.7.6: status, handle. Then encryption on (7.1.16). */
+static void ev_auth_complete(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint16_t handle = bt_read_le16(r) & 0x0fff;
+	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
+	if (!l || l->sec != SEC_AUTH)
+		return; /* the peer authenticated us: nothing of ours waits */
+	if (status != 0) {
+		sec_done(h, l, -EACCES);
+		return;
+	}
+	uint8_t p[3];
+	put_le16(p, handle);
+	p[2] = 0x01; /* Encryption_Enable: on */
+	if (hci_cmd(h, HCI_OP_SET_CONN_ENCRYPT, p, 3, sec_cmd_status, l) < 0) {
+		sec_done(h, l, -ENOBUFS);
+		return;
+	}
+	l->sec = SEC_ENCRYPT;
+}
+
+/* Encryption Change, Vol 4 Part E 7.7.8: status, handle, Encryption_Enabled (0 off). Either
+ * side may switch encryption; the link's state follows every change. */
+static void ev_encrypt_change(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint16_t handle = bt_read_le16(r) & 0x0fff;
+	uint8_t enabled = bt_read_u8(r);
+	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
+	if (!l)
+		return;
+	if (status == 0)
+		l->encrypted = enabled != 0;
+	if (l->sec == SEC_ENCRYPT || (l->sec == SEC_AUTH && l->encrypted))
+		sec_done(h, l, l->encrypted ? 0 : -EACCES);
 }
 
 size_t hci_disconnect_all(hci *h, uint8_t reason)
@@ -879,6 +979,14 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 		break;
 	case HCI_EV_DISCONN_COMPLETE:
 		ev_disconn_complete(h, &r);
+		break;
+	case HCI_EV_AUTH_COMPLETE:
+		ev_auth_complete(h, &r);
+		if (h->up.event) /* GAP may care too (pairing outcome) */
+			h->up.event(h->up.ctx, code, p + 2, len - 2);
+		break;
+	case HCI_EV_ENCRYPT_CHANGE:
+		ev_encrypt_change(h, &r);
 		break;
 	case HCI_EV_HARDWARE_ERROR:
 		set_err(h, "the controller reported a hardware error%s%s", "", "");

@@ -57,12 +57,16 @@ typedef struct {
 	void (*event)(void *ctx, uint8_t code, const uint8_t *params, size_t len);
 	/* The controller stopped answering a command: the stack is unusable. */
 	void (*fatal)(void *ctx, int err);
+	/* hci_secure_link() finished: 0 (authenticated and encrypted) or -errno (-EACCES:
+	 * pairing or encryption refused, -ETIMEDOUT). Not called if the link goes down first. */
+	void (*link_secured)(void *ctx, uint16_t handle, int err);
 } hci_upper;
 
 typedef struct {
 	uint32_t cmd_timeout_ms;    /* a command without Command Complete/Status: fatal (default 3000) */
 	uint32_t connect_timeout_ms; /* Create_Connection without Connection_Complete (default 10000) */
 	uint32_t tx_stall_ms;       /* ACL data unacknowledged (no NOCP) this long: link lost (4000) */
+	uint32_t security_timeout_ms; /* authentication + encryption of a link (default 30000) */
 	uint32_t class_of_device;   /* default 0x000000 */
 	const char *local_name;     /* default "btsock" */
 } hci_config;
@@ -92,6 +96,11 @@ int hci_connect(hci *h, const bt_addr *peer);
 int hci_link_handle(const hci *h, const bt_addr *peer);
 /* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
 void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* Authenticates the link (pairing if no key is known, Secure Simple Pairing replies come from
+ * GAP) and switches encryption on: Vol 4 Part E 7.1.15 then 7.1.16, as Security Mode 4 needs
+ * before most channels (Vol 3 Part C 5.2.2). Returns 1 if the link is encrypted already,
+ * 0 when upper.link_secured will follow (also if a request is already under way), or -errno. */
+int hci_secure_link(hci *h, uint16_t handle);
 /* Disconnects every live link (a host shutting down: Vol 4 Part E 7.1.6); returns how many.
  * link_down follows for each as its Disconnection_Complete arrives. */
 size_t hci_disconnect_all(hci *h, uint8_t reason);

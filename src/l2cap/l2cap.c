@@ -67,6 +67,7 @@ enum { OPT_MTU = 0x01, OPT_FLUSH_TO = 0x02, OPT_QOS = 0x03, OPT_RFC = 0x04, OPT_
 typedef enum {
 	CH_WAIT_LINK,
 	CH_WAIT_CONN_RSP,
+	CH_WAIT_SECURITY, /* refused with "security block": the link is being authenticated */
 	CH_CONFIG,
 	CH_OPEN,
 	CH_WAIT_DISC_RSP,
@@ -86,6 +87,7 @@ struct l2cap_chan {
 	bool conf_in_done, conf_out_done;
 	int conf_tries;
 	uint8_t ident; /* of our outstanding request */
+	bool sec_tried; /* the connection was retried after securing the link */
 	bt_timer rtx;
 	const l2cap_chan_ops *ops;
 	void *ctx;
@@ -593,6 +595,7 @@ void l2cap_close(l2cap_chan *ch)
 	case CH_WAIT_DISC_RSP:
 		break;
 	case CH_WAIT_LINK:
+	case CH_WAIT_SECURITY: /* the peer refused it: nothing to tear down there */
 	case CH_CLOSED:
 		chan_free(ch);
 		break;
@@ -649,6 +652,24 @@ void l2cap_link_down(l2cap *l, uint16_t handle, const bt_addr *peer, int err)
 		}
 	}
 	(void)peer;
+	chan_notify_all(l);
+}
+
+void l2cap_link_secured(l2cap *l, uint16_t handle, int err)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (l2cap_chan *c = l->chans; c; c = c->next) {
+			if (c->state != CH_WAIT_SECURITY || c->handle != handle)
+				continue;
+			if (err || c->owner_gone)
+				chan_end(c, err == -ETIMEDOUT ? -ETIMEDOUT : -EACCES);
+			else
+				sig_conn_req_send(c);
+			again = true;
+			break;
+		}
+	}
 	chan_notify_all(l);
 }
 
@@ -775,6 +796,25 @@ static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)
 }
 
 /* Connection Response, Vol 3 Part A 4.3. */
+/* Security Mode 4 (Vol 3 Part C 5.2.2): a peer that requires an authenticated, encrypted
+ * link refuses the channel with "security block" (Vol 3 Part A 4.3, result 0x0003) until the
+ * initiator has secured the link. Secure it (pairing through GAP's replies), then ask once
+ * more; l2cap_link_secured() resumes. */
+static void chan_secure(l2cap_chan *ch)
+{
+	if (ch->sec_tried) {
+		chan_end(ch, -EACCES);
+		return;
+	}
+	ch->sec_tried = true;
+	bt_timer_stop(ch->l->timers, &ch->rtx);
+	ch->state = CH_WAIT_SECURITY;
+	ch->ident = 0;
+	int rc = hci_secure_link(ch->l->hci, ch->handle);
+	if (rc != 0) /* 1: already encrypted, yet refused; < 0: cannot even try */
+		chan_end(ch, -EACCES);
+}
+
 static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 {
 	uint16_t dcid = bt_read_le16(r);
@@ -807,7 +847,7 @@ static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 		chan_end(ch, -ECONNREFUSED);
 		break;
 	case CONN_SECURITY:
-		chan_end(ch, -EACCES);
+		chan_secure(ch);
 		break;
 	case CONN_NO_RESOURCES:
 		chan_end(ch, -ECONNREFUSED);

@@ -58,6 +58,8 @@ void l2cap_free(l2cap *l);
 void l2cap_link_up(l2cap *l, uint16_t handle, const bt_addr *peer, bool initiator);
 void l2cap_link_down(l2cap *l, uint16_t handle, const bt_addr *peer, int err);
 void l2cap_connect_failed(l2cap *l, const bt_addr *peer, int err);
+/* hci_secure_link() finished on handle (err 0: secured): channels refused for security retry. */
+void l2cap_link_secured(l2cap *l, uint16_t handle, int err);
 void l2cap_acl(l2cap *l, uint16_t handle, const uint8_t *pdu, size_t len);
 size_t l2cap_pull(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap);
 

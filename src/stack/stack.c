@@ -55,6 +55,11 @@ static size_t up_pull(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap)
 	bt_stack *s = ctx;
 	return l2cap_pull(s->l2cap, handle, buf, cap);
 }
+static void up_link_secured(void *ctx, uint16_t handle, int err)
+{
+	bt_stack *s = ctx;
+	l2cap_link_secured(s->l2cap, handle, err);
+}
 static void up_event(void *ctx, uint8_t code, const uint8_t *p, size_t len)
 {
 	bt_stack *s = ctx;
@@ -94,6 +99,7 @@ bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
 		.acl = up_acl,
 		.pull = up_pull,
 		.event = up_event,
+		.link_secured = up_link_secured,
 		.fatal = up_fatal,
 	};
 	s->hci = hci_new(&cfg->hci, &io, &up, &s->timers);

@@ -442,6 +442,85 @@ static void test_outgoing_channel(void **state)
 	l2cap_close(ch);
 }
 
+/* Feeds one HCI event (code, parameters) through H4. */
+static void hci_event_in(fixture *f, uint8_t code, const uint8_t *p, uint8_t len)
+{
+	uint8_t pkt[3 + 255] = { 0x04, code, len };
+	memcpy(pkt + 3, p, len);
+	harness_h4_in(f->h, pkt, 3u + len);
+}
+
+/* Security Mode 4 (Vol 3 Part C 5.2.2): a peer answering "security block" (Vol 3 Part A 4.3,
+ * result 0x0003) gets the link authenticated (Vol 4 Part E 7.1.15, 7.7.6) and encrypted
+ * (7.1.16, 7.7.8), then the Connection Request again, which it accepts. A second refusal,
+ * or failed authentication, ends the channel with EACCES. */
+static void test_security_block_secures_link_and_retries(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	l2cap_chan *ch;
+	uint8_t d[256], id, rsp[8], ev[4];
+	size_t n;
+	bt_addr peer = peer_addr();
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp, 0);
+	put_le16(rsp + 2, get_le16(d + 2));
+	put_le16(rsp + 4, 0x0003); /* security block */
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(r.closed, 0);
+	ev[0] = 0; /* Authentication Complete: success */
+	put_le16(ev + 1, f->handle);
+	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	ev[3] = 0x01; /* Encryption Change: on */
+	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0071, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+	assert_int_equal(sig(f, &id, d, &n), 0x06);
+
+	/* The link is encrypted now: a further security block is final. */
+	rec r2 = { 0 };
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r2, &ch), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp + 2, get_le16(d + 2));
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(r2.closed, 1);
+	assert_int_equal(r2.close_err, -EACCES);
+	l2cap_close(ch);
+}
+
+static void test_failed_authentication_refuses_channel(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	l2cap_chan *ch;
+	uint8_t d[256], id, rsp[8], ev[3];
+	size_t n;
+	bt_addr peer = peer_addr();
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp, 0);
+	put_le16(rsp + 2, get_le16(d + 2));
+	put_le16(rsp + 4, 0x0003);
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	ev[0] = 0x05; /* Authentication Failure */
+	put_le16(ev + 1, f->handle);
+	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -EACCES);
+	l2cap_close(ch);
+}
+
 /* Vol 4 Part E 7.7.3 with status 0x04: a page timeout fails the channel with EHOSTDOWN. */
 static void test_page_timeout(void **state)
 {
@@ -501,6 +580,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disconnection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss_resets_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reused_handle_replaces_stale_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_security_block_secures_link_and_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psm_rules, setup, teardown),
