@@ -30,6 +30,7 @@
 #define TX_RING 4096
 #define RX_MAX 8192        /* per-DLC rx ring cap: keeps a DLC under 16 KiB */
 #define RX_MIN 256
+#define DEFAULT_RX_BUDGET 16384 /* ~90 ACL packets of btvirt's 192 bytes */
 #define DEFAULT_IMTU 1024  /* our L2CAP MTU unless max_frame asks for more */
 #define DEFAULT_N1 127     /* TS 07.10 5.7.2 / RFCOMM spec 5.5.3: N1 without PN */
 #define MAX_SESSIONS 16
@@ -203,22 +204,94 @@ static uint32_t dlc_window(const rfcomm_dlc *d)
 	return w > MAX_WINDOW ? MAX_WINDOW : (uint32_t)w;
 }
 
-/* Credits we could grant now without promising more than the ring holds (RFCOMM spec 6.5). */
-static uint32_t dlc_grantable(const rfcomm_dlc *d)
+/* Aggregate receive flow control. Every DLC of this stack shares one controller transport,
+ * so the credit granted to peers in all is bounded by cfg.rx_budget (bytes): each DLC's
+ * window is its share of the budget (at least one frame, at most what its ring holds), and a
+ * DLC that already holds credits takes more only while the budget has room. A DLC holding no
+ * credit may always get one frame, so none starves (RFCOMM spec 6.5: credits may be granted
+ * at any time, in any number). */
+static bool dlc_counts(const rfcomm_dlc *d)
 {
-	size_t fit = rx_free(d) / (d->n1 ? d->n1 : 1);
-	if (fit > MAX_WINDOW)
-		fit = MAX_WINDOW;
-	return fit > d->rx_credits ? (uint32_t)(fit - d->rx_credits) : 0;
+	return d->cfc && !d->dead && d->state != D_CLOSED && d->state != D_WAIT_SESSION;
 }
 
+static size_t credit_outstanding(const rfcomm *r, size_t *count)
+{
+	size_t bytes = 0, n = 0;
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next) {
+		if (!dlc_counts(d))
+			continue;
+		bytes += (size_t)d->rx_credits * d->n1;
+		n++;
+	}
+	*count = n;
+	return bytes;
+}
+
+/* Frames d may hold: its share of the budget, 1 to its ring's window. */
+static uint32_t dlc_share(const rfcomm_dlc *d, size_t count)
+{
+	size_t n1 = d->n1 ? d->n1 : 1;
+	size_t share = d->r->cfg.rx_budget / n1 / (count ? count : 1);
+	uint32_t w = dlc_window(d);
+	return share < 1 ? 1 : share > w ? w : (uint32_t)share;
+}
+
+/* Credits we could grant now: never more than the ring holds, nor than d's share, nor (once
+ * d holds any) than the budget's room. *limited tells whether the budget cut the grant. */
+static uint32_t dlc_grantable_why(const rfcomm_dlc *d, uint32_t *share_out, bool *limited)
+{
+	size_t n1 = d->n1 ? d->n1 : 1, count;
+	size_t out = credit_outstanding(d->r, &count);
+	size_t fit = rx_free(d) / n1, share = dlc_share(d, count);
+	*share_out = (uint32_t)share;
+	*limited = false;
+	if (fit > share)
+		fit = share;
+	if (fit <= d->rx_credits)
+		return 0;
+	size_t g = fit - d->rx_credits;
+	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
+	if (d->rx_credits == 0 && room < 1)
+		room = 1; /* the one frame that keeps d from starving */
+	*limited = room < g;
+	return (uint32_t)(g < room ? g : room);
+}
+
+static uint32_t dlc_grantable(const rfcomm_dlc *d)
+{
+	uint32_t share;
+	bool limited;
+	return dlc_grantable_why(d, &share, &limited);
+}
+
+/* Credits go out in batches of half the window (fewer credit-only frames), except to a DLC
+ * left without any because the budget was short: it gets what there is at once. */
 static bool dlc_grant_due(const rfcomm_dlc *d)
 {
 	if (!d->cfc || (d->state != D_CONFIG && d->state != D_OPEN))
 		return false;
-	uint32_t g = dlc_grantable(d);
-	uint32_t half = dlc_window(d) / 2;
-	return g > 0 && (d->grant_now || g >= (half ? half : 1));
+	uint32_t share;
+	bool limited;
+	uint32_t g = dlc_grantable_why(d, &share, &limited);
+	if (g == 0)
+		return false;
+	uint32_t half = share / 2;
+	return d->grant_now || (limited && d->rx_credits == 0) || g >= (half ? half : 1);
+}
+
+/* PN's initial credits (3-bit K, RFCOMM spec 5.5.3) within d's share of the budget. */
+static uint8_t dlc_initial_credits(const rfcomm_dlc *d)
+{
+	size_t count;
+	credit_outstanding(d->r, &count);
+	uint32_t k = dlc_share(d, count + (dlc_counts(d) ? 0 : 1));
+	size_t n1 = d->n1 ? d->n1 : 1;
+	size_t out = credit_outstanding(d->r, &count);
+	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
+	if (k > room)
+		k = room < 1 ? 1 : (uint32_t)room;
+	return (uint8_t)(k > PN_MAX_K ? PN_MAX_K : k);
 }
 
 static uint16_t our_n1(const session *s)
@@ -447,8 +520,7 @@ static void dlc_start(rfcomm_dlc *d)
 	}
 	d->dlci = dlci;
 	d->n1 = our_n1(s);
-	uint32_t w = dlc_window(d);
-	d->k_sent = (uint8_t)(w > PN_MAX_K ? PN_MAX_K : w);
+	d->k_sent = dlc_initial_credits(d);
 	dlc_set(d, D_PN_SENT);
 	send_pn(s, d, true, RFCOMM_PN_CL_CFC_REQ, d->k_sent);
 }
@@ -706,6 +778,7 @@ static void on_uih_data(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 				memcpy(d->rx + tail, f->info, first);
 				memcpy(d->rx, f->info + first, f->len - first);
 				d->rx_used += f->len;
+				kick |= d->cfc && d->rx_credits == 0; /* a budget-starved DLC may get one now */
 				if (!d->cfc && !d->throttled && rx_free(d) < 2u * d->n1) {
 					d->throttled = true; /* TS 07.10 5.4.6.3.7: FC stops the peer */
 					send_msc(s, d);
@@ -841,8 +914,8 @@ static void pn_respond(session *s, rfcomm_dlc *d, const rfcomm_pn *pn)
 		d->n1 = pn->n1 && pn->n1 < ours ? pn->n1 : ours;
 		d->priority = pn->priority;
 		d->cfc = pn->cl == RFCOMM_PN_CL_CFC_REQ;
-		uint32_t w = dlc_window(d);
-		d->k_sent = d->cfc ? (uint8_t)(w > PN_MAX_K ? PN_MAX_K : w) : 0;
+		d->rx_credits = 0;
+		d->k_sent = d->cfc ? dlc_initial_credits(d) : 0;
 		d->rx_credits = d->k_sent;
 		d->tx_credits = d->cfc ? pn->k : 0;
 	}
@@ -1166,6 +1239,8 @@ rfcomm *rfcomm_new(const rfcomm_config *cfg, l2cap *l, bt_timers *timers)
 		r->cfg.rx_buffer = RX_MAX;
 	if (r->cfg.rx_buffer < RX_MIN)
 		r->cfg.rx_buffer = RX_MIN;
+	if (!r->cfg.rx_budget)
+		r->cfg.rx_budget = DEFAULT_RX_BUDGET;
 	size_t imtu = DEFAULT_IMTU;
 	if (r->cfg.max_frame && (size_t)r->cfg.max_frame + RFCOMM_MAX_OVERHEAD > imtu)
 		imtu = (size_t)r->cfg.max_frame + RFCOMM_MAX_OVERHEAD;

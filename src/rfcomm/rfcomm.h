@@ -49,6 +49,10 @@ typedef struct {
 	uint32_t linger_ms;    /* session kept this long after its last DLC closes (default 2000) */
 	uint16_t rx_buffer;    /* bytes buffered per DLC, drives credits (default 8192) */
 	uint16_t max_frame;    /* largest N1 we offer (default: from the L2CAP MTU) */
+	uint32_t rx_budget;    /* receive credit (bytes) granted to peers in all, across every DLC
+				* of this stack (default 16384): all links share one controller
+				* transport, and BlueZ btvirt drops data beyond ~170 ACL packets
+				* queued for a host. Each DLC still gets at least one frame. */
 } rfcomm_config;
 
 rfcomm *rfcomm_new(const rfcomm_config *cfg, l2cap *l, bt_timers *timers);

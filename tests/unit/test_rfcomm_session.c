@@ -169,7 +169,12 @@ static void send_msc(fixture *f, uint8_t dlci, bool cr, uint8_t v24)
 
 /* Opens DLC dlci to the stack's listener: PN (CFC, n1, k), SABM, MSC both ways. Returns the
  * credits the stack granted in total (PN K plus any credit frames). */
-static unsigned open_dlc(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k)
+static unsigned open_dlc_n(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k, int opened_after);
+static unsigned open_dlc(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k) { return open_dlc_n(f, dlci, n1, k, 1); }
+
+/* Opens dlci from the peer's side; the owner's opened count is then opened_after. Returns the
+ * credits the stack granted (PN's K and any credit frame). */
+static unsigned open_dlc_n(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k, int opened_after)
 {
 	rfcomm_mcc m;
 	rfcomm_pn pn;
@@ -198,11 +203,11 @@ static unsigned open_dlc(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k)
 		}
 	}
 	assert_true(msc);
-	assert_int_equal(f->r.opened, 0); /* not before the MSC exchange */
+	assert_int_equal(f->r.opened, opened_after - 1); /* not before the MSC exchange */
 	send_msc(f, dlci, true, 0x8d);
 	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
 	send_msc(f, dlci, false, 0x8d);
-	assert_int_equal(f->r.opened, 1);
+	assert_int_equal(f->r.opened, opened_after);
 	return credits;
 }
 
@@ -335,6 +340,60 @@ static void test_rx_credits(void **state)
 	assert_true(f->f.has_credits);
 	assert_int_equal(f->f.credits, 1);
 	assert_int_equal(f->f.len, 1);
+}
+
+/* Several DLCs for the budget test: each accepted DLC in order. */
+static rfcomm_dlc *many[8];
+static int n_many;
+static int many_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx)
+{
+	many[n_many++] = d;
+	*ops = &rec_ops;
+	*ctx = srv;
+	return 0;
+}
+
+/* Aggregate flow control (rfcomm.h rx_budget, default 16384 bytes = 32 frames of 512): the
+ * credit granted across DLCs stays within the budget plus one frame for each DLC that would
+ * otherwise hold none; a DLC left without credit gets one at once; a DLC whose credits were
+ * used up gets back only its share while others hold the budget (RFCOMM spec 6.5). */
+static void test_rx_budget_shared_by_dlcs(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	n_many = 0;
+	unsigned credits[8], sum = 0;
+	for (uint8_t ch = 1; ch <= 8; ch++) {
+		assert_int_equal(rfcomm_listen(f->rf, ch, many_accept, &f->r), ch);
+		credits[ch - 1] = open_dlc_n(f, (uint8_t)(ch << 1), 512, 7, (int)ch);
+		assert_true(credits[ch - 1] >= 1);
+		sum += credits[ch - 1];
+	}
+	assert_int_equal(credits[0], 16); /* alone: the whole ring */
+	assert_true(sum <= 32 + 8);
+	assert_int_equal(n_many, 8);
+	/* DLC 8 uses its credit(s): with room in its ring it is granted again at once, though
+	 * the budget is spent, so it never stalls for lack of credit. */
+	uint8_t chunk[512] = { 0 };
+	for (unsigned i = 0; i < credits[7]; i++)
+		send_frame(f, 16, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+	expect(f, 16, RFCOMM_UIH);
+	assert_true(f->f.has_credits);
+	assert_true(f->f.credits >= 1);
+	/* DLC 1 uses its 16 credits and its reader empties the ring: it gets back less than its
+	 * old window, since DLC 2 still holds its credits. */
+	for (unsigned i = 0; i < 16; i++)
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+	while (take(f))
+		;
+	uint8_t out[8192];
+	assert_int_equal(rfcomm_read(many[0], out, sizeof out), 8192);
+	expect(f, 2, RFCOMM_UIH);
+	assert_true(f->f.has_credits);
+	assert_true(f->f.credits >= 1 && f->f.credits < 16);
+	for (int i = 0; i < 8; i++)
+		rfcomm_close(many[i]);
+	f->r.d = NULL;
 }
 
 /* TS 07.10 5.3.3 / 5.3.4: UIH and DISC on a DLCI that is not open are answered with DM;
@@ -704,6 +763,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pn_sabm_msc_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_credits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_credits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_budget_shared_by_dlcs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_frames_on_closed_dlci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mux_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aggregate_flow_control, setup, teardown),
