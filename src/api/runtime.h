@@ -65,6 +65,7 @@ struct bsock {
 	bool app_gone;      /* the application closed its fd (POLLHUP) */
 	bool zombie;        /* to be freed by the loop */
 	int held;           /* API calls waiting on this socket: the loop must not free it */
+	uint64_t alive_checked; /* when app_fd was last checked for a close (ms) */
 	size_t filler;      /* bytes/messages written to block POLLOUT during a non-blocking connect */
 
 	uint8_t *stage;     /* RFCOMM: RT_STAGE bytes; L2CAP: RT_L2Q queue of [len le16][sdu] */
