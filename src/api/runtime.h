@@ -21,7 +21,6 @@
 #include "transport/btsnoop.h"
 #include "transport/transport.h"
 
-#define RT_STAGE 8192            /* RFCOMM bytes read from the ring, not yet in the socketpair */
 #define RT_L2Q (64 * 1024)       /* L2CAP SDUs the application has not read yet */
 #define RT_SOCKBUF (256 * 1024)  /* socketpair buffer size */
 #define RT_ADAPTER_RX (256 * 1024) /* controller bytes read but not yet given to the stack */
@@ -68,7 +67,7 @@ struct bsock {
 	uint64_t alive_checked; /* when app_fd was last checked for a close (ms) */
 	size_t filler;      /* bytes/messages written to block POLLOUT during a non-blocking connect */
 
-	uint8_t *stage;     /* RFCOMM: RT_STAGE bytes; L2CAP: RT_L2Q queue of [len le16][sdu] */
+	uint8_t *stage;     /* L2CAP: RT_L2Q queue of [len le16][sdu] the application has not read */
 	size_t stage_off, stage_len;
 	unsigned long dropped; /* L2CAP SDUs dropped because the application did not read */
 	uint32_t sdp_handle; /* the service record advertised for this socket (0: none) */

@@ -160,9 +160,9 @@ static void child_ready(bsock *s);
 
 static void sock_opened(bsock *s)
 {
-	if (!s->stage)
-		s->stage = malloc(s->proto == BTSOCK_RFCOMM ? RT_STAGE : RT_L2Q);
-	if (!s->stage) {
+	if (!s->stage && s->proto == BTSOCK_L2CAP)
+		s->stage = malloc(RT_L2Q);
+	if (!s->stage && s->proto == BTSOCK_L2CAP) {
 		s->conn_err = -ENOMEM;
 		s->state = S_FAILED;
 		return;
@@ -371,24 +371,20 @@ static void l2_app_to_stack(bsock *s)
 	}
 }
 
+/* Straight from RFCOMM's receive ring into the socketpair, no copy in between: what the
+ * socketpair takes is consumed (and becomes credits for the peer). */
 static void rf_stack_to_app(bsock *s)
 {
-	for (;;) {
-		if (s->stage_off == s->stage_len) {
-			s->stage_off = s->stage_len = 0;
-			if (s->dlc)
-				s->stage_len = rfcomm_read(s->dlc, s->stage, RT_STAGE);
-			if (!s->stage_len)
-				break;
-		}
-		ssize_t w = send(s->rt_fd, s->stage + s->stage_off, s->stage_len - s->stage_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
+	const uint8_t *p;
+	size_t n;
+	while (s->dlc && (n = rfcomm_peek(s->dlc, &p)) > 0) {
+		ssize_t w = send(s->rt_fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno != EAGAIN)
 				s->app_gone = true;
 			return; /* POLLOUT brings us back */
 		}
-		s->stage_off += (size_t)w;
+		rfcomm_consume(s->dlc, (size_t)w);
 	}
 	s->want_out = false;
 }
@@ -426,7 +422,7 @@ void rt_sock_io(bsock *s, short revents)
 /* Per round: move pending bytes up, and finish closes. */
 void rt_sock_service(bsock *s)
 {
-	if (s->stage && s->want_out && !s->shut) {
+	if ((s->stage || s->proto == BTSOCK_RFCOMM) && s->want_out && !s->shut) {
 		if (s->proto == BTSOCK_RFCOMM)
 			rf_stack_to_app(s);
 		else
@@ -715,7 +711,9 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 		}
 	}
 	s->held--;
-	if (s->state != S_CONNECTED) {
+	/* S_CLOSED: it connected, and the peer has already closed it again (the application
+	 * reads what was sent, then end of file), which is a successful connect. */
+	if (s->state != S_CONNECTED && s->state != S_CLOSED) {
 		int err = s->conn_err;
 		if (s->dlc)
 			rfcomm_close(s->dlc);

@@ -1397,16 +1397,21 @@ ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
 	return (ssize_t)n;
 }
 
-size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len)
+size_t rfcomm_peek(const rfcomm_dlc *d, const uint8_t **p)
 {
-	size_t n = len < d->rx_used ? len : d->rx_used;
-	size_t first = d->rx_cap - d->rx_head < n ? d->rx_cap - d->rx_head : n;
-	memcpy(p, d->rx + d->rx_head, first);
-	memcpy(p + first, d->rx, n - first);
+	size_t first = d->rx_cap - d->rx_head;
+	*p = d->rx + d->rx_head;
+	return d->rx_used < first ? d->rx_used : first;
+}
+
+void rfcomm_consume(rfcomm_dlc *d, size_t n)
+{
+	if (n > d->rx_used)
+		n = d->rx_used;
 	d->rx_head = (d->rx_head + n) % d->rx_cap;
 	d->rx_used -= n;
 	if (!n || !d->s || d->state != D_OPEN)
-		return n;
+		return;
 	rfcomm *r = d->r;
 	enter(r);
 	if (!d->cfc && d->throttled && rx_free(d) >= d->rx_cap / 2) {
@@ -1416,6 +1421,15 @@ size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len)
 	if (dlc_grant_due(d))
 		pump(d->s);
 	leave(r);
+}
+
+size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len)
+{
+	size_t n = len < d->rx_used ? len : d->rx_used;
+	size_t first = d->rx_cap - d->rx_head < n ? d->rx_cap - d->rx_head : n;
+	memcpy(p, d->rx + d->rx_head, first);
+	memcpy(p + first, d->rx, n - first);
+	rfcomm_consume(d, n);
 	return n;
 }
 

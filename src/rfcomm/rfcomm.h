@@ -71,6 +71,11 @@ ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len);
  * goes back to the peer as credits. */
 size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len);
 size_t rfcomm_readable(const rfcomm_dlc *d);
+/* Zero-copy reading: the longest contiguous run of buffered bytes (*p points at it; 0 if
+ * none), then rfcomm_consume() of what was used, which returns room as credits like
+ * rfcomm_read(). */
+size_t rfcomm_peek(const rfcomm_dlc *d, const uint8_t **p);
+void rfcomm_consume(rfcomm_dlc *d, size_t n);
 /* Ends the DLC (DISC if open) and releases it. */
 void rfcomm_close(rfcomm_dlc *d);
 

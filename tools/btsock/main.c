@@ -14,6 +14,7 @@ static const struct tool_cmd *const commands[] = {
 	&tool_cmd_l2cap,
 	&tool_cmd_scan,
 	&tool_cmd_sdp,
+	&tool_cmd_bench,
 };
 
 #define N_COMMANDS ((int)(sizeof(commands) / sizeof(commands[0])))

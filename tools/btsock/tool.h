@@ -41,6 +41,7 @@ extern const struct tool_cmd tool_cmd_listen;
 extern const struct tool_cmd tool_cmd_connect;
 extern const struct tool_cmd tool_cmd_scan;
 extern const struct tool_cmd tool_cmd_sdp;
+extern const struct tool_cmd tool_cmd_bench;
 
 /* --- util.c --- */
 

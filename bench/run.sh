@@ -1,0 +1,40 @@
+#!/bin/sh
+# Every RFCOMM benchmark of `btsock bench` next to the btvirt ceiling and the targets of the
+# RFCOMM issue, all pinned to CPU 0 (cross-CPU wake-ups on these VMs cost ~10x). Run as root
+# after a build in build/gcc. Usage: bench/run.sh [MiB] [connects]
+set -eu
+cd "$(dirname "$0")/.."
+mib=${1:-20}
+count=${2:-200}
+bin=build/gcc/btsock
+[ -x "$bin" ] || { echo "build first: cmake -S . -B build/gcc && cmake --build build/gcc" >&2; exit 1; }
+command -v btvirt >/dev/null || { echo "btvirt missing: apt-get install bluez-test-tools" >&2; exit 1; }
+taskset -c 0 unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs none /tmp && exec btvirt -s' >/dev/null 2>&1 &
+bv=$!
+work=$(mktemp -d)
+trap 'kill $bv 2>/dev/null; rm -rf "$work"' EXIT
+sock=/proc/$bv/root/tmp/bt-server-bredr
+for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+[ -S "$sock" ] || { echo "btvirt did not come up" >&2; exit 1; }
+export BTSOCK_ADAPTER="unix:$sock"
+ceiling_kbs=""
+if [ -f ../shared/tools/btvirt-ceiling.c ]; then
+	cc -O2 -o "$work/ceiling" ../shared/tools/btvirt-ceiling.c
+	line=$(taskset -c 0 "$work/ceiling" 3 "$sock" | tail -1)
+	echo "ceiling: $line"
+	ceiling_kbs=$(echo "$line" | sed -n 's/.*=> \([0-9]*\) kB\/s.*/\1/p')
+else
+	echo "ceiling: ../shared/tools/btvirt-ceiling.c not found, ratios not computed"
+fi
+taskset -c 0 "$bin" bench --mib "$mib" --count "$count" | tee "$work/out"
+echo "--- against the targets"
+awk -v c="$ceiling_kbs" '
+/^oneway:/ { v=$2; r = c ? sprintf("%.0f %% of the ceiling", v*1e6/(c*1000)*100) : "no ceiling";
+	printf "one-way    %6.2f MB/s   %s (target >= 80 %%)\n", v, r }
+/^duplex:/ { v=$2; r = c ? sprintf("%.0f %% of the ceiling", v*1e6/(c*1000)*100) : "no ceiling";
+	printf "duplex     %6.2f MB/s   %s (target >= 80 %%, both directions summed)\n", v, r }
+/^connect:/ { printf "connect    %6.3f ms median (target <= 0.4 ms)\n", $3 }
+/^echo:/ { printf "echo       %6.1f us median (target <= 30 us)\n", $6 }
+/^memory:/ { for (i = 1; i <= NF; i++) if ($i == "KiB" && $(i+1) == "per") v = $(i-1);
+	printf "memory     %6.1f KiB per channel end (target <= 16 KiB)\n", v }
+' "$work/out"
