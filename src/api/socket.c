@@ -345,17 +345,36 @@ static void rf_app_to_stack(bsock *s)
 	}
 }
 
+/* On the SEQPACKET pair a recv() of 0 is an empty message or the application's end (close or
+ * shutdown); only the hang-up tells them apart. */
+static bool l2_app_hung_up(const bsock *s)
+{
+	struct pollfd p = { s->rt_fd, POLLRDHUP, 0 };
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP));
+}
+
 static void l2_app_to_stack(bsock *s)
 {
 	static uint8_t buf[L2CAP_MAX_MTU + 1];
 	for (int i = 0; i < 16 && s->ch; i++) {
 		ssize_t n = recv(s->rt_fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			app_finished(s);
 			return;
 		}
 		if (n < 0)
 			return;
+		if (n == 0 && l2_app_hung_up(s)) {
+			/* The end, or an empty message sent just before it: take one, look again. */
+			recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT);
+			if (recv(s->rt_fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT) <= 0) {
+				app_finished(s);
+				return;
+			}
+			if (l2cap_send(s->ch, buf, 0) < 0) /* it was a message, and more follow */
+				s->dropped++;
+			continue;
+		}
 		if ((size_t)n > l2cap_chan_omtu(s->ch)) {
 			recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT); /* cannot be sent whole: dropped */
 			s->dropped++;
@@ -365,7 +384,7 @@ static void l2_app_to_stack(bsock *s)
 		if (!l2cap_can_send(s->ch, (size_t)n))
 			return;
 		ssize_t r = recv(s->rt_fd, buf, sizeof buf, MSG_DONTWAIT);
-		if (r > 0)
+		if (r >= 0) /* an empty message too (Core Vol 3 Part A 3.1 allows it) */
 			l2cap_send(s->ch, buf, (size_t)r);
 		s->want_in = true;
 	}

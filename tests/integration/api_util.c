@@ -1,6 +1,8 @@
 /* api_util.c - see api_util.h. */
 #include "api_util.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -8,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +90,100 @@ bool xfer_run(xfer *x, int n, int timeout_ms)
 	}
 	for (int i = 0; i < n; i++)
 		if (!xfer_done(&x[i]))
+			return false;
+	return true;
+}
+
+/* ------------------------------------------------------------------ messages (L2CAP) */
+
+size_t msgx_size(uint8_t seed, size_t max_msg, size_t k)
+{
+	if (k == 0)
+		return max_msg;
+	if (k == 1)
+		return 1;
+	uint64_t h = ((uint64_t)seed << 32 | k) * 0x9e3779b97f4a7c15u; /* Fibonacci hashing */
+	h ^= h >> 29;
+	return 1 + (size_t)(h % max_msg);
+}
+
+uint8_t msgx_pat(uint8_t seed, size_t k, size_t i) { return (uint8_t)(seed * 7u + k * 131u + i * 29u + (i >> 8)); }
+
+static bool msgx_done(const msgx *x) { return x->tx_done == x->tx_total && x->rx_done >= x->rx_expect; }
+
+static void msgx_write(msgx *x)
+{
+	uint8_t buf[65536];
+	while (x->tx_done < x->tx_total) {
+		size_t n = msgx_size(x->seed, x->max_msg, x->tx_msgs);
+		if (n > x->tx_total - x->tx_done)
+			n = x->tx_total - x->tx_done;
+		if (n > sizeof buf)
+			n = sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = msgx_pat(x->seed, x->tx_msgs, i);
+		ssize_t w = send(x->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				x->tx_err = errno;
+			return;
+		}
+		if ((size_t)w != n) { /* SOCK_SEQPACKET: a message goes whole or not at all */
+			x->tx_err = EPROTO;
+			return;
+		}
+		x->tx_done += n;
+		x->tx_msgs++;
+	}
+}
+
+static void msgx_read(msgx *x)
+{
+	uint8_t buf[65536];
+	for (;;) {
+		ssize_t r = recv(x->fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+		if (r == 0) { /* SOCK_SEQPACKET: EOF (no test sends empty messages) */
+			x->eof = true;
+			return;
+		}
+		if (r < 0)
+			return;
+		size_t want = msgx_size(x->peer_seed, x->peer_max_msg, x->rx_msgs);
+		if (x->rx_done < x->rx_expect && want > x->rx_expect - x->rx_done)
+			want = x->rx_expect - x->rx_done;
+		bool bad = (size_t)r != want || (size_t)r > sizeof buf;
+		for (size_t i = 0; !bad && i < (size_t)r; i++)
+			bad = buf[i] != msgx_pat(x->peer_seed, x->rx_msgs, i);
+		x->rx_bad += bad;
+		x->rx_done += (size_t)r;
+		x->rx_msgs++;
+	}
+}
+
+bool msgx_run(msgx *x, int n, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	struct pollfd p[128];
+	while (now_ms() < end) {
+		bool all = true;
+		for (int i = 0; i < n; i++) {
+			all &= msgx_done(&x[i]);
+			p[i].fd = x[i].fd;
+			p[i].events = (short)((x[i].tx_done < x[i].tx_total && !x[i].tx_err ? POLLOUT : 0) |
+					      (x[i].eof ? 0 : POLLIN));
+		}
+		if (all)
+			return true;
+		poll(p, (nfds_t)n, 100);
+		for (int i = 0; i < n; i++) {
+			if (p[i].revents & POLLIN)
+				msgx_read(&x[i]);
+			if (p[i].revents & POLLOUT)
+				msgx_write(&x[i]);
+		}
+	}
+	for (int i = 0; i < n; i++)
+		if (!msgx_done(&x[i]))
 			return false;
 	return true;
 }
@@ -188,4 +286,35 @@ char *btmon_decode(const char *path)
 		out[len] = 0;
 	unlink(path);
 	return out;
+}
+
+int btvirt_deepen_queues(pid_t btvirt, int bytes)
+{
+	int pidfd = pidfd_open(btvirt, 0);
+	if (pidfd < 0)
+		return -1;
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%d/fd", (int)btvirt);
+	DIR *d = opendir(dir);
+	if (!d) {
+		close(pidfd);
+		return -1;
+	}
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		int fd = pidfd_getfd(pidfd, atoi(e->d_name), 0); /* the same socket, not a copy */
+		if (fd < 0)
+			continue;
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) == 0)
+			n++;
+		close(fd);
+	}
+	closedir(d);
+	close(pidfd);
+	return n;
 }

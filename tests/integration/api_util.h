@@ -25,6 +25,28 @@ uint8_t xfer_pat(uint8_t seed, size_t i);
  * expects, or timeout_ms. Returns whether all finished. */
 bool xfer_run(xfer *x, int n, int timeout_ms);
 
+/* Message transfers for L2CAP (SOCK_SEQPACKET) fds. Message k of a sender with `seed` has a
+ * size drawn from 1..max_msg (message 0 is max_msg long, message 1 one byte; the last one is cut
+ * to end at tx_total) and content msgx_pat(seed, k, i). The receiver knows its peer's seed and
+ * largest message, so every recv() must return exactly the next message whole: a lost, merged,
+ * split, truncated or corrupted message counts in rx_bad. */
+typedef struct {
+	int fd;
+	uint8_t seed;
+	size_t max_msg;         /* at most the peer's MTU */
+	size_t tx_total, tx_done, tx_msgs;
+	uint8_t peer_seed;
+	size_t peer_max_msg;    /* the peer's max_msg */
+	size_t rx_expect, rx_done, rx_msgs, rx_bad;
+	bool eof;
+	int tx_err;             /* errno of a send that failed for another reason than EAGAIN */
+} msgx;
+
+size_t msgx_size(uint8_t seed, size_t max_msg, size_t k);
+uint8_t msgx_pat(uint8_t seed, size_t k, size_t i);
+/* Like xfer_run, for messages. */
+bool msgx_run(msgx *x, int n, int timeout_ms);
+
 /* A child process with stdout and stderr captured to files. */
 typedef struct {
 	pid_t pid;
@@ -41,5 +63,13 @@ char *btmon_decode(const char *path);
 
 /* Reads a whole (small) file into buf. */
 size_t read_file(const char *path, char *buf, size_t cap);
+
+/* btvirt completes every ACL packet at once and forwards it with a non-blocking write: what
+ * does not fit the receiving host's socket is dropped without a trace. A host that is not
+ * scheduled for a few milliseconds (2 loaded cores) so loses L2CAP data, which has no flow
+ * control of its own, where a real controller would hold the sender back. This gives every
+ * socket btvirt has open now a send buffer of `bytes` (SO_SNDBUFFORCE, through pidfd_getfd):
+ * call it after the adapters are open. Returns how many sockets, or -1 (not permitted). */
+int btvirt_deepen_queues(pid_t btvirt, int bytes);
 
 #endif

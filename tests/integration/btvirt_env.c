@@ -45,6 +45,10 @@ static void child(const char *btvirt, bool private_tmp)
 			_exit(126);
 		}
 	}
+	/* btvirt writes to its clients with plain sendmsg(): when a client process exits while
+	 * btvirt still has something for it, SIGPIPE would kill btvirt and every other client's
+	 * controller with it. Ignored, the write just fails (btvirt ignores that). */
+	signal(SIGPIPE, SIG_IGN);
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
