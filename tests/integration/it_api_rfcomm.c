@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +272,45 @@ static void test_refusals_and_bad_arguments(void **state)
 	btsock_close(s);
 }
 
+/* A server thread that accepts n connections and closes each at once. */
+struct closer {
+	int l, n, accepted;
+};
+static void *closer_main(void *arg)
+{
+	struct closer *c = arg;
+	for (int i = 0; i < c->n; i++) {
+		int fd = btsock_accept(c->l, NULL, NULL);
+		if (fd < 0)
+			break;
+		c->accepted++;
+		btsock_close(fd);
+	}
+	return NULL;
+}
+
+/* A server that accepts and closes at once: the client's connect still succeeds (the
+ * connection existed), then it reads end of file and its writes fail. */
+static void test_peer_accepts_and_closes_at_once(void **state)
+{
+	unsigned ch = 0;
+	struct closer cl = { .l = listener(A, &ch, 4), .n = 5 };
+	btsock_settimeout(cl.l, 20000);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, closer_main, &cl), 0);
+	for (int i = 0; i < cl.n; i++) {
+		int c = track(btsock_socket(BTSOCK_RFCOMM));
+		assert_int_equal(btsock_bind(c, B, 0), 0);
+		if (btsock_connect(c, A, ch) < 0)
+			fail_msg("connect %d: %s (errno %d)", i, btsock_error(), errno);
+		char b[4];
+		assert_int_equal(recv(c, b, sizeof b, 0), 0);
+		btsock_close(c);
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(cl.accepted, cl.n);
+}
+
 /* A second DLC to the same channel over the same link is refused with a clear error; a second
  * connection after the first closed is served (backlog 2). */
 static void test_connect_twice_same_channel(void **state)
@@ -384,6 +424,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_peer_closes_mid_transfer, close_all),
 		cmocka_unit_test_teardown(test_refusals_and_bad_arguments, close_all),
 		cmocka_unit_test_teardown(test_connect_twice_same_channel, close_all),
+		cmocka_unit_test_teardown(test_peer_accepts_and_closes_at_once, close_all),
 		cmocka_unit_test_teardown(test_timeouts_and_nonblocking, close_all),
 		cmocka_unit_test(test_capture_decodes_with_btmon),
 	};
