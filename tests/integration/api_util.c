@@ -1,6 +1,8 @@
 /* api_util.c - see api_util.h. */
 #include "api_util.h"
 
+#include "btsock.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -317,4 +319,22 @@ int btvirt_deepen_queues(pid_t btvirt, int bytes)
 	closedir(d);
 	close(pidfd);
 	return n;
+}
+
+static int opened[256];
+static int n_opened;
+
+int track(int fd)
+{
+	if (fd >= 0 && n_opened < 256)
+		opened[n_opened++] = fd;
+	return fd;
+}
+
+int close_all(void **state)
+{
+	(void)state;
+	while (n_opened)
+		btsock_close(opened[--n_opened]);
+	return 0;
 }

@@ -61,6 +61,11 @@ bool child_wait_stderr(child *c, const char *needle, char *line, size_t len, int
  * NULL if btmon is not installed. The capture file is removed. */
 char *btmon_decode(const char *path);
 
+/* Every btsock fd a test opens goes through track(); close_all() (a cmocka teardown) closes
+ * them, so a failing test leaves nothing open for the next. */
+int track(int fd);
+int close_all(void **state);
+
 /* Reads a whole (small) file into buf. */
 size_t read_file(const char *path, char *buf, size_t cap);
 

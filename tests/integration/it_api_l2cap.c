@@ -71,21 +71,6 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* Every fd a test opens, closed by the per-test teardown even when the test fails. */
-static int opened[256];
-static int n_opened;
-static int track(int fd)
-{
-	if (fd >= 0 && n_opened < 256)
-		opened[n_opened++] = fd;
-	return fd;
-}
-static int close_all(void **state)
-{
-	while (n_opened)
-		btsock_close(opened[--n_opened]);
-	return 0;
-}
 
 /* A listening L2CAP socket on `local` (*psm 0: any free PSM), taking messages up to imtu
  * (0: the default). */
