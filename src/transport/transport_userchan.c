@@ -74,6 +74,19 @@ static int uc_bind(const tp_ctx *c, int s, int dev)
 	return 0;
 }
 
+/* The kernel queues what the controller sends on the socket and drops what does not fit its
+ * receive buffer (net/bluetooth/hci_sock.c, __hci_send_to_channel): ACL data included, which
+ * breaks L2CAP reassembly and RFCOMM. The default (about 200 KB of packets) was outrun in the
+ * kernel checks whenever btsock's loop lagged; take UC_RCVBUF (CAP_NET_ADMIN is needed for
+ * the user channel anyway; without it, as much as net.core.rmem_max allows). */
+#define UC_RCVBUF (4 * 1024 * 1024)
+static void uc_grow_rcvbuf(int s)
+{
+	int size = UC_RCVBUF;
+	if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+		(void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+}
+
 int tp_open_userchan(const tp_ctx *c, const char *arg, int *fd)
 {
 	int dev = tp_parse_hci_index(arg);
@@ -87,6 +100,7 @@ int tp_open_userchan(const tp_ctx *c, const char *arg, int *fd)
 		close(s);
 		return r;
 	}
+	uc_grow_rcvbuf(s);
 	*fd = s;
 	return 0;
 }
