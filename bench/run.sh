@@ -9,6 +9,7 @@ count=${2:-200}
 bin=build/gcc/btsock
 [ -x "$bin" ] || { echo "build first: cmake -S . -B build/gcc && cmake --build build/gcc" >&2; exit 1; }
 command -v btvirt >/dev/null || { echo "btvirt missing: apt-get install bluez-test-tools" >&2; exit 1; }
+trap "" PIPE # btvirt dies of SIGPIPE when a client it writes to has exited; ignored stays ignored across exec
 taskset -c 0 unshare -m sh -c 'mount --make-rprivate / && mount -t tmpfs none /tmp && exec btvirt -s' >/dev/null 2>&1 &
 bv=$!
 work=$(mktemp -d)
