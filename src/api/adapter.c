@@ -171,7 +171,8 @@ static void ad_mark_dead(adapter *ad)
 static void ad_drain_transport(adapter *ad)
 {
 	while (ad->rx_len < RT_ADAPTER_RX && !ad->rx_eof) {
-		ssize_t n = bt_transport_read(ad->tr, ad->rx + ad->rx_len, RT_ADAPTER_RX - ad->rx_len);
+		size_t want = RT_ADAPTER_RX - ad->rx_len;
+		ssize_t n = bt_transport_read(ad->tr, ad->rx + ad->rx_len, want);
 		if (n == -EAGAIN)
 			return;
 		if (n <= 0) {
@@ -180,6 +181,11 @@ static void ad_drain_transport(adapter *ad)
 			return;
 		}
 		ad->rx_len += (size_t)n;
+		/* A stream that gave less than asked is empty for now: poll (level-triggered) says
+		 * when more comes, so skip the read that would only return EAGAIN, one syscall per
+		 * ACL packet. A user channel gives one packet per read: drain it to EAGAIN. */
+		if ((size_t)n < want && ad->tr->kind != BT_TRANSPORT_USERCHAN)
+			return;
 	}
 }
 
