@@ -1258,6 +1258,11 @@ size_t l2cap_pull(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
 	return 0;
 }
 
+uint16_t l2cap_acl_mtu(const l2cap *l)
+{
+	return hci_is_ready(l->hci) ? hci_get_info(l->hci)->acl_mtu : 0;
+}
+
 bool l2cap_tx_idle(const l2cap *l)
 {
 	for (int i = 0; i < MAX_LINKS; i++)

@@ -80,6 +80,9 @@ void l2cap_close(l2cap_chan *ch);
 
 /* Whether nothing is queued for sending (signalling queues and channel rings empty). */
 bool l2cap_tx_idle(const l2cap *l);
+/* The controller's ACL data packet length (Vol 4 Part E 7.4.5), 0 before it is known: upper
+ * layers size PDUs to fill whole ACL packets. */
+uint16_t l2cap_acl_mtu(const l2cap *l);
 
 uint16_t l2cap_chan_psm(const l2cap_chan *ch);
 uint16_t l2cap_chan_imtu(const l2cap_chan *ch);

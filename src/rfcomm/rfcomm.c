@@ -294,6 +294,20 @@ static uint8_t dlc_initial_credits(const rfcomm_dlc *d)
 	return (uint8_t)(k > PN_MAX_K ? PN_MAX_K : k);
 }
 
+/* Trims N1 so that a full frame in its L2CAP PDU (4-byte basic header, Vol 3 Part A 3.1)
+ * fills whole ACL packets: 1018 bytes would take 5 packets of 192 and a sixth of 68, 950 takes
+ * exactly 5. The sender pays per ACL packet, not per byte. Kept if trimming would cost more
+ * than an eighth of the frame. */
+static size_t whole_acl_packets(const rfcomm *r, size_t n1)
+{
+	size_t acl = l2cap_acl_mtu(r->l);
+	size_t pdu = 4 + n1 + RFCOMM_MAX_OVERHEAD;
+	if (!acl || pdu % acl == 0 || pdu < acl)
+		return n1;
+	size_t fit = pdu / acl * acl - 4 - RFCOMM_MAX_OVERHEAD;
+	return fit >= n1 - n1 / 8 ? fit : n1;
+}
+
 static uint16_t our_n1(const session *s)
 {
 	const rfcomm *r = s->r;
@@ -305,7 +319,7 @@ static uint16_t our_n1(const session *s)
 		n1 = r->cfg.max_frame;
 	if (n1 > r->cfg.rx_buffer)
 		n1 = r->cfg.rx_buffer;
-	return (uint16_t)(n1 ? n1 : 1);
+	return (uint16_t)(n1 ? whole_acl_packets(r, n1) : 1);
 }
 
 static rfcomm_dlc *dlc_find(session *s, uint8_t dlci)
