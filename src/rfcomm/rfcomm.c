@@ -97,6 +97,7 @@ struct rfcomm_dlc {
 	bool notify_closed;
 	int close_err;
 	bool was_open;
+	bool announced; /* opened() delivered (at UA, before the MSC exchange ends) */
 	bool close_pending; /* owner closed with tx data left: DISC once drained (or T1) */
 	bt_timer timer;     /* T1 (PN wait uses T2), T2 for the MSC exchange */
 	uint16_t n1;
@@ -500,20 +501,33 @@ static rfcomm_dlc *dlc_new(rfcomm *r, session *s, const bt_addr *peer, uint8_t c
 	return d;
 }
 
+/* Tells the owner the DLC is connected, once. */
+static void dlc_announce(rfcomm_dlc *d)
+{
+	if (d->announced)
+		return;
+	d->announced = true;
+	if (!d->owner_gone && d->ops && d->ops->opened)
+		d->ops->opened(d->ctx, d);
+}
+
 static void dlc_maybe_open(rfcomm_dlc *d)
 {
 	if (d->state != D_CONFIG || !d->msc_in || !d->msc_out)
 		return;
 	dlc_set(d, D_OPEN);
-	if (!d->owner_gone && d->ops && d->ops->opened)
-		d->ops->opened(d->ctx, d);
+	if (d->close_pending) /* closed during the MSC exchange with data queued: T1 to drain it */
+		bt_timer_start(d->r->timers, &d->timer, d->r->cfg.t1_ms);
+	dlc_announce(d);
 	if (d->state == D_OPEN && d->rx_used && !d->owner_gone && d->ops && d->ops->readable)
 		d->ops->readable(d->ctx, d);
 	if (d->s)
 		pump(d->s);
 }
 
-/* UA exchanged (TS 07.10 5.4.1): the DLC is connected; RFCOMM spec 6.2 wants MSC next. */
+/* UA exchanged (TS 07.10 5.4.1): the DLC is connected; RFCOMM spec 6.2 wants MSC next. The
+ * owner hears of it now, as a kernel socket connects at UA: what it writes waits in the ring
+ * until the MSC exchange ends (dlc_data_allowed), and connect() saves that round trip. */
 static void dlc_connected(rfcomm_dlc *d)
 {
 	session *s = d->s;
@@ -521,6 +535,8 @@ static void dlc_connected(rfcomm_dlc *d)
 	d->grant_now = d->cfc; /* credits beyond PN's 3-bit K go out in a credit frame */
 	send_msc(s, d);
 	pump(s);
+	if (d->state == D_CONFIG)
+		dlc_announce(d);
 }
 
 /* Sends PN for an outgoing DLC once its session is open (RFCOMM spec 5.5.3). */
@@ -696,8 +712,9 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 	int credits = (g > 0 && (n > 0 || dlc_grant_due(d))) ? (int)g : -1;
 	if (n == 0 && credits < 0)
 		return true;
-	for (size_t i = 0; i < n; i++)
-		s->tmp[i] = d->tx[(d->tx_head + i) % TX_RING];
+	size_t first = TX_RING - d->tx_head < n ? TX_RING - d->tx_head : n;
+	memcpy(s->tmp, d->tx + d->tx_head, first);
+	memcpy(s->tmp + first, d->tx, n - first);
 	size_t len = rfcomm_frame_build(s->fbuf, s->fbuf_size, d->dlci, cmd_cr(s), RFCOMM_UIH, false,
 					credits, s->tmp, n);
 	if (!len || !l2cap_can_send(s->ch, len))
@@ -1383,8 +1400,8 @@ int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm
 
 ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
 {
-	if (d->state != D_OPEN || d->close_pending || d->owner_gone) {
-		if (d->state == D_CLOSED && d->was_open)
+	if ((d->state != D_OPEN && d->state != D_CONFIG) || d->close_pending || d->owner_gone) {
+		if (d->state == D_CLOSED && (d->was_open || d->announced))
 			return d->close_err == 0 ? -EPIPE : -ECONNRESET;
 		return -ENOTCONN;
 	}
@@ -1461,9 +1478,10 @@ void rfcomm_close(rfcomm_dlc *d)
 	switch (d->state) {
 	case D_CONFIG:
 	case D_OPEN:
-		if (d->state == D_OPEN && d->tx_used > 0) {
+		if (d->tx_used > 0) {
 			d->close_pending = true; /* send what was written first, T1 at most */
-			bt_timer_start(r->timers, &d->timer, r->cfg.t1_ms);
+			if (d->state == D_OPEN) /* D_CONFIG: T2 runs, then T1 from D_OPEN */
+				bt_timer_start(r->timers, &d->timer, r->cfg.t1_ms);
 		} else {
 			dlc_disconnect(d);
 		}

@@ -27,7 +27,8 @@ typedef struct rfcomm rfcomm;
 typedef struct rfcomm_dlc rfcomm_dlc;
 
 typedef struct {
-	/* Connected (UA received/sent and MSC exchanged): data may flow. */
+	/* Connected (UA received or sent): the owner may write; the data leaves once MSC has been
+	 * exchanged (RFCOMM spec 6.2). */
 	void (*opened)(void *ctx, rfcomm_dlc *d);
 	/* New bytes are waiting: call rfcomm_read(). */
 	void (*readable)(void *ctx, rfcomm_dlc *d);

@@ -203,11 +203,26 @@ static unsigned open_dlc_n(fixture *f, uint8_t dlci, uint16_t n1, uint8_t k, int
 		}
 	}
 	assert_true(msc);
-	assert_int_equal(f->r.opened, opened_after - 1); /* not before the MSC exchange */
+	/* Connected at UA (as a kernel socket); what the owner writes now waits for the MSC
+	 * exchange (RFCOMM spec 6.2). */
+	assert_int_equal(f->r.opened, opened_after);
+	rfcomm_dlc *d = f->r.d;
+	bool probe = d && opened_after == 1 && k > 0;
+	if (probe) {
+		assert_int_equal(rfcomm_write(d, (const uint8_t *)"x", 1), 1);
+		assert_false(take(f));
+	}
 	send_msc(f, dlci, true, 0x8d);
 	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	assert_false(take(f)); /* ours is not answered yet */
 	send_msc(f, dlci, false, 0x8d);
 	assert_int_equal(f->r.opened, opened_after);
+	if (probe) {
+		expect(f, dlci, RFCOMM_UIH); /* now it leaves */
+		assert_int_equal(f->f.len, 1);
+		assert_int_equal(f->f.info[0], 'x');
+		send_frame(f, dlci, true, RFCOMM_UIH, true, 1, NULL, 0); /* the credit back */
+	}
 	return credits;
 }
 
@@ -597,17 +612,49 @@ static void test_outgoing_refused_then_opened(void **state)
 	expect_mcc(f, RFCOMM_MCC_MSC, true, &m);
 	while (take(f))
 		; /* credit frame */
+	assert_int_equal(b.opened, 1); /* connected at UA: connect() returns a round trip sooner */
+	assert_int_equal(rfcomm_dlc_mtu(db), 200);
+	assert_int_equal(rfcomm_write(db, (const uint8_t *)"ping", 4), 4);
 	send_msc(f, 10, false, 0x8d);
-	assert_int_equal(b.opened, 0);
+	assert_false(take(f)); /* RFCOMM spec 6.2: no data before the peer's MSC command */
 	send_msc(f, 10, true, 0x8d);
 	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
 	assert_int_equal(b.opened, 1);
-	assert_int_equal(rfcomm_dlc_mtu(db), 200);
-	assert_int_equal(rfcomm_write(db, (const uint8_t *)"ping", 4), 4);
 	expect(f, 10, RFCOMM_UIH);
 	assert_memory_equal(f->f.info, "ping", 4);
 	rfcomm_close(db);
 	expect(f, 10, RFCOMM_DISC);
+}
+
+/* Written and closed between UA and the end of the MSC exchange: the data still goes, after
+ * the MSC exchange (RFCOMM spec 6.2), then DISC. */
+static void test_close_during_msc_exchange(void **state)
+{
+	fixture *f = *state;
+	rec a = { 0 };
+	rfcomm_dlc *da = NULL;
+	rfcomm_mcc m;
+	assert_int_equal(rfcomm_connect(f->rf, &f->peer, 4, &rec_ops, &a, &da), 0);
+	f->initiator = false;
+	f->cid = harness_accept_channel(f->h, f->handle, PEER_CID, PEER_MTU);
+	assert_true(take(f));
+	send_frame(f, 0, rsp_cr(f), RFCOMM_UA, true, -1, NULL, 0);
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m);
+	send_pn(f, 8, false, RFCOMM_PN_CL_CFC_RSP, 200, 4);
+	expect(f, 8, RFCOMM_SABM);
+	send_frame(f, 8, rsp_cr(f), RFCOMM_UA, true, -1, NULL, 0);
+	while (take(f))
+		; /* our MSC and credit frame */
+	assert_int_equal(a.opened, 1);
+	assert_int_equal(rfcomm_write(da, (const uint8_t *)"bye", 3), 3);
+	rfcomm_close(da);
+	assert_false(take(f)); /* neither data nor DISC before the MSC exchange */
+	send_msc(f, 8, false, 0x8d);
+	send_msc(f, 8, true, 0x8d);
+	expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	expect(f, 8, RFCOMM_UIH);
+	assert_memory_equal(f->f.info, "bye", 3);
+	expect(f, 8, RFCOMM_DISC);
 }
 
 /* RFCOMM spec 5.3: no UA within T1 for our SABM: -ETIMEDOUT. */
@@ -773,6 +820,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_local_close_drains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outgoing_refused_then_opened, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_during_msc_exchange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outgoing_t1_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_input, setup, teardown),
