@@ -190,10 +190,10 @@ static void ad_drain_transport(adapter *ad)
 }
 
 /* Feeds what was drained to the stack; rt_lock held. */
-static void ad_feed(adapter *ad)
+static void ad_feed(adapter *ad, uint64_t now)
 {
 	if (ad->rx_len) {
-		bt_stack_input(ad->st, ad->rx, ad->rx_len, rt_now_ms());
+		bt_stack_input(ad->st, ad->rx, ad->rx_len, now);
 		ad->rx_len = 0;
 	}
 	if (ad->rx_eof && !ad->dead) {
@@ -215,7 +215,8 @@ static void *ad_loop(void *arg)
 		pthread_mutex_unlock(&rt_lock);
 		return NULL;
 	}
-	bt_stack_start(ad->st, rt_now_ms());
+	uint64_t now = rt_now_ms(); /* read once per round: a clock read costs on every wake-up */
+	bt_stack_start(ad->st, now);
 	while (!ad->stop) {
 		struct pollfd p[MAX_POLL];
 		int n = 0;
@@ -238,7 +239,6 @@ static void *ad_loop(void *arg)
 			p[n].events = ev;
 			map[n++] = s;
 		}
-		uint64_t now = rt_now_ms();
 		uint64_t next = bt_stack_next_deadline(ad->st);
 		int wait = next == UINT64_MAX ? 1000 : next > now ? (int)(next - now) : 0;
 		if (wait > 1000)
@@ -258,10 +258,11 @@ static void *ad_loop(void *arg)
 				;
 		}
 		bool was_dead = ad->dead;
-		ad_feed(ad);
+		now = rt_now_ms();
+		ad_feed(ad, now);
 		if (p[0].revents & POLLOUT)
 			bt_transport_flush(ad->tr);
-		bt_stack_run_timers(ad->st, rt_now_ms());
+		bt_stack_run_timers(ad->st, now);
 		for (int i = 2; i < n; i++)
 			if (p[i].revents && !map[i]->zombie)
 				rt_sock_io(map[i], p[i].revents);
