@@ -27,15 +27,19 @@ if [ -f ../shared/tools/btvirt-ceiling.c ]; then
 else
 	echo "ceiling: ../shared/tools/btvirt-ceiling.c not found, ratios not computed"
 fi
+cc -O2 -o "$work/raw-bin" bench/btvirt-raw.c
+taskset -c 0 "$work/raw-bin" 2000 "$sock" | tee "$work/raw"
 taskset -c 0 "$bin" bench --mib "$mib" --count "$count" | tee "$work/out"
 echo "--- against the targets"
 awk -v c="$ceiling_kbs" '
+/^raw stream/ { raw = $5 }
 /^oneway:/ { v=$2; r = c ? sprintf("%.0f %% of the ceiling", v*1e6/(c*1000)*100) : "no ceiling";
-	printf "one-way    %6.2f MB/s   %s (target >= 80 %%)\n", v, r }
+	printf "one-way    %6.2f MB/s   %s (target >= 80 %%); %.0f %% of a raw stream read by another process\n", v, r, v*1e6/(raw*1000)*100 }
 /^duplex:/ { v=$2; r = c ? sprintf("%.0f %% of the ceiling", v*1e6/(c*1000)*100) : "no ceiling";
 	printf "duplex     %6.2f MB/s   %s (target >= 80 %%, both directions summed)\n", v, r }
 /^connect:/ { printf "connect    %6.3f ms median (target <= 0.4 ms)\n", $3 }
-/^echo:/ { printf "echo       %6.1f us median (target <= 30 us)\n", $6 }
+/^raw echo \(two/ { floor = $6 }
+/^echo:/ { printf "echo       %6.1f us median (target <= 30 us; btvirt alone, no host stack: %s us)\n", $6, floor }
 /^memory:/ { for (i = 1; i <= NF; i++) if ($i == "KiB" && $(i+1) == "per") v = $(i-1);
 	printf "memory     %6.1f KiB per channel end (target <= 16 KiB)\n", v }
-' "$work/out"
+' "$work/raw" "$work/out"
