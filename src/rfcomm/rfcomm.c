@@ -31,7 +31,9 @@
 #define RX_MAX 8192        /* per-DLC rx ring cap: keeps a DLC under 16 KiB */
 #define RX_MIN 256
 #define DEFAULT_RX_BUDGET 16384 /* ~90 ACL packets of btvirt's 192 bytes */
-#define DEFAULT_IMTU 1024  /* our L2CAP MTU unless max_frame asks for more */
+#define DEFAULT_IMTU 2048  /* our L2CAP MTU unless max_frame asks for more: frames of ~2 KiB halve
+			    * the per-frame work of 1 KiB ones (bench: duplex +7 %); 4 KiB leaves
+			    * too few credits in an 8 KiB ring */
 #define DEFAULT_N1 127     /* TS 07.10 5.7.2 / RFCOMM spec 5.5.3: N1 without PN */
 #define MAX_SESSIONS 16
 #define CTRLQ_SIZE 2048
