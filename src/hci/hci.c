@@ -1083,3 +1083,12 @@ bool hci_tx_idle(const hci *h)
 			return false;
 	return true;
 }
+
+size_t hci_rx_partial(const hci *h)
+{
+	size_t n = 0;
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state == LINK_UP && h->links[i].rx_expect > h->links[i].rx_len)
+			n += h->links[i].rx_expect - h->links[i].rx_len;
+	return n;
+}

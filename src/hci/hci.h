@@ -116,6 +116,8 @@ void hci_kick(hci *h);
 /* Whether every ACL packet handed to the controller has been completed and no PDU is half
  * sent. */
 bool hci_tx_idle(const hci *h);
+/* Bytes still to come of L2CAP PDUs whose first fragments arrived (Vol 4 Part E 5.4.2). */
+size_t hci_rx_partial(const hci *h);
 
 /* Facts read from the controller during initialisation. */
 typedef struct {
