@@ -100,7 +100,10 @@ int btsock_setblocking(int fd, bool blocking);
 int btsock_get_mtu(int fd, unsigned *incoming, unsigned *outgoing);
 int btsock_set_mtu(int fd, unsigned incoming);
 
-/* Closes a socket and disconnects it (plain close() works too, but returns at once). */
+/* Closes a socket and disconnects it once the data written to it has gone out, waiting as long
+ * as the peer keeps taking it (plain close() works too, but returns at once). The fd is closed
+ * in any case; -1 with ETIMEDOUT if data was left because the peer took nothing for the
+ * socket's timeout (btsock_settimeout; 5 s if none). */
 int btsock_close(int fd);
 
 /* The sentence explaining this thread's last btsock failure ("" if none). */

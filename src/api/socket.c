@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -863,19 +864,38 @@ int btsock_close(int fd)
 		close(fd);
 		UNLOCK_RET(0);
 	}
-	/* Everything the application wrote goes out before the channel closes (bounded wait). */
+	/* Everything the application wrote goes out before the channel closes. The wait is bounded
+	 * by `grace` without progress, not in all: a slow peer (RFCOMM credits) may need longer
+	 * for what is queued, and the bytes of a process that exits after close are lost. */
 	s->held++; /* the loop must not free s while we wait */
+	size_t left = 0;
+	int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
 	if (s->state == S_CONNECTED) {
 		shutdown(s->app_fd, SHUT_WR);
 		s->want_in = true;
 		rt_wake(s->ad);
 		uint64_t t0 = rt_now_ms();
-		int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
-		while ((s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st) ||
-			(s->proto == BTSOCK_RFCOMM &&
-			 rfcomm_dlc_lingers(bt_stack_rfcomm(s->ad->st), &s->peer, (uint8_t)s->peer_port))) &&
-		       !s->ad->dead && rt_wait(grace, t0) == 0)
-			;
+		size_t last_pair = SIZE_MAX, last_ring = SIZE_MAX;
+		for (;;) {
+			rfcomm *rf = bt_stack_rfcomm(s->ad->st);
+			bool busy = s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st) ||
+				    (s->proto == BTSOCK_RFCOMM && rfcomm_dlc_lingers(rf, &s->peer, (uint8_t)s->peer_port));
+			if (!busy || s->ad->dead)
+				break;
+			/* Progress: the loop took bytes from the socketpair, or RFCOMM sent some. */
+			int q = 0;
+			size_t pair = ioctl(s->rt_fd, FIONREAD, &q) == 0 && q > 0 ? (size_t)q : 0;
+			size_t ring = s->proto == BTSOCK_RFCOMM ? rfcomm_tx_pending(rf, &s->peer, (uint8_t)s->peer_port) : 0;
+			if (pair != last_pair || ring != last_ring) {
+				last_pair = pair;
+				last_ring = ring;
+				t0 = rt_now_ms();
+			}
+			left = pair + ring;
+			if (rt_wait(grace, t0) < 0)
+				break;
+			left = 0;
+		}
 	}
 	s->held--;
 	if (s->registered) { /* the port is free again when close returns */
@@ -890,5 +910,8 @@ int btsock_close(int fd)
 	adapter *ad = s->ad;
 	close(fd);
 	rt_wake(ad);
+	if (left)
+		UNLOCK_RET(rt_fail(ETIMEDOUT, "close: %zu bytes not delivered: the peer took nothing for %d ms",
+				   left, grace));
 	UNLOCK_RET(0);
 }

@@ -727,6 +727,10 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 	d->tx_used -= n;
 	if (n && d->cfc)
 		d->tx_credits--;
+	/* Closing with data left: T1 bounds a peer that takes nothing, so it counts from the last
+	 * frame that went out, not from the close (a slow peer still gets everything). */
+	if (n && d->close_pending)
+		bt_timer_start(s->r->timers, &d->timer, s->r->cfg.t1_ms);
 	if (credits >= 0) {
 		d->rx_credits += (uint32_t)credits;
 		d->grant_now = false;
@@ -1520,6 +1524,15 @@ bool rfcomm_tx_idle(const rfcomm *r)
 		if (d->tx_used)
 			return false;
 	return true;
+}
+
+size_t rfcomm_tx_pending(const rfcomm *r, const bt_addr *peer, uint8_t channel)
+{
+	size_t n = 0;
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next)
+		if (d->state == D_OPEN && d->channel == channel && bt_addr_eq(&d->peer, peer))
+			n += d->tx_used;
+	return n;
 }
 
 bool rfcomm_dlc_lingers(const rfcomm *r, const bt_addr *peer, uint8_t channel)

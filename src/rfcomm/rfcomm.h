@@ -85,6 +85,9 @@ void rfcomm_close(rfcomm_dlc *d);
 bool rfcomm_dlc_lingers(const rfcomm *r, const bt_addr *peer, uint8_t channel);
 /* Whether every DLC's transmit ring is empty (all written data handed to L2CAP). */
 bool rfcomm_tx_idle(const rfcomm *r);
+/* Bytes still in the transmit rings of the open DLCs to peer's channel (closed by their owner
+ * or not): a closer watches it shrink. */
+size_t rfcomm_tx_pending(const rfcomm *r, const bt_addr *peer, uint8_t channel);
 
 uint8_t rfcomm_dlc_channel(const rfcomm_dlc *d);
 const bt_addr *rfcomm_dlc_peer(const rfcomm_dlc *d);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api_util.h"
@@ -230,6 +231,84 @@ static void test_peer_closes_mid_transfer(void **state)
 	btsock_close(l);
 }
 
+/* A reader that takes the data slowly: btsock_close() of the writer returns once everything
+ * has gone out, however long that takes, as long as the peer keeps taking some (the socket's
+ * timeout bounds only a stall). Then the writer's stack goes away at once, as when a process
+ * exits after close: the reader still gets every byte. (Before, close gave up after the
+ * timeout in all, and btsock on userchan lost the tail of a 100 kB file to a slow btvirt peer.) */
+typedef struct {
+	int fd;
+	size_t got, bad;
+} slow_reader;
+
+static void *slow_read(void *arg)
+{
+	slow_reader *r = arg;
+	uint8_t buf[16384];
+	for (;;) {
+		ssize_t n = recv(r->fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != xfer_pat(7, r->got + (size_t)i))
+				r->bad++;
+		r->got += (size_t)n;
+		usleep(40 * 1000); /* at most ~400 kB/s */
+	}
+	return NULL;
+}
+
+static void test_close_waits_for_a_slow_reader(void **state)
+{
+	char E[BTSOCK_ADDRSTRLEN], F[BTSOCK_ADDRSTRLEN];
+	if (btsock_adapter_open(env->adapter, E) < 0 || btsock_adapter_open(env->adapter, F) < 0)
+		fail_msg("adapter: %s", btsock_error());
+	unsigned ch = 0;
+	int l = listener(E, &ch, 1);
+	int c = client(F, E, ch);
+	int s = track(btsock_accept(l, NULL, NULL));
+	assert_true(s >= 0);
+	/* Fill every buffer between c and s while nobody reads. */
+	uint8_t buf[8192];
+	size_t sent = 0;
+	for (int again = 0; again < 10;) {
+		for (size_t i = 0; i < sizeof buf; i++)
+			buf[i] = xfer_pat(7, sent + i);
+		ssize_t w = send(c, buf, sizeof buf, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0) {
+			assert_int_equal(errno, EAGAIN);
+			again++;
+			usleep(20 * 1000);
+			continue;
+		}
+		again = 0;
+		sent += (size_t)w;
+	}
+	assert_true(sent > 600000); /* more than 1 s for the reader below */
+	slow_reader r = { .fd = s };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, slow_read, &r), 0);
+	/* The reader's socketpair turns writable again for E's loop only once 3/4 of it has been
+	 * read (AF_UNIX), so F sees progress in steps (~0.6 s here): 1 s without any is a stall. */
+	assert_int_equal(btsock_settimeout(c, 1000), 0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = btsock_close(c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rc < 0)
+		fail_msg("%s", btsock_error());
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	print_message("close of %zu queued bytes took %ld ms\n", sent, ms);
+	assert_int_equal(btsock_adapter_close(F), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.got, sent);
+	assert_true(ms > 1000); /* it waited past the timeout */
+	btsock_close(s);
+	btsock_close(l);
+	assert_int_equal(btsock_adapter_close(E), 0);
+}
+
 static void test_refusals_and_bad_arguments(void **state)
 {
 	int s = track(btsock_socket(BTSOCK_RFCOMM));
@@ -407,6 +486,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_thirty_channels_and_a_second_link, close_all),
 		cmocka_unit_test_teardown(test_reader_stops, close_all),
 		cmocka_unit_test_teardown(test_peer_closes_mid_transfer, close_all),
+		cmocka_unit_test_teardown(test_close_waits_for_a_slow_reader, close_all),
 		cmocka_unit_test_teardown(test_refusals_and_bad_arguments, close_all),
 		cmocka_unit_test_teardown(test_connect_twice_same_channel, close_all),
 		cmocka_unit_test_teardown(test_peer_accepts_and_closes_at_once, close_all),

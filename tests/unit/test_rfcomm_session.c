@@ -555,6 +555,41 @@ static void test_local_close_drains(void **state)
 	assert_int_equal(f->r.closed, 0); /* no callbacks after rfcomm_close */
 }
 
+/* Our close with more data queued than the peer's credits take at once: T1 (10 s) bounds a
+ * peer that takes nothing, counted from the last frame sent, so a slow peer that grants a
+ * credit every 6 s still gets all of it before the DISC (it used to get DISC 10 s after the
+ * close, with the rest thrown away); a peer that then stops gets the DISC T1 later. */
+static void test_local_close_slow_peer(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 100, 0);
+	uint8_t data[600];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (uint8_t)i;
+	assert_int_equal(rfcomm_write(f->r.d, data, sizeof data), sizeof data);
+	rfcomm_close(f->r.d);
+	f->r.d = NULL;
+	assert_int_equal(rfcomm_tx_pending(f->rf, &f->peer, 1), 600);
+	for (size_t got = 0; got < 500; got += 100) {
+		harness_advance(f->h, 6000);
+		assert_false(take(f));
+		send_frame(f, 2, true, RFCOMM_UIH, false, 1, NULL, 0);
+		expect(f, 2, RFCOMM_UIH);
+		assert_int_equal(f->f.len, 100);
+		assert_memory_equal(f->f.info, data + got, 100);
+		assert_int_equal(rfcomm_tx_pending(f->rf, &f->peer, 1), 500 - got);
+	}
+	/* 30 s after the close, 100 bytes left and no more credit: DISC once T1 has passed. */
+	harness_advance(f->h, 9000);
+	assert_false(take(f));
+	harness_advance(f->h, 1100);
+	expect(f, 2, RFCOMM_DISC);
+	assert_int_equal(rfcomm_tx_pending(f->rf, &f->peer, 1), 0);
+	send_frame(f, 2, false, RFCOMM_UA, true, -1, NULL, 0);
+}
+
 /* Link loss (Vol 2 / RFCOMM spec 5.2): every DLC ends with -ECONNRESET. */
 static void test_link_loss(void **state)
 {
@@ -818,6 +853,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_aggregate_flow_control, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_disc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_close_drains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_local_close_slow_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outgoing_refused_then_opened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_during_msc_exchange, setup, teardown),
