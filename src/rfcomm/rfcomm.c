@@ -31,6 +31,7 @@
 #define RX_MAX 8192        /* per-DLC rx ring cap: keeps a DLC under 16 KiB */
 #define RX_MIN 256
 #define DEFAULT_RX_BUDGET 16384 /* ~90 ACL packets of btvirt's 192 bytes */
+#define DORMANT_MS 250     /* credit unused this long stops counting against the budget */
 #define DEFAULT_IMTU 2048  /* our L2CAP MTU unless max_frame asks for more: frames of ~2 KiB halve
 			    * the per-frame work of 1 KiB ones (bench: duplex +7 %); 4 KiB leaves
 			    * too few credits in an 8 KiB ring */
@@ -108,6 +109,7 @@ struct rfcomm_dlc {
 	uint8_t k_sent;     /* initial credits we offered in PN */
 	uint32_t tx_credits; /* frames we may send */
 	uint32_t rx_credits; /* frames the peer may send */
+	uint64_t rx_active;  /* when the peer last sent data or we last granted credit (ms) */
 	bool grant_now;
 	bool msc_in, msc_out;
 	bool peer_fc;       /* peer's MSC FC bit (non-CFC DLCs) */
@@ -135,10 +137,13 @@ struct rfcomm {
 	session *sessions;
 	rfcomm_dlc *dlcs;
 	unsigned depth;
+	bt_timer budget_timer; /* a DLC waits for budget: look again once holders turn dormant */
+	bool budget_waiting;
 	unsigned long dropped; /* frames dropped (malformed, no credit, no room): debugging aid */
 };
 
 static void pump(session *s);
+static void budget_watch(rfcomm *r);
 static void dlc_timer_fire(bt_timer *t, void *ctx);
 static void dlc_set(rfcomm_dlc *d, dlc_state st);
 static void session_set(session *s, sess_state st);
@@ -207,22 +212,32 @@ static uint32_t dlc_window(const rfcomm_dlc *d)
 	return w > MAX_WINDOW ? MAX_WINDOW : (uint32_t)w;
 }
 
-/* Aggregate receive flow control. Every DLC of this stack shares one controller transport,
- * so the credit granted to peers in all is bounded by cfg.rx_budget (bytes): each DLC's
- * window is its share of the budget (at least one frame, at most what its ring holds), and a
- * DLC that already holds credits takes more only while the budget has room. A DLC holding no
- * credit may always get one frame, so none starves (RFCOMM spec 6.5: credits may be granted
- * at any time, in any number). */
+/* Aggregate receive flow control. Every DLC of this stack shares one controller transport
+ * (and btvirt drops what a host has not read beyond ~32 KiB), so the credit granted to peers in
+ * all is bounded by cfg.rx_budget (bytes): each DLC's window is its share of the budget (at
+ * least one frame, at most what its ring holds), granted only while the budget has room; a
+ * DLC may have to wait, with no credit, until others' frames arrive (RFCOMM spec 6.5: credits
+ * may be granted at any time, in any number, and PN's initial K may be 0). Credits cannot be
+ * taken back, so credit a peer has left unused for DORMANT_MS stops counting: idle DLCs cannot
+ * hold the budget forever, at the risk of their peers waking all at once (bounded by their
+ * shares). The one exception to the budget: with nothing outstanding at all, one frame. */
 static bool dlc_counts(const rfcomm_dlc *d)
 {
 	return d->cfc && !d->dead && d->state != D_CLOSED && d->state != D_WAIT_SESSION;
+}
+
+static uint64_t r_now(const rfcomm *r) { return r->timers->now; }
+
+static bool dlc_dormant(const rfcomm_dlc *d)
+{
+	return d->rx_credits > 0 && d->r->timers->now >= d->rx_active + DORMANT_MS;
 }
 
 static size_t credit_outstanding(const rfcomm *r, size_t *count)
 {
 	size_t bytes = 0, n = 0;
 	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next) {
-		if (!dlc_counts(d))
+		if (!dlc_counts(d) || dlc_dormant(d))
 			continue;
 		bytes += (size_t)d->rx_credits * d->n1;
 		n++;
@@ -255,8 +270,8 @@ static uint32_t dlc_grantable_why(const rfcomm_dlc *d, uint32_t *share_out, bool
 		return 0;
 	size_t g = fit - d->rx_credits;
 	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
-	if (d->rx_credits == 0 && room < 1)
-		room = 1; /* the one frame that keeps d from starving */
+	if (out == 0 && room < 1)
+		room = 1; /* a budget smaller than one frame */
 	*limited = room < g;
 	return (uint32_t)(g < room ? g : room);
 }
@@ -292,8 +307,10 @@ static uint8_t dlc_initial_credits(const rfcomm_dlc *d)
 	size_t n1 = d->n1 ? d->n1 : 1;
 	size_t out = credit_outstanding(d->r, &count);
 	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
+	if (out == 0 && room < 1)
+		room = 1;
 	if (k > room)
-		k = room < 1 ? 1 : (uint32_t)room;
+		k = (uint32_t)room; /* 0 is fine: a credit frame follows when the budget has room */
 	return (uint8_t)(k > PN_MAX_K ? PN_MAX_K : k);
 }
 
@@ -733,6 +750,7 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 		bt_timer_start(s->r->timers, &d->timer, s->r->cfg.t1_ms);
 	if (credits >= 0) {
 		d->rx_credits += (uint32_t)credits;
+		d->rx_active = r_now(s->r);
 		d->grant_now = false;
 	}
 	if (n && d->want_writable && !d->owner_gone) {
@@ -786,6 +804,51 @@ static void pump(session *s)
 		pump_once(s);
 	} while (s->pump_again && s->state != S_DEAD && ++rounds < 64);
 	s->in_pump = false;
+	budget_watch(s->r);
+}
+
+static void pump_all(rfcomm *r)
+{
+	for (session *s = r->sessions; s; s = s->next)
+		if (s->state == S_OPEN)
+			pump(s);
+}
+
+/* Whether some DLC waits for credit the budget cannot give now. If so, arrivals of data
+ * (which free budget) pump every session, and a timer looks again when the oldest unused
+ * credit turns dormant. */
+static void budget_watch(rfcomm *r)
+{
+	size_t count;
+	size_t out = credit_outstanding(r, &count);
+	bool waiting = false;
+	uint64_t next = UINT64_MAX;
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next) {
+		if (!dlc_counts(d))
+			continue;
+		size_t n1 = d->n1 ? d->n1 : 1;
+		if (d->rx_credits == 0 && (d->state == D_CONFIG || d->state == D_OPEN) && rx_free(d) >= n1 &&
+		    out + n1 > r->cfg.rx_budget)
+			waiting = true;
+		if (d->rx_credits > 0 && !dlc_dormant(d) && d->rx_active + DORMANT_MS < next)
+			next = d->rx_active + DORMANT_MS;
+	}
+	r->budget_waiting = waiting;
+	if (!waiting || next == UINT64_MAX) {
+		bt_timer_stop(r->timers, &r->budget_timer);
+		return;
+	}
+	uint64_t now = r_now(r);
+	bt_timer_start(r->timers, &r->budget_timer, next > now ? (uint32_t)(next - now) : 1);
+}
+
+static void budget_timer_fire(bt_timer *t, void *ctx)
+{
+	rfcomm *r = ctx;
+	(void)t;
+	enter(r);
+	pump_all(r);
+	leave(r);
 }
 
 /* ================================================================== receive: DLC frames */
@@ -804,8 +867,10 @@ static void on_uih_data(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 		if (d->cfc && d->rx_credits == 0) {
 			r->dropped++;
 		} else {
-			if (d->cfc)
+			if (d->cfc) {
 				d->rx_credits--;
+				d->rx_active = r_now(r);
+			}
 			if (f->len > d->n1 || f->len > rx_free(d)) {
 				r->dropped++; /* larger than N1 (TS 07.10 5.7.2) or no room */
 				kick = true;
@@ -825,7 +890,9 @@ static void on_uih_data(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 			}
 		}
 	}
-	if (kick && s->state == S_OPEN)
+	if (r->budget_waiting && f->len > 0 && d->cfc)
+		pump_all(r); /* the frame freed budget another DLC waits for */
+	else if (kick && s->state == S_OPEN)
 		pump(s);
 }
 
@@ -954,6 +1021,7 @@ static void pn_respond(session *s, rfcomm_dlc *d, const rfcomm_pn *pn)
 		d->rx_credits = 0;
 		d->k_sent = d->cfc ? dlc_initial_credits(d) : 0;
 		d->rx_credits = d->k_sent;
+		d->rx_active = r_now(s->r);
 		d->tx_credits = d->cfc ? pn->k : 0;
 	}
 	/* Once connected the parameters stand; the response repeats them. */
@@ -995,6 +1063,7 @@ static void on_pn_rsp(session *s, const rfcomm_pn *pn)
 	d->cfc = pn->cl == RFCOMM_PN_CL_CFC_RSP;
 	d->tx_credits = d->cfc ? pn->k : 0;
 	d->rx_credits = d->cfc ? d->k_sent : 0;
+	d->rx_active = r_now(s->r);
 	dlc_set(d, D_SABM_SENT);
 	send_sabm(s, d->dlci);
 }
@@ -1286,6 +1355,7 @@ rfcomm *rfcomm_new(const rfcomm_config *cfg, l2cap *l, bt_timers *timers)
 	r->imtu = (uint16_t)imtu;
 	r->l = l;
 	r->timers = timers;
+	bt_timer_init(&r->budget_timer, budget_timer_fire, r);
 	if (l2cap_listen(l, L2CAP_PSM_RFCOMM, r->imtu, l2_accept, r) < 0) {
 		free(r);
 		return NULL;
@@ -1315,6 +1385,7 @@ void rfcomm_free(rfcomm *r)
 	}
 	if (r->listening)
 		l2cap_unlisten(r->l, L2CAP_PSM_RFCOMM);
+	bt_timer_stop(r->timers, &r->budget_timer);
 	free(r);
 }
 
