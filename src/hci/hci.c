@@ -46,6 +46,8 @@ typedef struct {
 	uint8_t *rx;        /* reassembly buffer, HCI_MAX_PDU bytes */
 	size_t rx_len, rx_expect;
 	bool rx_skip; /* dropping an oversized PDU until the next start fragment */
+	uint64_t crossed_until; /* the peer paged us while our page to it was under way: until
+				 * then, a second Connection Complete is the other page's */
 	bool encrypted;     /* the latest Encryption Change said on */
 	link_sec sec;       /* hci_secure_link() progress */
 	bt_timer sec_timer;
@@ -514,6 +516,7 @@ static hci_link *link_alloc(hci *h, const bt_addr *peer)
 		l->in_flight = 0;
 		l->rx_len = l->rx_expect = 0;
 		l->rx_skip = false;
+		l->crossed_until = 0;
 		l->encrypted = false;
 		l->sec = SEC_NONE;
 		l->owner = h;
@@ -766,6 +769,22 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 		return; /* only ACL links */
 	memcpy(peer.b, a, 6);
 	hci_link *l = link_by_addr(h, &peer);
+	if (l && l->crossed_until && l->state == LINK_UP) {
+		bool second = h->timers->now < l->crossed_until && handle != l->handle;
+		l->crossed_until = 0;
+		if (second) {
+			/* Crossed pages: two ACL links to one peer (BlueZ btvirt completes both; a
+			 * controller would refuse one with 0x0B, Connection Already Exists). Keep the
+			 * first, which already carries our channels, and drop this one. */
+			if (status == 0) {
+				uint8_t p[3];
+				put_le16(p, handle);
+				p[2] = HCI_ERR_REMOTE_USER_TERMINATED; /* 7.1.6 */
+				hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+			}
+			return;
+		}
+	}
 	if (status != 0) {
 		if (l && l->state == LINK_PAGING) {
 			link_release(h, l);
@@ -814,6 +833,11 @@ static void ev_conn_request(hci *h, bt_reader *r)
 	uint8_t p[7];
 	memcpy(p, a, 6);
 	if (type == 0x01) {
+		bt_addr peer;
+		memcpy(peer.b, a, 6);
+		hci_link *l = link_by_addr(h, &peer);
+		if (l && l->state == LINK_PAGING) /* both sides paging: two completions follow */
+			l->crossed_until = h->timers->now + h->cfg.connect_timeout_ms;
 		p[6] = 0x01; /* 7.1.8: remain peripheral */
 		hci_cmd(h, HCI_OP_ACCEPT_CONN_REQUEST, p, 7, NULL, NULL);
 	} else {

@@ -361,6 +361,32 @@ static void test_reused_handle_replaces_stale_link(void **state)
 	l2cap_close(f->r.ch);
 }
 
+/* Crossed pages: the peer pages us while our Create_Connection to it is under way. The
+ * incoming link (Vol 4 Part E 7.7.4, 7.1.8) carries our channel; the second Connection Complete
+ * for the same peer (btvirt completes both pages) is disconnected, not taken for a new link
+ * that replaces the first. */
+static void test_crossed_pages_keep_the_first_link(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr other;
+	bt_addr_parse("00:BB:03:00:00:04", &other);
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &other, 0x1001, 672, &rec_ops, &r, &ch), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_CREATE_CONN));
+	uint16_t first = harness_link_up(f->h, &other); /* the peer's page, accepted */
+	assert_false(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
+	uint16_t second = harness_accept_page(f->h, &other); /* ours completes too */
+	assert_int_not_equal(first, second);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
+	assert_int_equal(r.closed, 0);
+	assert_int_not_equal(harness_accept_channel(f->h, first, 0x0071, 672), 0);
+	assert_int_equal(r.opened, 1);
+	assert_int_equal(l2cap_chan_handle(ch), first);
+	l2cap_close(ch);
+}
+
 /* The keepalive: a silent link with a channel gets an Echo Request (4.8); no answer within
  * the probe timeout and the link is declared lost. */
 static void test_keepalive_detects_vanished_peer(void **state)
@@ -580,6 +606,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disconnection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss_resets_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reused_handle_replaces_stale_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crossed_pages_keep_the_first_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_security_block_secures_link_and_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
