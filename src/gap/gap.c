@@ -82,6 +82,9 @@ struct gap {
 	unsigned key_next;
 	peer_io io[GAP_PEER_IO];
 	unsigned io_next;
+	bool bondable;
+	gap_key_hook key_hook;
+	void *key_ctx;
 };
 
 static void name_pump(gap *g);
@@ -472,6 +475,15 @@ static bool read_addr(const uint8_t *p, size_t len, bt_addr *a)
 	return true;
 }
 
+/* The peer's Authentication_Requirements from its IO_Capability_Response, or 0xff. */
+static uint8_t peer_auth(const gap *g, const bt_addr *a)
+{
+	for (unsigned i = 0; i < GAP_PEER_IO; i++)
+		if (g->io[i].used && bt_addr_eq(&g->io[i].addr, a))
+			return g->io[i].auth;
+	return 0xff;
+}
+
 /* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows. */
 static void ev_link_key_request(gap *g, const bt_addr *a)
 {
@@ -490,7 +502,25 @@ static void ev_link_key_notification(gap *g, const uint8_t *p, size_t len)
 		return;
 	bt_addr a;
 	memcpy(a.b, p, 6);
-	gap_link_key_set(g, &a, p + 6, p[22]);
+	/* Kept if we bond, or if the peer asked Dedicated Bonding (it keeps the key whatever we
+	 * said); otherwise neither side keeps it past the link. */
+	uint8_t theirs = peer_auth(g, &a);
+	if (g->bondable || theirs == 0x02 || theirs == 0x03) {
+		gap_link_key_set(g, &a, p + 6, p[22]);
+		if (g->key_hook)
+			g->key_hook(g->key_ctx, &a, p + 6, p[22]);
+	}
+}
+
+void gap_set_key_hook(gap *g, gap_key_hook fn, void *ctx)
+{
+	g->key_hook = fn;
+	g->key_ctx = ctx;
+}
+
+void gap_set_bondable(gap *g, bool on)
+{
+	g->bondable = on;
 }
 
 /* IO_Capability_Response (7.7.41): remember the peer's authentication requirements. */
@@ -512,13 +542,16 @@ static void ev_io_cap_response(gap *g, const uint8_t *p, size_t len)
 }
 
 /* IO_Capability_Request (7.7.40) -> IO_Capability_Request_Reply (7.1.29): NoInputNoOutput,
- * no OOB data, MITM not required; bonding as the peer asked if it told us first. */
+ * no OOB data, MITM not required. Not bondable (the default): No Bonding, so a peer that keeps
+ * keys (BlueZ) does not store one we will have forgotten next time: it would then refuse a
+ * fresh Just Works pairing from the same address. Bondable: bonding as the peer asked if it
+ * told us first, else General Bonding. */
 static void ev_io_cap_request(gap *g, const bt_addr *a)
 {
 	uint8_t auth = 0x00; /* no bonding, no MITM */
-	for (unsigned i = 0; i < GAP_PEER_IO; i++)
-		if (g->io[i].used && bt_addr_eq(&g->io[i].addr, a) && g->io[i].auth <= 0x05)
-			auth = g->io[i].auth & (uint8_t)~0x01;
+	uint8_t theirs = peer_auth(g, a);
+	if (g->bondable)
+		auth = theirs <= 0x05 ? theirs & (uint8_t)~0x01 : 0x04;
 	uint8_t p[9];
 	memcpy(p, a->b, 6);
 	p[6] = 0x03; /* NoInputNoOutput */

@@ -83,7 +83,13 @@ int gap_write_scan_enable(gap *g, bool inquiry_scan, bool page_scan, hci_cmd_cb 
 /* ------------------------------------------------------------------ pairing */
 
 /* Link keys learnt from Link_Key_Notification are kept (up to GAP_MAX_KEYS, oldest dropped)
- * and offered on Link_Key_Request. */
+ * and offered on Link_Key_Request, when bonding (Vol 3 Part C 4.3) was agreed: we are
+ * bondable, or the peer asked Dedicated Bonding. Not bondable by default: a stack that cannot
+ * keep keys across runs must not let peers bond with it (they would refuse to pair again). */
+void gap_set_bondable(gap *g, bool on);
+/* Called with each key kept from a Link_Key_Notification (to store it across runs). */
+typedef void (*gap_key_hook)(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type);
+void gap_set_key_hook(gap *g, gap_key_hook fn, void *ctx);
 #define GAP_MAX_KEYS 32
 int gap_link_key_get(const gap *g, const bt_addr *peer, uint8_t key[16]);
 void gap_link_key_set(gap *g, const bt_addr *peer, const uint8_t key[16], uint8_t type);

@@ -361,7 +361,8 @@ static void test_ssp_replies(void **state)
 	assert_int_equal(c.p[6], 0x03);
 	assert_int_equal(c.p[7], 0x00);
 	assert_int_equal(c.p[8], 0x00);
-	/* the peer spoke first asking general bonding with MITM: we bond, without MITM */
+	/* the peer spoke first asking general bonding with MITM: not bondable (the default),
+	 * we answer No Bonding (Vol 3 Part C 4.3), so it keeps no key we would forget */
 	uint8_t resp[9];
 	memcpy(resp, a.b, 6);
 	resp[6] = 0x01;
@@ -370,7 +371,17 @@ static void test_ssp_replies(void **state)
 	event_in(f, HCI_EV_IO_CAPABILITY_RESPONSE, resp, 9);
 	event_in(f, HCI_EV_IO_CAPABILITY_REQUEST, a.b, 6);
 	c = take(f);
+	assert_int_equal(c.p[8], 0x00);
+	/* bondable: we bond as it asked, without MITM; General Bonding to a peer that did not say */
+	gap_set_bondable(f->g, true);
+	event_in(f, HCI_EV_IO_CAPABILITY_REQUEST, a.b, 6);
+	c = take(f);
 	assert_int_equal(c.p[8], 0x04);
+	bt_addr b = addr(7);
+	event_in(f, HCI_EV_IO_CAPABILITY_REQUEST, b.b, 6);
+	c = take(f);
+	assert_int_equal(c.p[8], 0x04);
+	gap_set_bondable(f->g, false);
 
 	uint8_t conf[10];
 	memcpy(conf, a.b, 6);
@@ -389,7 +400,8 @@ static void test_ssp_replies(void **state)
 	assert_true(idle(f));
 }
 
-/* Vol 4 Part E 7.7.23/7.7.24 -> 7.1.10/7.1.11: keys learnt are offered back. */
+/* Vol 4 Part E 7.7.23/7.7.24 -> 7.1.10/7.1.11: keys of a bonding are offered back; a key
+ * from a pairing without bonding is not kept (the peer drops it too). */
 static void test_link_keys(void **state)
 {
 	fx *f = *state;
@@ -403,6 +415,16 @@ static void test_link_keys(void **state)
 	for (int i = 0; i < 16; i++)
 		note[6 + i] = (uint8_t)(0xa0 + i);
 	note[22] = 0x04;
+	event_in(f, HCI_EV_LINK_KEY_NOTIFICATION, note, 23); /* not bondable: forgotten */
+	assert_true(idle(f));
+	event_in(f, HCI_EV_LINK_KEY_REQUEST, a.b, 6);
+	assert_int_equal(take(f).op, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY);
+	uint8_t resp[9]; /* the peer asks Dedicated Bonding (0x02): it keeps the key, so do we */
+	memcpy(resp, a.b, 6);
+	resp[6] = 0x03;
+	resp[7] = 0x00;
+	resp[8] = 0x02;
+	event_in(f, HCI_EV_IO_CAPABILITY_RESPONSE, resp, 9);
 	event_in(f, HCI_EV_LINK_KEY_NOTIFICATION, note, 23);
 	assert_true(idle(f));
 	event_in(f, HCI_EV_LINK_KEY_REQUEST, a.b, 6);
