@@ -50,6 +50,7 @@ typedef struct {
 				 * then, a second Connection Complete is the other page's */
 	bool encrypted;     /* the latest Encryption Change said on */
 	link_sec sec;       /* hci_secure_link() progress */
+	bool paired;        /* Simple Pairing Complete (success) while sec == SEC_AUTH */
 	bt_timer sec_timer;
 	hci *owner;
 } hci_link;
@@ -648,10 +649,16 @@ static void sec_done(hci *h, hci_link *l, int err)
 		h->up.link_secured(h->up.ctx, l->handle, err);
 }
 
+static void sec_encrypt(hci *h, hci_link *l);
+
 static void sec_timer_fired(bt_timer *t, void *ctx)
 {
 	hci_link *l = ctx;
 	(void)t;
+	if (l->sec == SEC_AUTH && l->paired) {
+		sec_encrypt(l->owner, l); /* paired, but no Authentication Complete came */
+		return;
+	}
 	sec_done(l->owner, l, -ETIMEDOUT);
 }
 
@@ -680,6 +687,7 @@ int hci_secure_link(hci *h, uint16_t handle)
 	if (err < 0)
 		return err;
 	l->sec = SEC_AUTH;
+	l->paired = false;
 	bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
 	return 0;
 }
@@ -696,14 +704,41 @@ static void ev_auth_complete(hci *h, bt_reader *r)
 		sec_done(h, l, -EACCES);
 		return;
 	}
+	sec_encrypt(h, l);
+}
+
+static void sec_encrypt(hci *h, hci_link *l)
+{
 	uint8_t p[3];
-	put_le16(p, handle);
+	put_le16(p, l->handle);
 	p[2] = 0x01; /* Encryption_Enable: on */
 	if (hci_cmd(h, HCI_OP_SET_CONN_ENCRYPT, p, 3, sec_cmd_status, l) < 0) {
 		sec_done(h, l, -ENOBUFS);
 		return;
 	}
 	l->sec = SEC_ENCRYPT;
+	bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
+}
+
+/* Simple Pairing Complete, Vol 4 Part E 7.7.45: status, BD_ADDR. Authentication Complete
+ * should follow at once (7.7.6); BlueZ's btvirt sometimes sends it to the other side instead
+ * (it keeps who initiated per device, never reset), so a link we are securing moves on to
+ * encryption if it has not come within SEC_AUTH_GRACE_MS. */
+#define SEC_AUTH_GRACE_MS 1000
+
+static void ev_ssp_complete(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	const uint8_t *a = bt_read_bytes(r, 6);
+	if (r->err || status != 0)
+		return;
+	bt_addr peer;
+	memcpy(peer.b, a, 6);
+	hci_link *l = link_by_addr(h, &peer);
+	if (!l || l->state != LINK_UP || l->sec != SEC_AUTH)
+		return;
+	l->paired = true;
+	bt_timer_start(h->timers, &l->sec_timer, SEC_AUTH_GRACE_MS);
 }
 
 /* Encryption Change, Vol 4 Part E 7.7.8: status, handle, Encryption_Enabled (0 off). Either
@@ -1011,6 +1046,11 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 		break;
 	case HCI_EV_ENCRYPT_CHANGE:
 		ev_encrypt_change(h, &r);
+		break;
+	case HCI_EV_SIMPLE_PAIRING_COMPLETE:
+		ev_ssp_complete(h, &r);
+		if (h->up.event)
+			h->up.event(h->up.ctx, code, p + 2, len - 2);
 		break;
 	case HCI_EV_HARDWARE_ERROR:
 		set_err(h, "the controller reported a hardware error%s%s", "", "");

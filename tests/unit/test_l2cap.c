@@ -547,6 +547,42 @@ static void test_failed_authentication_refuses_channel(void **state)
 	l2cap_close(ch);
 }
 
+/* Simple Pairing Complete (7.7.45) without the Authentication Complete that should follow
+ * (btvirt sends it to the wrong side at times): after a grace period the link goes on to
+ * encryption anyway, and the channel opens. */
+static void test_paired_without_auth_complete(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	l2cap_chan *ch;
+	uint8_t d[256], id, rsp[8], ev[7];
+	size_t n;
+	bt_addr peer = peer_addr();
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp, 0);
+	put_le16(rsp + 2, get_le16(d + 2));
+	put_le16(rsp + 4, 0x0003); /* security block */
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	ev[0] = 0; /* Simple Pairing Complete: success, BD_ADDR */
+	memcpy(ev + 1, peer.b, 6);
+	hci_event_in(f, HCI_EV_SIMPLE_PAIRING_COMPLETE, ev, 7);
+	harness_advance(f->h, 500);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT)); /* still waiting */
+	harness_advance(f->h, 600);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	ev[0] = 0; /* Encryption Change: success, handle, on */
+	put_le16(ev + 1, f->handle);
+	ev[3] = 0x01;
+	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0072, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+}
+
 /* Vol 4 Part E 7.7.3 with status 0x04: a page timeout fails the channel with EHOSTDOWN. */
 static void test_page_timeout(void **state)
 {
@@ -609,6 +645,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crossed_pages_keep_the_first_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_security_block_secures_link_and_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_paired_without_auth_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psm_rules, setup, teardown),
