@@ -141,6 +141,13 @@ void btsock_shutdown(void);
  * (NULL stops recording for new adapters). BTSOCK_SNOOP=FILE does the same. */
 int btsock_set_snoop(const char *path);
 
+/* Keeps link keys in the file at path (NULL: none), for adapters opened after this call;
+ * BTSOCK_KEYS=FILE does the same. With a keystore an adapter bonds with peers that pair with
+ * it (Secure Simple Pairing, Just Works) and remembers them across runs; without one it
+ * pairs each time and asks peers not to bond, since a peer that kept a key we forgot would
+ * refuse to pair again. The file holds secrets: it is written with mode 0600. */
+int btsock_set_keystore(const char *path);
+
 /* --- Service discovery (SDP) ---
  * UUIDs are text: "1101" or "0x1101" (16-bit), "0000110A" (32-bit) or the 128-bit form
  * "00001101-0000-1000-8000-00805F9B34FB". The seed's dynamic server:

@@ -14,6 +14,8 @@
 
 #include "hci/hci.h"
 #include "hci/hci_defs.h"
+#include "gap/gap.h"
+#include "keystore.h"
 
 pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t rt_cond;
@@ -23,6 +25,8 @@ adapter *rt_adapters;
 static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
 static bt_snoop *rt_snoop;        /* one capture shared by every adapter */
 static char rt_snoop_path[256];
+static char rt_keys_path[4096];
+static bool rt_keys_set; /* btsock_set_keystore called: the environment no longer counts */
 static bool rt_snoop_set;          /* btsock_set_snoop called: the environment no longer counts */
 static _Thread_local char rt_errbuf[320];
 
@@ -344,6 +348,43 @@ static void snoop_open_once(void)
 		fprintf(stderr, "btsock: BTSOCK_SNOOP: %s\n", err);
 }
 
+static const char *keys_path(void)
+{
+	const char *p = rt_keys_set ? rt_keys_path : getenv("BTSOCK_KEYS");
+	return p && *p ? p : NULL;
+}
+
+static void ad_key_loaded(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type)
+{
+	gap_link_key_set(ctx, peer, key, type);
+}
+
+/* A bond was made: keep its key for the next run. On the loop thread, rt_lock held (a short
+ * file rewrite, once per pairing). */
+static void ad_key_new(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type)
+{
+	adapter *ad = ctx;
+	const char *path = keys_path();
+	char err[256];
+	if (path && ks_store(path, &ad->addr, peer, key, type, err, sizeof err) < 0)
+		fprintf(stderr, "btsock: %s\n", err);
+}
+
+/* With a keystore the adapter bonds: the keys of its bonds are loaded, and new ones saved.
+ * Without one it does not bond (gap.h): peers then keep no key it would forget. */
+static void ad_keys_open(adapter *ad)
+{
+	const char *path = keys_path();
+	if (!path)
+		return;
+	gap *g = bt_stack_gap(ad->st);
+	char err[256];
+	if (ks_load(path, &ad->addr, ad_key_loaded, g, err, sizeof err) < 0)
+		fprintf(stderr, "btsock: %s\n", err);
+	gap_set_bondable(g, true);
+	gap_set_key_hook(g, ad_key_new, ad);
+}
+
 /* Opens an adapter; rt_lock held. Returns it, or NULL with the thread's message set. */
 static adapter *ad_open(const char *spec)
 {
@@ -403,6 +444,7 @@ static adapter *ad_open(const char *spec)
 		return NULL;
 	}
 	ad->addr = hci_get_info(bt_stack_hci(ad->st))->addr;
+	ad_keys_open(ad);
 	adapter **pp = &rt_adapters; /* keep opening order: the first is the default */
 	while (*pp)
 		pp = &(*pp)->next;
@@ -582,6 +624,17 @@ int btsock_set_snoop(const char *path)
 	}
 	pthread_mutex_unlock(&rt_lock);
 	return rc;
+}
+
+int btsock_set_keystore(const char *path)
+{
+	if (path && strlen(path) >= sizeof rt_keys_path)
+		return rt_fail(ENAMETOOLONG, "btsock_set_keystore: path too long");
+	rt_enter();
+	rt_keys_set = true;
+	snprintf(rt_keys_path, sizeof rt_keys_path, "%s", path ? path : "");
+	pthread_mutex_unlock(&rt_lock);
+	return 0;
 }
 
 void btsock_shutdown(void)

@@ -148,7 +148,7 @@ static const char *conn_reason(int err)
 	case EHOSTDOWN: return "no device answered at that address (page timeout)";
 	case ETIMEDOUT: return "timed out";
 	case ECONNRESET: return "the link went down";
-	case EACCES: return "refused for security reasons";
+	case EACCES: return "refused for security reasons (pairing failed; a peer paired with before may hold a key this run does not: set BTSOCK_KEYS to keep keys across runs, or remove the pairing on the peer)";
 	case ENETDOWN: return "the adapter went away";
 	case EADDRINUSE: return "this adapter already has a connection to that channel of that device";
 	default: return strerror(-err);

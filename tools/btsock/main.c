@@ -43,6 +43,8 @@ static void print_usage(FILE *out)
 	      "                         unix:PATH, tcp:HOST:PORT, serial:DEVICE[@BAUD], userchan:hciN\n"
 	      "      --snoop FILE       record all HCI traffic to FILE (btsnoop; btmon -r FILE)\n"
 	      "  -n, --name NAME        the local name other devices see (default \"btsock\")\n"
+	      "      --keys FILE        keep link keys in FILE (mode 0600) and bond with peers that\n"
+	      "                         pair; also $BTSOCK_KEYS. Without it no pairing is remembered\n"
 	      "  -h, --help             this help\n"
 	      "      --version          print the version\n"
 	      "\nExit status:\n"

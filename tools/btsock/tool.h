@@ -23,6 +23,7 @@ enum tool_exit {
 struct tool_ctx {
 	const char *adapter;  /* -a ADAPTER, NULL = BTSOCK_ADAPTER */
 	const char *snoop;    /* --snoop FILE, NULL = none (BTSOCK_SNOOP still applies) */
+	const char *keys;     /* --keys FILE, NULL = none (BTSOCK_KEYS still applies) */
 	const char *local_name; /* -n NAME: the name other devices see, NULL = "btsock" */
 };
 

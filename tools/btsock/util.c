@@ -186,6 +186,10 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 		tool_fail("snoop file");
 		return TOOL_EXIT_FAILURE;
 	}
+	if (ctx->keys && btsock_set_keystore(ctx->keys) < 0) {
+		tool_fail("keys file");
+		return TOOL_EXIT_FAILURE;
+	}
 	if (btsock_adapter_open(name, addr ? addr : local) < 0) {
 		int err = errno;
 		const char *sentence = btsock_error();
@@ -214,6 +218,7 @@ static const struct tool_opt global_opts[] = {
 	{ 'a', "adapter", true },
 	{ 0, "snoop", true },
 	{ 'n', "name", true },
+	{ 0, "keys", true },
 };
 
 /* Finds the option matching argv word `w` in opts; fills *value for attached values. */
@@ -294,8 +299,10 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			a->ctx->adapter = a->arg;
 		else if (k == 1)
 			a->ctx->snoop = a->arg;
-		else
+		else if (k == 2)
 			a->ctx->local_name = a->arg;
+		else
+			a->ctx->keys = a->arg;
 		return tool_next_arg(a, opts, nopts);
 	}
 	k = match_opt(w, opts, nopts, &attached);

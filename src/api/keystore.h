@@ -1,0 +1,35 @@
+/* keystore.h - link keys kept across runs (BTSOCK_KEYS=FILE, btsock_set_keystore).
+ *
+ * A peer that bonds with us keeps the link key (Core spec Vol 3 Part C 4.3); if we forgot it,
+ * the next pairing from our address looks like an impostor to it and BlueZ refuses a Just
+ * Works re-pairing. The file is text, one bond per line:
+ *     LOCAL_ADDR PEER_ADDR KEY_TYPE LINK_KEY
+ *     00:AA:01:01:00:42 00:AA:01:00:00:00 04 00010203040506070809000102030405
+ * (KEY_TYPE and the 16-byte LINK_KEY in hex, as Link_Key_Notification gives them, Vol 4 Part E
+ * 7.7.24). Link keys are secrets: the file is written whole to a temporary file with mode 0600
+ * and renamed over the old one. Lines that are not bonds are kept as they are. */
+#ifndef BTSOCK_API_KEYSTORE_H
+#define BTSOCK_API_KEYSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/bt_addr.h"
+
+#define KS_MAX_LINES 4096 /* a larger file is refused rather than read without bound */
+#define KS_LINE_MAX 256
+
+typedef void (*ks_key_fn)(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type);
+
+/* Calls fn for every bond of local in the file at path. Returns how many, 0 if the file does
+ * not exist, or -errno (-EFBIG beyond KS_MAX_LINES) with a sentence in err. */
+int ks_load(const char *path, const bt_addr *local, ks_key_fn fn, void *ctx, char *err, size_t errlen);
+
+/* Records (or replaces) the bond local-peer. 0 or -errno with a sentence in err. */
+int ks_store(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16], uint8_t type,
+	     char *err, size_t errlen);
+
+/* Parses one line: 0 and the fields if it is a bond, -EINVAL if not. */
+int ks_parse_line(const char *line, bt_addr *local, bt_addr *peer, uint8_t key[16], uint8_t *type);
+
+#endif
