@@ -626,6 +626,14 @@ int hci_link_handle(const hci *h, const bt_addr *peer)
 	return -ENOTCONN;
 }
 
+bool hci_link_encrypted(const hci *h, uint16_t handle)
+{
+	for (int i = 0; i < MAX_LINKS; i++)
+		if (h->links[i].state == LINK_UP && h->links[i].handle == handle)
+			return h->links[i].encrypted;
+	return false;
+}
+
 void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 {
 	hci_link *l = link_by_handle(h, handle);

@@ -104,6 +104,8 @@ int hci_secure_link(hci *h, uint16_t handle);
 /* Disconnects every live link (a host shutting down: Vol 4 Part E 7.1.6); returns how many.
  * link_down follows for each as its Disconnection_Complete arrives. */
 size_t hci_disconnect_all(hci *h, uint8_t reason);
+/* Whether the link's latest Encryption Change said on. */
+bool hci_link_encrypted(const hci *h, uint16_t handle);
 /* The number of links up. */
 size_t hci_link_count(const hci *h);
 /* The link is known dead (keepalive unanswered): Disconnect it and tear it down now, without

@@ -88,6 +88,7 @@ struct l2cap_chan {
 	int conf_tries;
 	uint8_t ident; /* of our outstanding request */
 	bool sec_tried; /* the connection was retried after securing the link */
+	uint8_t sec_late; /* retries after a refusal on a link already secured */
 	bt_timer rtx;
 	const l2cap_chan_ops *ops;
 	void *ctx;
@@ -421,6 +422,9 @@ static void rtx_fire(bt_timer *t, void *ctx)
 	switch (ch->state) {
 	case CH_WAIT_CONN_RSP:
 		chan_end(ch, -ETIMEDOUT);
+		break;
+	case CH_WAIT_SECURITY: /* a late retry (chan_secure) */
+		sig_conn_req_send(ch);
 		break;
 	case CH_CONFIG: /* configuration never completed: give up on the channel */
 		ch->close_err = -ETIMEDOUT;
@@ -800,9 +804,22 @@ static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)
  * link refuses the channel with "security block" (Vol 3 Part A 4.3, result 0x0003) until the
  * initiator has secured the link. Secure it (pairing through GAP's replies), then ask once
  * more; l2cap_link_secured() resumes. */
+#define SEC_LATE_MS 300
+#define SEC_LATE_MAX 2
+
 static void chan_secure(l2cap_chan *ch)
 {
 	if (ch->sec_tried) {
+		/* Refused again just after we secured the link: the peer's host may not have taken
+		 * in its Encryption Change yet (the kernel over btvirt does this). Ask again a
+		 * little later, SEC_LATE_MAX times at most, then it is a refusal. */
+		if (ch->sec_late < SEC_LATE_MAX && hci_link_encrypted(ch->l->hci, ch->handle)) {
+			ch->sec_late++;
+			ch->state = CH_WAIT_SECURITY;
+			ch->ident = 0;
+			bt_timer_start(ch->l->timers, &ch->rtx, SEC_LATE_MS);
+			return;
+		}
 		chan_end(ch, -EACCES);
 		return;
 	}

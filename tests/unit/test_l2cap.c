@@ -547,6 +547,46 @@ static void test_failed_authentication_refuses_channel(void **state)
 	l2cap_close(ch);
 }
 
+/* Refused again with "security block" just after the link was secured (the peer's host had
+ * not yet taken in its Encryption Change): the request goes again 300 ms later, twice at
+ * most; a third refusal ends the channel with EACCES. */
+static void test_security_block_right_after_encryption(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	l2cap_chan *ch;
+	uint8_t d[256], id, rsp[8], ev[4];
+	size_t n;
+	bt_addr peer = peer_addr();
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp, 0);
+	put_le16(rsp + 2, get_le16(d + 2));
+	put_le16(rsp + 4, 0x0003); /* security block */
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	ev[0] = 0;
+	put_le16(ev + 1, f->handle);
+	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
+	ev[3] = 0x01;
+	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+	for (int late = 0; late < 2; late++) {
+		assert_int_equal(sig(f, &id, d, &n), 0x02); /* asked again */
+		put_le16(rsp + 2, get_le16(d + 2));
+		harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8); /* refused again */
+		assert_int_equal(r.closed, 0);
+		assert_int_equal(sig(f, &id, d, &n), -1); /* not at once */
+		harness_advance(f->h, 310);
+	}
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	put_le16(rsp + 2, get_le16(d + 2));
+	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -EACCES);
+	l2cap_close(ch);
+}
+
 /* Simple Pairing Complete (7.7.45) without the Authentication Complete that should follow
  * (btvirt sends it to the wrong side at times): after a grace period the link goes on to
  * encryption anyway, and the channel opens. */
@@ -646,6 +686,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_security_block_secures_link_and_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paired_without_auth_complete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_security_block_right_after_encryption, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psm_rules, setup, teardown),
