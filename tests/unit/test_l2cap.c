@@ -476,45 +476,75 @@ static void hci_event_in(fixture *f, uint8_t code, const uint8_t *p, uint8_t len
 	harness_h4_in(f->h, pkt, 3u + len);
 }
 
-/* Security Mode 4 (Vol 3 Part C 5.2.2): a peer answering "security block" (Vol 3 Part A 4.3,
- * result 0x0003) gets the link authenticated (Vol 4 Part E 7.1.15, 7.7.6) and encrypted
- * (7.1.16, 7.7.8), then the Connection Request again, which it accepts. A second refusal,
- * or failed authentication, ends the channel with EACCES. */
-static void test_security_block_secures_link_and_retries(void **state)
+/* Answers the stack's next Connection Request with "security block" (Vol 3 Part A 4.3,
+ * result 0x0003). */
+static void refuse_for_security(fixture *f)
 {
-	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
-	rec r = { 0 };
-	l2cap_chan *ch;
-	uint8_t d[256], id, rsp[8], ev[4];
+	uint8_t d[256], id, rsp[8];
 	size_t n;
-	bt_addr peer = peer_addr();
-	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
 	assert_int_equal(sig(f, &id, d, &n), 0x02);
 	put_le16(rsp, 0);
 	put_le16(rsp + 2, get_le16(d + 2));
-	put_le16(rsp + 4, 0x0003); /* security block */
+	put_le16(rsp + 4, 0x0003);
 	put_le16(rsp + 6, 0);
 	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+}
+
+/* A channel to PSM 0x1003 that the peer refuses for security: the stack starts authenticating
+ * the link (Vol 4 Part E 7.1.15). */
+static l2cap_chan *connect_refused_for_security(fixture *f, rec *r)
+{
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	l2cap_chan *ch;
+	bt_addr peer = peer_addr();
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, r, &ch), 0);
+	refuse_for_security(f);
 	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
-	assert_int_equal(r.closed, 0);
-	ev[0] = 0; /* Authentication Complete: success */
+	assert_int_equal(r->closed, 0);
+	return ch;
+}
+
+/* Authentication Complete (7.7.6) or Encryption Change (7.7.8) for the fixture's link. */
+static void auth_complete(fixture *f, uint8_t status)
+{
+	uint8_t ev[3] = { status };
 	put_le16(ev + 1, f->handle);
 	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
-	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
-	ev[3] = 0x01; /* Encryption Change: on */
+}
+
+static void encryption_on(fixture *f)
+{
+	uint8_t ev[4] = { 0 };
+	put_le16(ev + 1, f->handle);
+	ev[3] = 0x01;
 	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+}
+
+/* Security Mode 4 (Vol 3 Part C 5.2.2): a peer answering "security block" gets the link
+ * authenticated (Vol 4 Part E 7.1.15, 7.7.6) and encrypted (7.1.16, 7.7.8), then the
+ * Connection Request again, which it accepts. A second refusal, or failed authentication,
+ * ends the channel with EACCES. */
+static void test_security_block_secures_link_and_retries(void **state)
+{
+	fixture *f = *state;
+	rec r = { 0 };
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	encryption_on(f);
 	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0071, 672), 0);
 	assert_int_equal(r.opened, 1);
 	l2cap_close(ch);
+	uint8_t d[256], id;
+	size_t n;
 	assert_int_equal(sig(f, &id, d, &n), 0x06);
 
 	/* The link is encrypted now: a further security block is final. */
 	rec r2 = { 0 };
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
 	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r2, &ch), 0);
-	assert_int_equal(sig(f, &id, d, &n), 0x02);
-	put_le16(rsp + 2, get_le16(d + 2));
-	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	refuse_for_security(f);
 	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
 	assert_int_equal(r2.closed, 1);
 	assert_int_equal(r2.close_err, -EACCES);
@@ -524,23 +554,9 @@ static void test_security_block_secures_link_and_retries(void **state)
 static void test_failed_authentication_refuses_channel(void **state)
 {
 	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	rec r = { 0 };
-	l2cap_chan *ch;
-	uint8_t d[256], id, rsp[8], ev[3];
-	size_t n;
-	bt_addr peer = peer_addr();
-	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
-	assert_int_equal(sig(f, &id, d, &n), 0x02);
-	put_le16(rsp, 0);
-	put_le16(rsp + 2, get_le16(d + 2));
-	put_le16(rsp + 4, 0x0003);
-	put_le16(rsp + 6, 0);
-	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
-	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
-	ev[0] = 0x05; /* Authentication Failure */
-	put_le16(ev + 1, f->handle);
-	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, 0x05); /* Authentication Failure */
 	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
 	assert_int_equal(r.closed, 1);
 	assert_int_equal(r.close_err, -EACCES);
@@ -553,35 +569,19 @@ static void test_failed_authentication_refuses_channel(void **state)
 static void test_security_block_right_after_encryption(void **state)
 {
 	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	rec r = { 0 };
-	l2cap_chan *ch;
-	uint8_t d[256], id, rsp[8], ev[4];
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, 0);
+	encryption_on(f);
+	uint8_t d[256], id;
 	size_t n;
-	bt_addr peer = peer_addr();
-	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
-	assert_int_equal(sig(f, &id, d, &n), 0x02);
-	put_le16(rsp, 0);
-	put_le16(rsp + 2, get_le16(d + 2));
-	put_le16(rsp + 4, 0x0003); /* security block */
-	put_le16(rsp + 6, 0);
-	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
-	ev[0] = 0;
-	put_le16(ev + 1, f->handle);
-	hci_event_in(f, HCI_EV_AUTH_COMPLETE, ev, 3);
-	ev[3] = 0x01;
-	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
 	for (int late = 0; late < 2; late++) {
-		assert_int_equal(sig(f, &id, d, &n), 0x02); /* asked again */
-		put_le16(rsp + 2, get_le16(d + 2));
-		harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8); /* refused again */
+		refuse_for_security(f); /* asked again, refused again */
 		assert_int_equal(r.closed, 0);
 		assert_int_equal(sig(f, &id, d, &n), -1); /* not at once */
 		harness_advance(f->h, 310);
 	}
-	assert_int_equal(sig(f, &id, d, &n), 0x02);
-	put_le16(rsp + 2, get_le16(d + 2));
-	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
+	refuse_for_security(f);
 	assert_int_equal(r.closed, 1);
 	assert_int_equal(r.close_err, -EACCES);
 	l2cap_close(ch);
@@ -593,31 +593,17 @@ static void test_security_block_right_after_encryption(void **state)
 static void test_paired_without_auth_complete(void **state)
 {
 	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	rec r = { 0 };
-	l2cap_chan *ch;
-	uint8_t d[256], id, rsp[8], ev[7];
-	size_t n;
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
 	bt_addr peer = peer_addr();
-	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
-	assert_int_equal(sig(f, &id, d, &n), 0x02);
-	put_le16(rsp, 0);
-	put_le16(rsp + 2, get_le16(d + 2));
-	put_le16(rsp + 4, 0x0003); /* security block */
-	put_le16(rsp + 6, 0);
-	harness_sig_in(f->h, f->handle, 0x03, id, rsp, 8);
-	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
-	ev[0] = 0; /* Simple Pairing Complete: success, BD_ADDR */
+	uint8_t ev[7] = { 0 }; /* Simple Pairing Complete: success, BD_ADDR */
 	memcpy(ev + 1, peer.b, 6);
 	hci_event_in(f, HCI_EV_SIMPLE_PAIRING_COMPLETE, ev, 7);
 	harness_advance(f->h, 500);
 	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT)); /* still waiting */
 	harness_advance(f->h, 600);
 	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
-	ev[0] = 0; /* Encryption Change: success, handle, on */
-	put_le16(ev + 1, f->handle);
-	ev[3] = 0x01;
-	hci_event_in(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+	encryption_on(f);
 	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0072, 672), 0);
 	assert_int_equal(r.opened, 1);
 	l2cap_close(ch);
