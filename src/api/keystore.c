@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 static int hex_byte(const char *s)
@@ -120,8 +121,32 @@ static void format_line(char *out, size_t cap, const bt_addr *local, const bt_ad
 	snprintf(out, cap, "%s %s %02x %s", bt_addr_format(local, a), bt_addr_format(peer, b), type, k);
 }
 
+static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		      uint8_t type, char *err, size_t errlen);
+
+/* Several processes may share one file: the read-modify-write runs under an exclusive flock
+ * of "PATH.lock" (the file itself is replaced by rename, so it cannot carry the lock). */
 int ks_store(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16], uint8_t type,
 	     char *err, size_t errlen)
+{
+	char lock[4096];
+	if (snprintf(lock, sizeof lock, "%s.lock", path) >= (int)sizeof lock)
+		return fail(err, errlen, ENAMETOOLONG, path, "lock");
+	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return fail(err, errlen, errno, lock, "open");
+	if (flock(fd, LOCK_EX) < 0) {
+		int e = errno;
+		close(fd);
+		return fail(err, errlen, e, lock, "flock");
+	}
+	int rc = ks_rewrite(path, local, peer, key, type, err, errlen);
+	close(fd); /* releases the lock */
+	return rc;
+}
+
+static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		      uint8_t type, char *err, size_t errlen)
 {
 	char **lines;
 	size_t n;

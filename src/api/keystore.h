@@ -7,7 +7,8 @@
  *     00:AA:01:01:00:42 00:AA:01:00:00:00 04 00010203040506070809000102030405
  * (KEY_TYPE and the 16-byte LINK_KEY in hex, as Link_Key_Notification gives them, Vol 4 Part E
  * 7.7.24). Link keys are secrets: the file is written whole to a temporary file with mode 0600
- * and renamed over the old one. Lines that are not bonds are kept as they are. */
+ * and renamed over the old one (under a flock of PATH.lock, so processes sharing the file do
+ * not lose each other's keys). Lines that are not bonds are kept as they are. */
 #ifndef BTSOCK_API_KEYSTORE_H
 #define BTSOCK_API_KEYSTORE_H
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -48,8 +49,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	char lock[160];
+	snprintf(lock, sizeof lock, "%s.lock", path);
 	unlink(path);
-	rmdir(dir);
+	unlink(lock);
+	assert_int_equal(rmdir(dir), 0); /* no temporary file left behind */
 	return 0;
 }
 
@@ -187,6 +191,37 @@ static void test_bounds_and_errors(void **state)
 	assert_non_null(strstr(err, "/nonexistent-dir/keys"));
 }
 
+/* Processes sharing one file do not lose each other's keys (flock of PATH.lock). */
+static void test_concurrent_writers(void **state)
+{
+	(void)state;
+	enum { WRITERS = 8, EACH = 10 };
+	bt_addr me = addr("00:AA:01:01:00:42");
+	for (int w = 0; w < WRITERS; w++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			char err[256];
+			for (int i = 0; i < EACH; i++) {
+				bt_addr peer = { { (uint8_t)i, (uint8_t)w, 0, 0, 0xbb, 0 } };
+				uint8_t key[16];
+				memset(key, w * EACH + i, 16);
+				if (ks_store(path, &me, &peer, key, 4, err, sizeof err) < 0)
+					_exit(1);
+			}
+			_exit(0);
+		}
+	}
+	for (int w = 0; w < WRITERS; w++) {
+		int st;
+		assert_true(wait(&st) > 0);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	char err[256];
+	seen s = { 0 };
+	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), WRITERS * EACH);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +229,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_and_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_keeps_other_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bounds_and_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
