@@ -829,6 +829,12 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 		}
 	}
 	if (status != 0) {
+		if (l && l->state == LINK_PAGING && l->crossed_until && h->timers->now < l->crossed_until) {
+			/* Our page lost the race (a controller says 0x0B, Connection Already Exists):
+			 * the peer's link, accepted already, completes next and carries our channels. */
+			l->crossed_until = 0;
+			return;
+		}
 		if (l && l->state == LINK_PAGING) {
 			link_release(h, l);
 			if (h->up.connect_failed)

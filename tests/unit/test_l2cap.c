@@ -609,6 +609,42 @@ static void test_paired_without_auth_complete(void **state)
 	l2cap_close(ch);
 }
 
+/* Crossed pages as a controller reports them: our Create_Connection fails with 0x0B
+ * (Connection Already Exists, Vol 1 Part F) before the peer's link completes; the channel
+ * waits for that link instead of failing. */
+static void test_crossed_pages_our_page_refused(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr other;
+	bt_addr_parse("00:BB:03:00:00:05", &other);
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &other, 0x1001, 672, &rec_ops, &r, &ch), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_CREATE_CONN));
+	harness_mute(f->h, true); /* the events come from this test, in this order */
+	uint8_t req[10] = { 0 }; /* Connection Request (7.7.4): BD_ADDR, class, link type ACL */
+	memcpy(req, other.b, 6);
+	req[9] = 0x01;
+	hci_event_in(f, HCI_EV_CONN_REQUEST, req, 10);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_ACCEPT_CONN_REQUEST));
+	harness_mute(f->h, false);
+	uint8_t st[4] = { 0, 1 }; /* Command Status (7.7.15) for the accept */
+	put_le16(st + 2, HCI_OP_ACCEPT_CONN_REQUEST);
+	hci_event_in(f, HCI_EV_CMD_STATUS, st, 4);
+	uint8_t cc[11] = { 0x0b }; /* Connection Complete: Connection Already Exists */
+	memcpy(cc + 3, other.b, 6);
+	cc[9] = 0x01;
+	hci_event_in(f, HCI_EV_CONN_COMPLETE, cc, 11);
+	assert_int_equal(r.closed, 0);
+	cc[0] = 0; /* the peer's link completes */
+	put_le16(cc + 1, 0x0050);
+	hci_event_in(f, HCI_EV_CONN_COMPLETE, cc, 11);
+	assert_int_not_equal(harness_accept_channel(f->h, 0x0050, 0x0073, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+}
+
 /* Vol 4 Part E 7.7.3 with status 0x04: a page timeout fails the channel with EHOSTDOWN. */
 static void test_page_timeout(void **state)
 {
@@ -669,6 +705,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_link_loss_resets_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reused_handle_replaces_stale_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossed_pages_keep_the_first_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crossed_pages_our_page_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_security_block_secures_link_and_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paired_without_auth_complete, setup, teardown),
