@@ -217,7 +217,7 @@ static void ad_feed(adapter *ad, uint64_t now)
 
 static bool ad_coalesce(adapter *ad)
 {
-	return !ad->dead && !ad->stop && hci_rx_partial(bt_stack_hci(ad->st)) > 0 && bt_stack_tx_idle(ad->st) &&
+	return !ad->dead && !ad->stop && hci_rx_partial(bt_stack_hci(ad->st)) && bt_stack_tx_idle(ad->st) &&
 	       !bt_transport_pending(ad->tr);
 }
 

@@ -574,15 +574,21 @@ static void link_timer(bt_timer *t, void *ctx)
 	hci_link_lost(h, l->handle, -ETIMEDOUT);
 }
 
+/* HCI_Disconnect, Vol 4 Part E 7.1.6: Connection_Handle, Reason. */
+static void send_disconnect(hci *h, uint16_t handle, uint8_t reason)
+{
+	uint8_t p[3];
+	put_le16(p, handle);
+	p[2] = reason;
+	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+}
+
 void hci_link_lost(hci *h, uint16_t handle, int err)
 {
 	hci_link *l = link_by_handle(h, handle);
 	if (!l)
 		return;
-	uint8_t p[3];
-	put_le16(p, handle);
-	p[2] = HCI_ERR_REMOTE_USER_TERMINATED;
-	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+	send_disconnect(h, handle, HCI_ERR_REMOTE_USER_TERMINATED);
 	link_gone(h, l, err);
 }
 
@@ -626,23 +632,16 @@ int hci_link_handle(const hci *h, const bt_addr *peer)
 	return -ENOTCONN;
 }
 
-bool hci_link_encrypted(const hci *h, uint16_t handle)
+bool hci_link_encrypted(hci *h, uint16_t handle)
 {
-	for (int i = 0; i < MAX_LINKS; i++)
-		if (h->links[i].state == LINK_UP && h->links[i].handle == handle)
-			return h->links[i].encrypted;
-	return false;
+	const hci_link *l = link_by_handle(h, handle);
+	return l && l->encrypted;
 }
 
 void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 {
-	hci_link *l = link_by_handle(h, handle);
-	if (!l)
-		return;
-	uint8_t p[3];
-	put_le16(p, handle); /* Vol 4 Part E 7.1.6 */
-	p[2] = reason;
-	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+	if (link_by_handle(h, handle))
+		send_disconnect(h, handle, reason);
 }
 
 /* ------------------------------------------------------------------ link security */
@@ -819,12 +818,8 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 			/* Crossed pages: two ACL links to one peer (BlueZ btvirt completes both; a
 			 * controller would refuse one with 0x0B, Connection Already Exists). Keep the
 			 * first, which already carries our channels, and drop this one. */
-			if (status == 0) {
-				uint8_t p[3];
-				put_le16(p, handle);
-				p[2] = HCI_ERR_REMOTE_USER_TERMINATED; /* 7.1.6 */
-				hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
-			}
+			if (status == 0)
+				send_disconnect(h, handle, HCI_ERR_REMOTE_USER_TERMINATED);
 			return;
 		}
 	}
@@ -856,10 +851,7 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 	if (!l) {
 		l = link_alloc(h, &peer);
 		if (!l) {
-			uint8_t p[3];
-			put_le16(p, handle);
-			p[2] = HCI_ERR_REMOTE_LOW_RESOURCES;
-			hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+			send_disconnect(h, handle, HCI_ERR_REMOTE_LOW_RESOURCES);
 			return;
 		}
 		l->initiator = false;
@@ -1162,11 +1154,10 @@ bool hci_tx_idle(const hci *h)
 	return true;
 }
 
-size_t hci_rx_partial(const hci *h)
+bool hci_rx_partial(const hci *h)
 {
-	size_t n = 0;
 	for (int i = 0; i < MAX_LINKS; i++)
 		if (h->links[i].state == LINK_UP && h->links[i].rx_expect > h->links[i].rx_len)
-			n += h->links[i].rx_expect - h->links[i].rx_len;
-	return n;
+			return true;
+	return false;
 }

@@ -105,7 +105,7 @@ int hci_secure_link(hci *h, uint16_t handle);
  * link_down follows for each as its Disconnection_Complete arrives. */
 size_t hci_disconnect_all(hci *h, uint8_t reason);
 /* Whether the link's latest Encryption Change said on. */
-bool hci_link_encrypted(const hci *h, uint16_t handle);
+bool hci_link_encrypted(hci *h, uint16_t handle);
 /* The number of links up. */
 size_t hci_link_count(const hci *h);
 /* The link is known dead (keepalive unanswered): Disconnect it and tear it down now, without
@@ -118,8 +118,9 @@ void hci_kick(hci *h);
 /* Whether every ACL packet handed to the controller has been completed and no PDU is half
  * sent. */
 bool hci_tx_idle(const hci *h);
-/* Bytes still to come of L2CAP PDUs whose first fragments arrived (Vol 4 Part E 5.4.2). */
-size_t hci_rx_partial(const hci *h);
+/* Whether an L2CAP PDU is half reassembled: its first fragment came, the rest is still to
+ * come (Vol 4 Part E 5.4.2). */
+bool hci_rx_partial(const hci *h);
 
 /* Facts read from the controller during initialisation. */
 typedef struct {

@@ -99,7 +99,6 @@ struct rfcomm_dlc {
 	bool dead;         /* free at the outermost leave() */
 	bool notify_closed;
 	int close_err;
-	bool was_open;
 	bool announced; /* opened() delivered (at UA, before the MSC exchange ends) */
 	bool close_pending; /* owner closed with tx data left: DISC once drained (or T1) */
 	bt_timer timer;     /* T1 (PN wait uses T2), T2 for the MSC exchange */
@@ -230,7 +229,7 @@ static uint64_t r_now(const rfcomm *r) { return r->timers->now; }
 
 static bool dlc_dormant(const rfcomm_dlc *d)
 {
-	return d->rx_credits > 0 && d->r->timers->now >= d->rx_active + DORMANT_MS;
+	return d->rx_credits > 0 && r_now(d->r) >= d->rx_active + DORMANT_MS;
 }
 
 static size_t credit_outstanding(const rfcomm *r, size_t *count)
@@ -255,8 +254,16 @@ static uint32_t dlc_share(const rfcomm_dlc *d, size_t count)
 	return share < 1 ? 1 : share > w ? w : (uint32_t)share;
 }
 
-/* Credits we could grant now: never more than the ring holds, nor than d's share, nor (once
- * d holds any) than the budget's room. *limited tells whether the budget cut the grant. */
+/* Frames of n1 bytes the budget still has room for, given `out` bytes of credit outstanding;
+ * with nothing outstanding at all, one frame even if the budget is smaller. */
+static size_t budget_room(const rfcomm *r, size_t n1, size_t out)
+{
+	size_t room = out < r->cfg.rx_budget ? (r->cfg.rx_budget - out) / n1 : 0;
+	return out == 0 && room < 1 ? 1 : room;
+}
+
+/* Credits we could grant now: never more than the ring holds, nor than d's share, nor than
+ * the budget's room. *limited tells whether the budget cut the grant. */
 static uint32_t dlc_grantable_why(const rfcomm_dlc *d, uint32_t *share_out, bool *limited)
 {
 	size_t n1 = d->n1 ? d->n1 : 1, count;
@@ -269,9 +276,7 @@ static uint32_t dlc_grantable_why(const rfcomm_dlc *d, uint32_t *share_out, bool
 	if (fit <= d->rx_credits)
 		return 0;
 	size_t g = fit - d->rx_credits;
-	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
-	if (out == 0 && room < 1)
-		room = 1; /* a budget smaller than one frame */
+	size_t room = budget_room(d->r, n1, out);
 	*limited = room < g;
 	return (uint32_t)(g < room ? g : room);
 }
@@ -302,13 +307,9 @@ static bool dlc_grant_due(const rfcomm_dlc *d)
 static uint8_t dlc_initial_credits(const rfcomm_dlc *d)
 {
 	size_t count;
-	credit_outstanding(d->r, &count);
-	uint32_t k = dlc_share(d, count + (dlc_counts(d) ? 0 : 1));
-	size_t n1 = d->n1 ? d->n1 : 1;
 	size_t out = credit_outstanding(d->r, &count);
-	size_t room = out < d->r->cfg.rx_budget ? (d->r->cfg.rx_budget - out) / n1 : 0;
-	if (out == 0 && room < 1)
-		room = 1;
+	uint32_t k = dlc_share(d, count + (dlc_counts(d) ? 0 : 1));
+	size_t room = budget_room(d->r, d->n1 ? d->n1 : 1, out);
 	if (k > room)
 		k = (uint32_t)room; /* 0 is fine: a credit frame follows when the budget has room */
 	return (uint8_t)(k > PN_MAX_K ? PN_MAX_K : k);
@@ -462,9 +463,6 @@ static void dlc_set(rfcomm_dlc *d, dlc_state st)
 	case D_DISC_SENT:
 	case D_PN_RCVD: /* the SABM should follow the PN promptly */
 		bt_timer_start(r->timers, &d->timer, r->cfg.t1_ms);
-		break;
-	case D_OPEN:
-		d->was_open = true;
 		break;
 	default:
 		break;
@@ -828,7 +826,7 @@ static void budget_watch(rfcomm *r)
 			continue;
 		size_t n1 = d->n1 ? d->n1 : 1;
 		if (d->rx_credits == 0 && (d->state == D_CONFIG || d->state == D_OPEN) && rx_free(d) >= n1 &&
-		    out + n1 > r->cfg.rx_budget)
+		    budget_room(r, n1, out) == 0)
 			waiting = true;
 		if (d->rx_credits > 0 && !dlc_dormant(d) && d->rx_active + DORMANT_MS < next)
 			next = d->rx_active + DORMANT_MS;
@@ -1478,7 +1476,7 @@ int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm
 ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
 {
 	if ((d->state != D_OPEN && d->state != D_CONFIG) || d->close_pending || d->owner_gone) {
-		if (d->state == D_CLOSED && (d->was_open || d->announced))
+		if (d->state == D_CLOSED && d->announced)
 			return d->close_err == 0 ? -EPIPE : -ECONNRESET;
 		return -ENOTCONN;
 	}

@@ -361,32 +361,6 @@ static void test_reused_handle_replaces_stale_link(void **state)
 	l2cap_close(f->r.ch);
 }
 
-/* Crossed pages: the peer pages us while our Create_Connection to it is under way. The
- * incoming link (Vol 4 Part E 7.7.4, 7.1.8) carries our channel; the second Connection Complete
- * for the same peer (btvirt completes both pages) is disconnected, not taken for a new link
- * that replaces the first. */
-static void test_crossed_pages_keep_the_first_link(void **state)
-{
-	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
-	bt_addr other;
-	bt_addr_parse("00:BB:03:00:00:04", &other);
-	rec r = { 0 };
-	l2cap_chan *ch;
-	assert_int_equal(l2cap_connect(l, &other, 0x1001, 672, &rec_ops, &r, &ch), 0);
-	assert_true(harness_cmd_seen(f->h, HCI_OP_CREATE_CONN));
-	uint16_t first = harness_link_up(f->h, &other); /* the peer's page, accepted */
-	assert_false(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
-	uint16_t second = harness_accept_page(f->h, &other); /* ours completes too */
-	assert_int_not_equal(first, second);
-	assert_true(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
-	assert_int_equal(r.closed, 0);
-	assert_int_not_equal(harness_accept_channel(f->h, first, 0x0071, 672), 0);
-	assert_int_equal(r.opened, 1);
-	assert_int_equal(l2cap_chan_handle(ch), first);
-	l2cap_close(ch);
-}
-
 /* The keepalive: a silent link with a channel gets an Echo Request (4.8); no answer within
  * the probe timeout and the link is declared lost. */
 static void test_keepalive_detects_vanished_peer(void **state)
@@ -609,18 +583,58 @@ static void test_paired_without_auth_complete(void **state)
 	l2cap_close(ch);
 }
 
+/* l2cap_connect to PSM 0x1001 of addr, a device with no link yet: the stack pages it. */
+static l2cap_chan *connect_unlinked(fixture *f, const char *addr, bt_addr *other, rec *r)
+{
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	l2cap_chan *ch;
+	assert_int_equal(bt_addr_parse(addr, other), 0);
+	assert_int_equal(l2cap_connect(l, other, 0x1001, 672, &rec_ops, r, &ch), 0);
+	return ch;
+}
+
+/* Connection Complete (7.7.3): Status, Connection_Handle, BD_ADDR, Link_Type ACL. */
+static void conn_complete_in(fixture *f, uint8_t status, uint16_t handle, const bt_addr *peer)
+{
+	uint8_t cc[11] = { status };
+	put_le16(cc + 1, handle);
+	memcpy(cc + 3, peer->b, 6);
+	cc[9] = 0x01;
+	hci_event_in(f, HCI_EV_CONN_COMPLETE, cc, 11);
+}
+
+/* Crossed pages: the peer pages us while our Create_Connection to it is under way. The
+ * incoming link (Vol 4 Part E 7.7.4, 7.1.8) carries our channel; the second Connection Complete
+ * for the same peer (btvirt completes both pages) is disconnected, not taken for a new link
+ * that replaces the first. */
+static void test_crossed_pages_keep_the_first_link(void **state)
+{
+	fixture *f = *state;
+	bt_addr other;
+	rec r = { 0 };
+	l2cap_chan *ch = connect_unlinked(f, "00:BB:03:00:00:04", &other, &r);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_CREATE_CONN));
+	uint16_t first = harness_link_up(f->h, &other); /* the peer's page, accepted */
+	assert_false(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
+	uint16_t second = harness_accept_page(f->h, &other); /* ours completes too */
+	assert_int_not_equal(first, second);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
+	assert_int_equal(r.closed, 0);
+	assert_int_not_equal(harness_accept_channel(f->h, first, 0x0071, 672), 0);
+	assert_int_equal(r.opened, 1);
+	assert_int_equal(l2cap_chan_handle(ch), first);
+	l2cap_close(ch);
+}
+
 /* Crossed pages as a controller reports them: our Create_Connection fails with 0x0B
  * (Connection Already Exists, Vol 1 Part F) before the peer's link completes; the channel
  * waits for that link instead of failing. */
 static void test_crossed_pages_our_page_refused(void **state)
 {
 	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	bt_addr other;
-	bt_addr_parse("00:BB:03:00:00:05", &other);
 	rec r = { 0 };
-	l2cap_chan *ch;
-	assert_int_equal(l2cap_connect(l, &other, 0x1001, 672, &rec_ops, &r, &ch), 0);
+	l2cap_chan *ch = connect_unlinked(f, "00:BB:03:00:00:05", &other, &r);
 	assert_true(harness_cmd_seen(f->h, HCI_OP_CREATE_CONN));
 	harness_mute(f->h, true); /* the events come from this test, in this order */
 	uint8_t req[10] = { 0 }; /* Connection Request (7.7.4): BD_ADDR, class, link type ACL */
@@ -632,14 +646,9 @@ static void test_crossed_pages_our_page_refused(void **state)
 	uint8_t st[4] = { 0, 1 }; /* Command Status (7.7.15) for the accept */
 	put_le16(st + 2, HCI_OP_ACCEPT_CONN_REQUEST);
 	hci_event_in(f, HCI_EV_CMD_STATUS, st, 4);
-	uint8_t cc[11] = { 0x0b }; /* Connection Complete: Connection Already Exists */
-	memcpy(cc + 3, other.b, 6);
-	cc[9] = 0x01;
-	hci_event_in(f, HCI_EV_CONN_COMPLETE, cc, 11);
+	conn_complete_in(f, 0x0b, 0, &other); /* Connection Already Exists */
 	assert_int_equal(r.closed, 0);
-	cc[0] = 0; /* the peer's link completes */
-	put_le16(cc + 1, 0x0050);
-	hci_event_in(f, HCI_EV_CONN_COMPLETE, cc, 11);
+	conn_complete_in(f, 0, 0x0050, &other); /* the peer's link completes */
 	assert_int_not_equal(harness_accept_channel(f->h, 0x0050, 0x0073, 672), 0);
 	assert_int_equal(r.opened, 1);
 	l2cap_close(ch);
@@ -649,18 +658,10 @@ static void test_crossed_pages_our_page_refused(void **state)
 static void test_page_timeout(void **state)
 {
 	fixture *f = *state;
-	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	bt_addr other;
-	bt_addr_parse("00:BB:04:00:00:04", &other);
 	rec r = { 0 };
-	l2cap_chan *ch;
-	assert_int_equal(l2cap_connect(l, &other, 0x1001, 672, &rec_ops, &r, &ch), 0);
-	uint8_t cc[11] = { 0x04 };
-	memcpy(cc + 3, other.b, 6);
-	cc[9] = 0x01;
-	uint8_t pkt[3 + 11] = { 0x04, 0x03, 11 };
-	memcpy(pkt + 3, cc, 11);
-	harness_h4_in(f->h, pkt, sizeof pkt);
+	l2cap_chan *ch = connect_unlinked(f, "00:BB:04:00:00:04", &other, &r);
+	conn_complete_in(f, 0x04, 0, &other);
 	assert_int_equal(r.closed, 1);
 	assert_int_equal(r.close_err, -EHOSTDOWN);
 	l2cap_close(ch);
