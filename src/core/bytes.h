@@ -3,7 +3,8 @@
  * Every multi-byte field in HCI and L2CAP is little-endian (Core spec Vol 4 Part E 5.2,
  * Vol 3 Part A 3); SDP and RFCOMM lengths are read with the explicit helpers below.
  * The reader never reads past its end: a short read sets `err` and returns zeros, so a
- * parser can read a whole structure and check `err` once. */
+ * parser can read a whole structure and check `err` once. The writer is its mirror: it never
+ * writes past its end, and a write that does not fit sets `err`. */
 #ifndef BTSOCK_CORE_BYTES_H
 #define BTSOCK_CORE_BYTES_H
 
@@ -101,6 +102,79 @@ static inline const uint8_t *bt_read_bytes(bt_reader *r, size_t n)
 	const uint8_t *p = r->p + r->off;
 	r->off += n;
 	return p;
+}
+
+/* A cursor over a caller's buffer for everything we build, above all answers built from peer
+ * input: it never writes past `cap`. A write that does not fit writes nothing and sets `err`
+ * (sticky), so a builder writes a whole answer and checks `err` once, as with bt_reader.
+ * A builder that may cut an answer (list only what fits) asks bt_writer_room() first. */
+typedef struct {
+	uint8_t *p;
+	size_t cap;
+	size_t off;
+	bool err; /* set once any write did not fit; sticky */
+} bt_writer;
+
+static inline bt_writer bt_writer_init(uint8_t *p, size_t cap)
+{
+	bt_writer w = { p, cap, 0, false };
+	return w;
+}
+static inline size_t bt_writer_len(const bt_writer *w) { return w->off; }
+static inline size_t bt_writer_room(const bt_writer *w) { return w->err ? 0 : w->cap - w->off; }
+/* Returns a pointer to the next n bytes and claims them (for a field filled in later), or NULL
+ * (and err) if fewer than n remain. */
+static inline uint8_t *bt_write_reserve(bt_writer *w, size_t n)
+{
+	if (w->err || w->cap - w->off < n) {
+		w->err = true;
+		return NULL;
+	}
+	uint8_t *p = w->p + w->off;
+	w->off += n;
+	return p;
+}
+static inline void bt_write_bytes(bt_writer *w, const void *src, size_t n)
+{
+	uint8_t *p = bt_write_reserve(w, n);
+	if (p && n)
+		memcpy(p, src, n);
+}
+static inline void bt_write_zeros(bt_writer *w, size_t n)
+{
+	uint8_t *p = bt_write_reserve(w, n);
+	if (p && n)
+		memset(p, 0, n);
+}
+static inline void bt_write_u8(bt_writer *w, uint8_t v)
+{
+	uint8_t *p = bt_write_reserve(w, 1);
+	if (p)
+		p[0] = v;
+}
+static inline void bt_write_le16(bt_writer *w, uint16_t v)
+{
+	uint8_t *p = bt_write_reserve(w, 2);
+	if (p)
+		put_le16(p, v);
+}
+static inline void bt_write_le32(bt_writer *w, uint32_t v)
+{
+	uint8_t *p = bt_write_reserve(w, 4);
+	if (p)
+		put_le32(p, v);
+}
+static inline void bt_write_be16(bt_writer *w, uint16_t v)
+{
+	uint8_t *p = bt_write_reserve(w, 2);
+	if (p)
+		put_be16(p, v);
+}
+static inline void bt_write_be32(bt_writer *w, uint32_t v)
+{
+	uint8_t *p = bt_write_reserve(w, 4);
+	if (p)
+		put_be32(p, v);
 }
 
 #endif
