@@ -690,6 +690,84 @@ static void test_tx_ring_backpressure(void **state)
 	assert_true(f->r.writable >= 1);
 }
 
+/* ---------------------------------------------------------------- issue 9: bounded answers */
+
+/* Opens a channel from the peer to psm up to CONFIG (our Connection Response and our own
+ * Configuration Request read): returns the stack's CID. */
+static uint16_t chan_to_config(fixture *f, uint16_t psm, uint16_t scid)
+{
+	uint8_t req[4], d[256], id;
+	size_t n;
+	put_le16(req, psm);
+	put_le16(req + 2, scid);
+	harness_sig_in(f->h, f->handle, 0x02, 0x60, req, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(get_le16(d + 4), 0x0000);
+	uint16_t cid = get_le16(d);
+	assert_int_equal(sig(f, &id, d, &n), 0x04);
+	return cid;
+}
+
+/* A Configuration Request for cid carrying nrfc RFC options (mode ERTM, 5.4) in len bytes. */
+static size_t conf_req_rfc(uint8_t *c, uint16_t cid, int nrfc)
+{
+	put_le16(c, cid);
+	put_le16(c + 2, 0);
+	size_t off = 4;
+	for (int i = 0; i < nrfc; i++) {
+		memset(c + off, 0, 11);
+		c[off] = 0x04;
+		c[off + 1] = 9;
+		c[off + 2] = 0x03; /* ERTM */
+		off += 11;
+	}
+	return off;
+}
+
+/* Issue 9 (BlueBorne class, CVE-2017-1000251): seven RFC options with a mode other than basic
+ * in one Configuration Request. 4.5/5.4: the answer is "unacceptable" proposing basic mode
+ * once, however many RFC options came (it used to append 11 bytes per option to a 64-byte
+ * stack buffer). */
+static void test_conf_req_many_rfc_options_config(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = chan_to_config(f, L2CAP_PSM_SDP, 0x0040);
+	uint8_t c[4 + 7 * 11], d[256], id;
+	size_t n;
+	size_t len = conf_req_rfc(c, cid, 7);
+	harness_sig_in(f->h, f->handle, 0x04, 0x66, c, len);
+	assert_int_equal(sig(f, &id, d, &n), 0x05);
+	assert_int_equal(id, 0x66);
+	assert_int_equal(get_le16(d), 0x0040);
+	assert_int_equal(get_le16(d + 4), 0x0001);
+	assert_int_equal(n, 6 + 11);
+	assert_int_equal(d[6], 0x04);
+	assert_int_equal(d[7], 9);
+	assert_int_equal(d[8], 0x00);
+}
+
+/* The same through reconfiguration of an OPEN channel (7.1): answered the same way, and the
+ * channel stays open with its configuration unchanged. */
+static void test_conf_req_many_rfc_options_open(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = harness_open_channel(f->h, f->handle, L2CAP_PSM_SDP, 0x0041, 672);
+	assert_int_not_equal(cid, 0);
+	uint8_t c[4 + 7 * 11], d[256], id;
+	size_t n;
+	size_t len = conf_req_rfc(c, cid, 7);
+	harness_sig_in(f->h, f->handle, 0x04, 0x67, c, len);
+	assert_int_equal(sig(f, &id, d, &n), 0x05);
+	assert_int_equal(get_le16(d + 4), 0x0001);
+	assert_int_equal(n, 6 + 11);
+	/* Still there: a Disconnection Request for it is answered, not rejected. */
+	uint8_t q[4];
+	put_le16(q, cid);
+	put_le16(q + 2, 0x0041);
+	harness_sig_in(f->h, f->handle, 0x06, 0x68, q, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x07);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -717,6 +795,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outgoing_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_page_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_ring_backpressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_req_many_rfc_options_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_req_many_rfc_options_open, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("l2cap", tests, NULL, NULL);
 }
