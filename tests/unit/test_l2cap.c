@@ -1099,6 +1099,59 @@ static void test_reconfigure_open_raises_mtu(void **state)
 	assert_memory_equal(out, big, sizeof big);
 }
 
+/* One H4 ACL packet: handle with packet boundary flag pb (Vol 4 Part E 5.4.2), data. */
+static void acl_in(fixture *f, uint8_t pb, const uint8_t *data, size_t len)
+{
+	uint8_t pkt[5 + 64];
+	assert_true(len <= 64);
+	pkt[0] = 0x02;
+	put_le16(pkt + 1, (uint16_t)(f->handle | pb << 12));
+	put_le16(pkt + 3, (uint16_t)len);
+	memcpy(pkt + 5, data, len);
+	harness_h4_in(f->h, pkt, 5 + len);
+}
+
+/* Vol 4 Part E 5.4.2 / Vol 3 Part A 7.2, reassembly of peer-supplied lengths: a start fragment
+ * announcing a PDU above HCI_MAX_PDU, or too short to hold the length, is dropped with what
+ * follows it and leaves nothing half built (it used to leave the announced length behind, so
+ * hci_rx_partial() said "a PDU is on its way" for ever and the runtime kept waiting for it);
+ * a continuation running past the announced length is dropped; the next PDU is taken. */
+static void test_acl_reassembly_bad_lengths(void **state)
+{
+	fixture *f = *state;
+	hci *h = bt_stack_hci(harness_stack(f->h));
+	uint8_t frag[64] = { 0 };
+	put_le16(frag, 5000); /* > HCI_MAX_PDU */
+	put_le16(frag + 2, 0x0001);
+	acl_in(f, 0x2, frag, 20);
+	assert_false(hci_rx_partial(h));
+	acl_in(f, 0x1, frag, 20); /* its continuation: dropped */
+	assert_false(hci_rx_partial(h));
+	put_le16(frag, 100); /* a PDU of 104 bytes, 10 of them here */
+	acl_in(f, 0x2, frag, 10);
+	assert_true(hci_rx_partial(h));
+	acl_in(f, 0x2, frag, 1); /* a start too short for the length field */
+	assert_false(hci_rx_partial(h));
+	acl_in(f, 0x1, frag, 20); /* a continuation without a start */
+	assert_false(hci_rx_partial(h));
+	put_le16(frag, 8); /* 12 bytes announced, 4 + 10 sent: too many */
+	acl_in(f, 0x2, frag, 4);
+	acl_in(f, 0x1, frag + 4, 10);
+	assert_false(hci_rx_partial(h));
+	uint8_t d[256], id;
+	size_t n;
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	/* An Echo Request in two fragments still gets through. */
+	const uint8_t echo[10] = { 6, 0, 1, 0, 0x08, 0x61, 2, 0, 'h', 'i' };
+	acl_in(f, 0x2, echo, 3);
+	assert_true(hci_rx_partial(h));
+	acl_in(f, 0x1, echo + 3, 7);
+	assert_false(hci_rx_partial(h));
+	assert_int_equal(sig(f, &id, d, &n), 0x09);
+	assert_int_equal(id, 0x61);
+	assert_int_equal(n, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1135,6 +1188,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_every_command_zero_short_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_request_cid_psm_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconfigure_open_raises_mtu, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acl_reassembly_bad_lengths, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("l2cap", tests, NULL, NULL);
 }
