@@ -1118,7 +1118,10 @@ static void on_disc_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	if (r->err)
 		return;
 	l2cap_chan *ch = chan_by_lcid(l, k->handle, dcid);
-	if (!ch || ch->rcid != scid) {
+	/* Only a channel the peer has a CID for (it answered our request or asked for it) can
+	 * be disconnected: ours still waiting for a Connection Response has none (rcid 0). */
+	bool connected = ch && (ch->state == CH_CONFIG || ch->state == CH_OPEN || ch->state == CH_WAIT_DISC_RSP);
+	if (!connected || ch->rcid != scid) {
 		cmd_reject_cid(l, k, ident, dcid, scid);
 		return;
 	}
@@ -1312,12 +1315,14 @@ static size_t pull_sig(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
 		lb[0] = k->sigq[k->sig_head];
 		lb[1] = k->sigq[(k->sig_head + 1) % SIGQ_SIZE];
 		size_t n = get_le16(lb);
-		if (n + 4 > cap)
+		bt_writer w = bt_writer_init(buf, cap);
+		bt_write_le16(&w, (uint16_t)n); /* basic header (Vol 3 Part A 3.1), CID 0x0001 */
+		bt_write_le16(&w, 0x0001);
+		uint8_t *dst = bt_write_reserve(&w, n);
+		if (w.err)
 			return 0;
-		put_le16(buf, (uint16_t)n); /* basic header, CID 0x0001 */
-		put_le16(buf + 2, 0x0001);
 		for (size_t j = 0; j < n; j++)
-			buf[4 + j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
+			dst[j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
 		k->sig_head = (k->sig_head + 2 + n) % SIGQ_SIZE;
 		k->sig_used -= 2 + n;
 		*handle = k->handle;
@@ -1333,14 +1338,16 @@ static size_t chan_dequeue(l2cap_chan *ch, uint8_t *buf, size_t cap)
 	lb[0] = ch->tx[ch->tx_head];
 	lb[1] = ch->tx[(ch->tx_head + 1) % ch->tx_cap];
 	size_t n = get_le16(lb);
-	if (n + 4 > cap)
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_le16(&w, (uint16_t)n); /* basic header (Vol 3 Part A 3.1): length, destination CID */
+	bt_write_le16(&w, ch->rcid);
+	uint8_t *dst = bt_write_reserve(&w, n);
+	if (w.err)
 		return 0;
-	put_le16(buf, (uint16_t)n); /* basic header: length, destination CID */
-	put_le16(buf + 2, ch->rcid);
 	size_t start = (ch->tx_head + 2) % ch->tx_cap;
 	size_t first = ch->tx_cap - start < n ? ch->tx_cap - start : n;
-	memcpy(buf + 4, ch->tx + start, first);
-	memcpy(buf + 4 + first, ch->tx, n - first);
+	memcpy(dst, ch->tx + start, first);
+	memcpy(dst + first, ch->tx, n - first);
 	ch->tx_head = (start + n) % ch->tx_cap;
 	ch->tx_used -= n + 2;
 	return n + 4;

@@ -1152,6 +1152,39 @@ static void test_acl_reassembly_bad_lengths(void **state)
 	assert_int_equal(n, 2);
 }
 
+/* 4.6: a Disconnection Request naming our CID of a channel still waiting for its Connection
+ * Response (source CID 0: the peer never gave one) is rejected "invalid CID"; the channel
+ * goes on (it used to end as if the peer had disconnected it) and opens when answered. */
+static void test_disc_req_before_connection_response(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &peer, 0x1001, 672, &rec_ops, &r, &ch), 0);
+	uint8_t d[256], id, cid_id;
+	size_t n;
+	assert_int_equal(sig(f, &cid_id, d, &n), 0x02);
+	uint16_t lcid = get_le16(d + 2);
+	uint8_t q[4];
+	put_le16(q, lcid);
+	put_le16(q + 2, 0x0000);
+	harness_sig_in(f->h, f->handle, 0x06, 0xf1, q, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x01);
+	assert_int_equal(get_le16(d), 0x0002);
+	assert_int_equal(r.closed, 0);
+	uint8_t rsp[8];
+	put_le16(rsp, 0x0077);
+	put_le16(rsp + 2, lcid);
+	put_le16(rsp + 4, 0);
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, cid_id, rsp, 8);
+	assert_int_equal(sig(f, &id, d, &n), 0x04);
+	assert_int_equal(get_le16(d), 0x0077);
+	l2cap_close(ch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1189,6 +1222,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_connection_request_cid_psm_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconfigure_open_raises_mtu, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acl_reassembly_bad_lengths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disc_req_before_connection_response, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("l2cap", tests, NULL, NULL);
 }
