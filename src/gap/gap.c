@@ -155,16 +155,16 @@ int gap_inquiry_start(gap *g, uint8_t length, uint8_t max_responses, const gap_i
 	if (length < 1 || length > 0x30)
 		return -EINVAL;
 	uint8_t p[5]; /* Vol 4 Part E 7.1.1: LAP (3), Inquiry_Length, Num_Responses */
-	p[0] = (uint8_t)GAP_LAP_GIAC;
-	p[1] = (uint8_t)(GAP_LAP_GIAC >> 8);
-	p[2] = (uint8_t)(GAP_LAP_GIAC >> 16);
-	p[3] = length;
-	p[4] = max_responses;
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, (uint16_t)GAP_LAP_GIAC);
+	bt_write_u8(&w, (uint8_t)(GAP_LAP_GIAC >> 16));
+	bt_write_u8(&w, length);
+	bt_write_u8(&w, max_responses);
 	g->inq = INQ_STARTING;
 	g->inq_ops = ops;
 	g->inq_ctx = ctx;
 	g->inq_id++;
-	int err = hci_cmd(g->h, HCI_OP_INQUIRY, p, sizeof p, inq_status, g);
+	int err = hci_cmd_w(g->h, HCI_OP_INQUIRY, &w, inq_status, g);
 	if (err < 0) {
 		g->inq = INQ_IDLE;
 		g->inq_ops = NULL;
@@ -307,7 +307,7 @@ static void name_timeout(bt_timer *t, void *ctx)
 	gap_name_cb cb = r->cb;
 	r->cb = NULL;
 	/* Vol 4 Part E 7.1.20: cancel; its Remote Name Request Complete ends the request. */
-	hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, r->peer.b, 6, NULL, NULL);
+	hci_cmd_addr(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer, NULL, NULL);
 	bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
 	cb(r->ctx, -ETIMEDOUT, &r->peer, "");
 }
@@ -318,12 +318,13 @@ static void name_pump(gap *g)
 	if (g->name_busy || !r)
 		return;
 	uint8_t p[10]; /* Vol 4 Part E 7.1.19: BD_ADDR, PSRM, reserved, Clock_Offset */
-	memcpy(p, r->peer.b, 6);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, r->peer.b, 6);
 	const cache_entry *e = cache_find(g, &r->peer);
-	p[6] = e ? e->pscan_rep_mode : 0x02; /* R2 unless an inquiry told otherwise */
-	p[7] = 0;
-	put_le16(p + 8, e ? (uint16_t)(e->clock_offset | 0x8000) : 0); /* bit 15: offset valid */
-	if (hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST, p, sizeof p, name_status, g) < 0) {
+	bt_write_u8(&w, e ? e->pscan_rep_mode : 0x02); /* R2 unless an inquiry told otherwise */
+	bt_write_u8(&w, 0);
+	bt_write_le16(&w, e ? (uint16_t)(e->clock_offset | 0x8000) : 0); /* bit 15: offset valid */
+	if (hci_cmd_w(g->h, HCI_OP_REMOTE_NAME_REQUEST, &w, name_status, g) < 0) {
 		g->name_busy = true;
 		name_finish_head(g, -ENOBUFS, "");
 		return;
@@ -362,7 +363,7 @@ void gap_remote_name_cancel(gap *g, gap_name_req *r)
 	if (r == g->names && g->name_busy) {
 		if (r->cb) {
 			r->cb = NULL;
-			hci_cmd(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, r->peer.b, 6, NULL, NULL);
+			hci_cmd_addr(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer, NULL, NULL);
 			bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
 		}
 		return;
@@ -400,32 +401,41 @@ static void ev_name_complete(gap *g, const uint8_t *p, size_t len)
 
 int gap_write_local_name(gap *g, const char *name, hci_cmd_cb cb, void *ctx)
 {
-	uint8_t p[GAP_NAME_MAX]; /* Vol 4 Part E 7.3.11: NUL padded */
+	uint8_t p[GAP_NAME_MAX]; /* Vol 4 Part E 7.3.11: 248 octets, NUL padded */
 	size_t n = strlen(name);
 	if (n > GAP_NAME_MAX)
 		return -EINVAL;
-	memset(p, 0, sizeof p);
-	memcpy(p, name, n);
-	int err = hci_cmd(g->h, HCI_OP_WRITE_LOCAL_NAME, p, sizeof p, cb, ctx);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, name, n);
+	bt_write_zeros(&w, sizeof p - n);
+	int err = hci_cmd_w(g->h, HCI_OP_WRITE_LOCAL_NAME, &w, cb, ctx);
 	if (err < 0)
 		return err;
-	uint8_t e[241]; /* Vol 4 Part E 7.3.56: FEC_Required, 240 bytes of EIR */
-	e[0] = 0x00;
-	gap_eir_build_name(name, e + 1);
-	hci_cmd(g->h, HCI_OP_WRITE_EXT_INQUIRY_RESPONSE, e, sizeof e, NULL, NULL);
+	uint8_t eir[240];
+	gap_eir_build_name(name, eir);
+	uint8_t e[1 + sizeof eir]; /* Vol 4 Part E 7.3.56: FEC_Required, 240 octets of EIR */
+	bt_writer we = bt_writer_init(e, sizeof e);
+	bt_write_u8(&we, 0x00);
+	bt_write_bytes(&we, eir, sizeof eir);
+	hci_cmd_w(g->h, HCI_OP_WRITE_EXT_INQUIRY_RESPONSE, &we, NULL, NULL);
 	return 0;
 }
 
 int gap_write_class_of_device(gap *g, uint32_t cod, hci_cmd_cb cb, void *ctx)
 {
-	uint8_t p[3] = { (uint8_t)cod, (uint8_t)(cod >> 8), (uint8_t)(cod >> 16) }; /* 7.3.26 */
-	return hci_cmd(g->h, HCI_OP_WRITE_CLASS_OF_DEVICE, p, sizeof p, cb, ctx);
+	uint8_t p[3]; /* Vol 4 Part E 7.3.26: Class_Of_Device, 3 octets */
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, (uint16_t)cod);
+	bt_write_u8(&w, (uint8_t)(cod >> 16));
+	return hci_cmd_w(g->h, HCI_OP_WRITE_CLASS_OF_DEVICE, &w, cb, ctx);
 }
 
 int gap_write_scan_enable(gap *g, bool inquiry_scan, bool page_scan, hci_cmd_cb cb, void *ctx)
 {
-	uint8_t v = (uint8_t)((inquiry_scan ? 0x01 : 0) | (page_scan ? 0x02 : 0)); /* 7.3.18 */
-	return hci_cmd(g->h, HCI_OP_WRITE_SCAN_ENABLE, &v, 1, cb, ctx);
+	uint8_t v[1]; /* Vol 4 Part E 7.3.18: Scan_Enable, 1 octet */
+	bt_writer w = bt_writer_init(v, sizeof v);
+	bt_write_u8(&w, (uint8_t)((inquiry_scan ? 0x01 : 0) | (page_scan ? 0x02 : 0)));
+	return hci_cmd_w(g->h, HCI_OP_WRITE_SCAN_ENABLE, &w, cb, ctx);
 }
 
 /* ------------------------------------------------------------------ pairing */
@@ -487,12 +497,16 @@ static uint8_t peer_auth(const gap *g, const bt_addr *a)
 /* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows. */
 static void ev_link_key_request(gap *g, const bt_addr *a)
 {
-	uint8_t p[22];
-	memcpy(p, a->b, 6);
-	if (gap_link_key_get(g, a, p + 6) == 0)
-		hci_cmd(g->h, HCI_OP_LINK_KEY_REQUEST_REPLY, p, 22, NULL, NULL); /* 7.1.10 */
-	else
-		hci_cmd(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, p, 6, NULL, NULL); /* 7.1.11 */
+	uint8_t key[16];
+	if (gap_link_key_get(g, a, key) != 0) {
+		hci_cmd_addr(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, a, NULL, NULL); /* 7.1.11 */
+		return;
+	}
+	uint8_t p[22]; /* 7.1.10: BD_ADDR, Link_Key (16 octets) */
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	bt_write_bytes(&w, key, sizeof key);
+	hci_cmd_w(g->h, HCI_OP_LINK_KEY_REQUEST_REPLY, &w, NULL, NULL);
 }
 
 /* Link_Key_Notification (7.7.24): BD_ADDR, Link_Key, Key_Type. */
@@ -552,17 +566,18 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 	uint8_t theirs = peer_auth(g, a);
 	if (g->bondable)
 		auth = theirs <= 0x05 ? theirs & (uint8_t)~0x01 : 0x04;
-	uint8_t p[9];
-	memcpy(p, a->b, 6);
-	p[6] = 0x03; /* NoInputNoOutput */
-	p[7] = 0x00; /* OOB authentication data not present */
-	p[8] = auth;
-	hci_cmd(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, p, sizeof p, NULL, NULL);
+	uint8_t p[9]; /* 7.1.29: BD_ADDR, IO_Capability, OOB_Data_Present, Authentication_Requirements */
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	bt_write_u8(&w, 0x03); /* NoInputNoOutput */
+	bt_write_u8(&w, 0x00); /* OOB authentication data not present */
+	bt_write_u8(&w, auth);
+	hci_cmd_w(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, &w, NULL, NULL);
 }
 
 static void reply_addr(gap *g, uint16_t op, const bt_addr *a)
 {
-	hci_cmd(g->h, op, a->b, 6, NULL, NULL);
+	hci_cmd_addr(g->h, op, a, NULL, NULL); /* 7.1.13, 7.1.30, 7.1.33, 7.1.35: BD_ADDR only */
 }
 
 static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)

@@ -250,6 +250,24 @@ int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb
 	return 0;
 }
 
+int hci_cmd_w(hci *h, uint16_t opcode, const bt_writer *w, hci_cmd_cb cb, void *ctx)
+{
+	size_t len = bt_writer_len(w);
+	if (w->err || len > 255) /* Vol 4 Part E 5.4.1: Parameter_Total_Length is one octet */
+		return -EMSGSIZE;
+	return hci_cmd(h, opcode, w->p, (uint8_t)len, cb, ctx);
+}
+
+/* A command whose only parameter is a BD_ADDR (6 octets): Create_Connection_Cancel (7.1.7),
+ * Remote_Name_Request_Cancel (7.1.20), the negative replies of pairing (7.1.11, 7.1.13, ...). */
+int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void *ctx)
+{
+	uint8_t p[6];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	return hci_cmd_w(h, opcode, &w, cb, ctx);
+}
+
 /* Sends the head of the queue if the controller can take a command (Vol 4 Part E 4.4). */
 static void cmd_pump(hci *h)
 {
@@ -257,14 +275,15 @@ static void cmd_pump(hci *h)
 		return;
 	hci_cmd_entry *c = &h->cmdq[h->cmd_head];
 	uint8_t pkt[4 + 255];
-	pkt[0] = H4_CMD; /* Vol 4 Part E 5.4.1: opcode, parameter length, parameters */
-	put_le16(pkt + 1, c->opcode);
-	pkt[3] = c->len;
-	memcpy(pkt + 4, c->params, c->len);
+	bt_writer w = bt_writer_init(pkt, sizeof pkt);
+	bt_write_u8(&w, H4_CMD); /* Vol 4 Part E 5.4.1: opcode, parameter length, parameters */
+	bt_write_le16(&w, c->opcode);
+	bt_write_u8(&w, c->len);
+	bt_write_bytes(&w, c->params, c->len);
 	h->cmd_busy = true;
 	h->cmd_credits--;
 	bt_timer_start(h->timers, &h->cmd_timer, h->cfg.cmd_timeout_ms);
-	h->io.send(h->io.ctx, pkt, 4u + c->len);
+	h->io.send(h->io.ctx, pkt, bt_writer_len(&w));
 }
 
 /* Pops the outstanding command and calls its callback. */
@@ -333,7 +352,7 @@ typedef struct {
 	uint16_t opcode;
 	const char *name;
 	bool optional;
-	uint8_t (*params)(hci *h, uint8_t *p);
+	void (*params)(hci *h, bt_writer *w);
 	void (*result)(hci *h, const uint8_t *ret, size_t len);
 } init_step;
 
@@ -367,46 +386,39 @@ static void res_bdaddr(hci *h, const uint8_t *r, size_t n)
 	if (n >= 6) /* Vol 4 Part E 7.4.6 */
 		memcpy(h->info.addr.b, r, 6);
 }
-static uint8_t par_event_mask(hci *h, uint8_t *p)
+static void par_event_mask(hci *h, bt_writer *w)
 {
-	/* Vol 4 Part E 7.3.1: every BR/EDR event; LE Meta (bit 61) off. */
+	/* Vol 4 Part E 7.3.1: every BR/EDR event; LE Meta (bit 61) off. 8 octets. */
 	static const uint8_t mask[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f };
-	memcpy(p, mask, 8);
-	return 8;
+	bt_write_bytes(w, mask, sizeof mask);
 }
-static uint8_t par_one(hci *h, uint8_t *p)
+static void par_one(hci *h, bt_writer *w)
 {
-	p[0] = 0x01;
-	return 1;
+	bt_write_u8(w, 0x01); /* Vol 4 Part E 7.3.59 Simple_Pairing_Mode: enabled */
 }
-static uint8_t par_inquiry_mode(hci *h, uint8_t *p)
+static void par_inquiry_mode(hci *h, bt_writer *w)
 {
-	p[0] = 0x02; /* Vol 4 Part E 7.3.50: results with RSSI or extended inquiry results */
-	return 1;
+	bt_write_u8(w, 0x02); /* Vol 4 Part E 7.3.50: results with RSSI or extended inquiry results */
 }
-static uint8_t par_local_name(hci *h, uint8_t *p)
+static void par_local_name(hci *h, bt_writer *w)
 {
-	memset(p, 0, 248); /* Vol 4 Part E 7.3.11: 248 bytes, NUL padded UTF-8 */
-	size_t n = strlen(h->cfg.local_name);
-	memcpy(p, h->cfg.local_name, n < 247 ? n : 247);
-	return 248;
+	/* Vol 4 Part E 7.3.11: 248 octets, NUL padded UTF-8 (at most 247 kept: NUL terminated). */
+	size_t n = strnlen(h->cfg.local_name, 247);
+	bt_write_bytes(w, h->cfg.local_name, n);
+	bt_write_zeros(w, 248 - n);
 }
-static uint8_t par_class(hci *h, uint8_t *p)
+static void par_class(hci *h, bt_writer *w)
 {
-	p[0] = (uint8_t)h->cfg.class_of_device; /* Vol 4 Part E 7.3.26 */
-	p[1] = (uint8_t)(h->cfg.class_of_device >> 8);
-	p[2] = (uint8_t)(h->cfg.class_of_device >> 16);
-	return 3;
+	bt_write_u8(w, (uint8_t)h->cfg.class_of_device); /* Vol 4 Part E 7.3.26: 3 octets */
+	bt_write_le16(w, (uint16_t)(h->cfg.class_of_device >> 8));
 }
-static uint8_t par_page_timeout(hci *h, uint8_t *p)
+static void par_page_timeout(hci *h, bt_writer *w)
 {
-	put_le16(p, 0x2000); /* Vol 4 Part E 7.3.16: 0x2000 slots = 5.12 s */
-	return 2;
+	bt_write_le16(w, 0x2000); /* Vol 4 Part E 7.3.16: 0x2000 slots = 5.12 s */
 }
-static uint8_t par_scan(hci *h, uint8_t *p)
+static void par_scan(hci *h, bt_writer *w)
 {
-	p[0] = 0x03; /* Vol 4 Part E 7.3.18: inquiry scan + page scan */
-	return 1;
+	bt_write_u8(w, 0x03); /* Vol 4 Part E 7.3.18: inquiry scan + page scan */
 }
 
 static const init_step init_steps[] = {
@@ -472,9 +484,11 @@ static void init_next(hci *h)
 		return;
 	}
 	const init_step *s = &init_steps[h->init_step];
-	uint8_t p[255] = { 0 };
-	uint8_t n = s->params ? s->params(h, p) : 0;
-	hci_cmd(h, s->opcode, p, n, init_done_cb, h);
+	uint8_t p[255];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	if (s->params)
+		s->params(h, &w);
+	hci_cmd_w(h, s->opcode, &w, init_done_cb, h);
 }
 
 void hci_start(hci *h)
@@ -563,7 +577,7 @@ static void link_timer(bt_timer *t, void *ctx)
 	if (l->state == LINK_PAGING) {
 		/* No Connection_Complete in time: cancel the page (Vol 4 Part E 7.1.7). */
 		bt_addr peer = l->peer;
-		hci_cmd(h, HCI_OP_CREATE_CONN_CANCEL, peer.b, 6, NULL, NULL);
+		hci_cmd_addr(h, HCI_OP_CREATE_CONN_CANCEL, &peer, NULL, NULL);
 		link_release(h, l);
 		if (h->up.connect_failed)
 			h->up.connect_failed(h->up.ctx, &peer, -ETIMEDOUT);
@@ -578,9 +592,10 @@ static void link_timer(bt_timer *t, void *ctx)
 static void send_disconnect(hci *h, uint16_t handle, uint8_t reason)
 {
 	uint8_t p[3];
-	put_le16(p, handle);
-	p[2] = reason;
-	hci_cmd(h, HCI_OP_DISCONNECT, p, 3, NULL, NULL);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, handle);
+	bt_write_u8(&w, reason);
+	hci_cmd_w(h, HCI_OP_DISCONNECT, &w, NULL, NULL);
 }
 
 void hci_link_lost(hci *h, uint16_t handle, int err)
@@ -607,13 +622,14 @@ int hci_connect(hci *h, const bt_addr *peer)
 	/* Create_Connection, Vol 4 Part E 7.1.5: BD_ADDR, packet types (DM1..DH5), page scan
 	 * repetition mode R2, reserved, clock offset 0, role switch allowed. */
 	uint8_t p[13];
-	memcpy(p, peer->b, 6);
-	put_le16(p + 6, 0xcc18);
-	p[8] = 0x02;
-	p[9] = 0x00;
-	put_le16(p + 10, 0x0000);
-	p[12] = 0x01;
-	int err = hci_cmd(h, HCI_OP_CREATE_CONN, p, sizeof p, NULL, NULL);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, peer->b, 6);
+	bt_write_le16(&w, 0xcc18);
+	bt_write_u8(&w, 0x02);
+	bt_write_u8(&w, 0x00);
+	bt_write_le16(&w, 0x0000);
+	bt_write_u8(&w, 0x01);
+	int err = hci_cmd_w(h, HCI_OP_CREATE_CONN, &w, NULL, NULL);
 	if (err < 0) {
 		link_release(h, l);
 		return err;
@@ -689,8 +705,9 @@ int hci_secure_link(hci *h, uint16_t handle)
 	if (l->sec != SEC_NONE)
 		return 0;
 	uint8_t p[2];
-	put_le16(p, handle); /* Vol 4 Part E 7.1.15: Connection_Handle */
-	int err = hci_cmd(h, HCI_OP_AUTH_REQUESTED, p, 2, sec_cmd_status, l);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, handle); /* Vol 4 Part E 7.1.15: Connection_Handle */
+	int err = hci_cmd_w(h, HCI_OP_AUTH_REQUESTED, &w, sec_cmd_status, l);
 	if (err < 0)
 		return err;
 	l->sec = SEC_AUTH;
@@ -716,10 +733,11 @@ static void ev_auth_complete(hci *h, bt_reader *r)
 
 static void sec_encrypt(hci *h, hci_link *l)
 {
-	uint8_t p[3];
-	put_le16(p, l->handle);
-	p[2] = 0x01; /* Encryption_Enable: on */
-	if (hci_cmd(h, HCI_OP_SET_CONN_ENCRYPT, p, 3, sec_cmd_status, l) < 0) {
+	uint8_t p[3]; /* Vol 4 Part E 7.1.16: Connection_Handle, Encryption_Enable */
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, l->handle);
+	bt_write_u8(&w, 0x01); /* on */
+	if (hci_cmd_w(h, HCI_OP_SET_CONN_ENCRYPT, &w, sec_cmd_status, l) < 0) {
 		sec_done(h, l, -ENOBUFS);
 		return;
 	}
@@ -871,19 +889,21 @@ static void ev_conn_request(hci *h, bt_reader *r)
 	uint8_t type = bt_read_u8(r);
 	if (r->err)
 		return;
+	/* 7.1.8 Accept / 7.1.9 Reject_Connection_Request: BD_ADDR, Role or Reason (7 octets). */
 	uint8_t p[7];
-	memcpy(p, a, 6);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a, 6);
 	if (type == 0x01) {
 		bt_addr peer;
 		memcpy(peer.b, a, 6);
 		hci_link *l = link_by_addr(h, &peer);
 		if (l && l->state == LINK_PAGING) /* both sides paging: two completions follow */
 			l->crossed_until = h->timers->now + h->cfg.connect_timeout_ms;
-		p[6] = 0x01; /* 7.1.8: remain peripheral */
-		hci_cmd(h, HCI_OP_ACCEPT_CONN_REQUEST, p, 7, NULL, NULL);
+		bt_write_u8(&w, 0x01); /* remain peripheral */
+		hci_cmd_w(h, HCI_OP_ACCEPT_CONN_REQUEST, &w, NULL, NULL);
 	} else {
-		p[6] = HCI_ERR_REJECTED_LIMITED_RESOURCES; /* 7.1.9 */
-		hci_cmd(h, HCI_OP_REJECT_CONN_REQUEST, p, 7, NULL, NULL);
+		bt_write_u8(&w, HCI_ERR_REJECTED_LIMITED_RESOURCES);
+		hci_cmd_w(h, HCI_OP_REJECT_CONN_REQUEST, &w, NULL, NULL);
 	}
 }
 
@@ -987,17 +1007,18 @@ static void acl_input(hci *h, const uint8_t *p, size_t len)
 	if (!l)
 		return;
 	if (pb == 0x2 || pb == 0x0) { /* start of a PDU */
-		l->rx_len = 0;
+		l->rx_len = l->rx_expect = 0; /* a PDU still half built is abandoned */
 		l->rx_skip = false;
 		if (n < 2) { /* need the basic L2CAP header's length field */
 			l->rx_skip = true;
 			return;
 		}
-		l->rx_expect = 4u + get_le16(data);
-		if (l->rx_expect > HCI_MAX_PDU) {
+		size_t expect = 4u + get_le16(data);
+		if (expect > HCI_MAX_PDU) {
 			l->rx_skip = true; /* larger than any MTU we offered: drop it */
 			return;
 		}
+		l->rx_expect = expect;
 	} else if (pb != 0x1 || l->rx_skip || l->rx_expect == 0) {
 		return; /* a continuation without a start */
 	}

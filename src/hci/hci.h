@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/bt_addr.h"
+#include "core/bytes.h"
 #include "core/timer.h"
 
 /* H4 packet indicators (Core spec Vol 4 Part A 2). */
@@ -88,6 +89,13 @@ void hci_input(hci *h, const uint8_t *data, size_t len);
  * in order as the controller's Num_HCI_Command_Packets allows. cb with status != 0 also for
  * a failing Command Status; commands answered by Command Status 0 call cb(0, NULL, 0). */
 int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb cb, void *ctx);
+/* The same for parameters built with a bt_writer over a buffer of the command's fixed size
+ * (Vol 4 Part E 7.x). A writer that ran out of room (w->err) is a builder's bug: nothing is
+ * queued and -EMSGSIZE returned, so a cut parameter block never reaches the controller. */
+int hci_cmd_w(hci *h, uint16_t opcode, const bt_writer *w, hci_cmd_cb cb, void *ctx);
+/* A command whose only parameter is a BD_ADDR (6 octets, Vol 4 Part E 7.1.x cancels and
+ * negative replies). */
+int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void *ctx);
 
 /* Pages peer. Returns 1 if a link is already up (no callback follows), 0 if paging started
  * or was already under way (upper.link_up or upper.connect_failed follows), or -errno. */

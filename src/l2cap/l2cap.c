@@ -27,7 +27,12 @@
 #define MAX_SERVERS 64
 #define SIGQ_SIZE 4096
 #define SIG_MTU 1024          /* our MTUsig (>= 48, Vol 3 Part A 4) */
+#define MIN_SIG_MTU 48        /* Vol 3 Part A 4: the MTUsig every ACL-U peer supports */
+#define SIG_HDR 4             /* Vol 3 Part A 4: code, identifier, length */
 #define MIN_MTU 48            /* Vol 3 Part A 5.1: minimum MTU on ACL-U */
+/* Our Configuration Response is the only answer whose size the peer's options steer: it is cut
+ * to fit the smallest MTUsig a peer may have (Vol 3 Part A 4), so a peer always takes it. */
+#define CONF_RSP_MAX (MIN_SIG_MTU - SIG_HDR)
 #define ERTX_MS 60000         /* Vol 3 Part A 6.2.2: after a "pending" response */
 #define IDLE_LINK_MS 2000     /* a link without channels is disconnected after this */
 #define CONF_TRIES 3
@@ -188,34 +193,59 @@ static uint8_t link_ident(l2link *k)
 /* Anything received is a sign of life. Only a timestamp: no timer work per packet. */
 static void link_heard(l2cap *l, l2link *k) { k->last_rx = l->timers->now; }
 
-/* Queues one signalling command (code, ident, data) for the link. Dropped if the queue is full:
+/* Queues one signalling command (code, ident, data built by a bt_writer) for the link. A
+ * command whose builder ran out of room (data->err) is never sent: builders size their buffers
+ * by the spec, so that would be a bug here, not a peer's doing. Dropped too if the queue is full:
  * only a peer flooding us with requests fills it. */
-static void sig_send(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const uint8_t *data, size_t len)
+static void sig_send(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const bt_writer *data)
 {
-	size_t need = 2 + 4 + len;
-	if (len > SIG_MTU - 4 || k->sig_used + need > SIGQ_SIZE)
+	size_t len = bt_writer_len(data);
+	if (data->err || len > SIG_MTU - SIG_HDR)
 		return;
-	uint8_t hdr[6];
-	put_le16(hdr, (uint16_t)(4 + len));
-	hdr[2] = code; /* Vol 3 Part A 4: code, identifier, length, data */
-	hdr[3] = ident;
-	put_le16(hdr + 4, (uint16_t)len);
+	uint8_t hdr[2 + SIG_HDR]; /* queue entry length, then the command header */
+	bt_writer w = bt_writer_init(hdr, sizeof hdr);
+	bt_write_le16(&w, (uint16_t)(SIG_HDR + len));
+	bt_write_u8(&w, code); /* Vol 3 Part A 4: code, identifier, length, data */
+	bt_write_u8(&w, ident);
+	bt_write_le16(&w, (uint16_t)len);
+	size_t need = sizeof hdr + len;
+	if (w.err || k->sig_used + need > SIGQ_SIZE)
+		return;
 	size_t tail = (k->sig_head + k->sig_used) % SIGQ_SIZE;
 	for (size_t i = 0; i < need; i++) {
-		uint8_t b = i < 6 ? hdr[i] : data[i - 6]; /* data is only read when len > 0 */
+		uint8_t b = i < sizeof hdr ? hdr[i] : data->p[i - sizeof hdr];
 		k->sigq[(tail + i) % SIGQ_SIZE] = b;
 	}
 	k->sig_used += need;
 	hci_kick(l->hci);
 }
 
-static void cmd_reject(l2cap *l, l2link *k, uint8_t ident, uint16_t reason, const uint8_t *data, size_t len)
+/* Command Reject, Vol 3 Part A 4.1: reason, then data of 0, 2 or 4 bytes by reason. */
+static void cmd_reject(l2cap *l, l2link *k, uint8_t ident)
+{
+	uint8_t p[2];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, REJ_NOT_UNDERSTOOD);
+	sig_send(l, k, SIG_CMD_REJECT, ident, &w);
+}
+
+static void cmd_reject_mtu(l2cap *l, l2link *k, uint8_t ident)
+{
+	uint8_t p[4];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, REJ_MTU_EXCEEDED);
+	bt_write_le16(&w, SIG_MTU); /* the MTUsig we accept */
+	sig_send(l, k, SIG_CMD_REJECT, ident, &w);
+}
+
+static void cmd_reject_cid(l2cap *l, l2link *k, uint8_t ident, uint16_t local, uint16_t remote)
 {
 	uint8_t p[6];
-	put_le16(p, reason); /* Vol 3 Part A 4.1 */
-	if (len)
-		memcpy(p + 2, data, len);
-	sig_send(l, k, SIG_CMD_REJECT, ident, p, 2 + len);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, REJ_INVALID_CID);
+	bt_write_le16(&w, local); /* the CIDs as the request named them */
+	bt_write_le16(&w, remote);
+	sig_send(l, k, SIG_CMD_REJECT, ident, &w);
 }
 
 static void probe_fire(bt_timer *t, void *ctx)
@@ -240,7 +270,8 @@ static void probe_fire(bt_timer *t, void *ctx)
 	}
 	k->probing = true;
 	k->probe_sent = now;
-	sig_send(l, k, SIG_ECHO_REQ, link_ident(k), NULL, 0); /* Vol 3 Part A 4.8 */
+	bt_writer none = bt_writer_init(NULL, 0);
+	sig_send(l, k, SIG_ECHO_REQ, link_ident(k), &none); /* Vol 3 Part A 4.8: no data */
 	bt_timer_start(l->timers, &k->probe, l->cfg.probe_timeout_ms);
 }
 
@@ -406,12 +437,13 @@ static void disc_req_send(l2cap_chan *ch)
 		return;
 	}
 	uint8_t p[4];
-	put_le16(p, ch->rcid); /* Vol 3 Part A 4.6: destination CID, source CID */
-	put_le16(p + 2, ch->lcid);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, ch->rcid); /* Vol 3 Part A 4.6: destination CID, source CID */
+	bt_write_le16(&w, ch->lcid);
 	ch->ident = link_ident(k);
 	ch->state = CH_WAIT_DISC_RSP;
 	bt_timer_start(ch->l->timers, &ch->rtx, ch->l->cfg.rtx_ms);
-	sig_send(ch->l, k, SIG_DISC_REQ, ch->ident, p, 4);
+	sig_send(ch->l, k, SIG_DISC_REQ, ch->ident, &w);
 }
 
 static void rtx_fire(bt_timer *t, void *ctx)
@@ -704,12 +736,13 @@ static void sig_conn_req_send(l2cap_chan *ch)
 		return;
 	}
 	uint8_t p[4];
-	put_le16(p, ch->psm); /* Vol 3 Part A 4.2: PSM, source CID */
-	put_le16(p + 2, ch->lcid);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, ch->psm); /* Vol 3 Part A 4.2: PSM, source CID */
+	bt_write_le16(&w, ch->lcid);
 	ch->ident = link_ident(k);
 	ch->state = CH_WAIT_CONN_RSP;
 	bt_timer_start(l->timers, &ch->rtx, l->cfg.rtx_ms);
-	sig_send(l, k, SIG_CONN_REQ, ch->ident, p, 4);
+	sig_send(l, k, SIG_CONN_REQ, ch->ident, &w);
 	link_check_idle(l, k);
 }
 
@@ -719,25 +752,27 @@ static void conf_req_send(l2cap_chan *ch)
 	if (!k)
 		return;
 	uint8_t p[8];
-	put_le16(p, ch->rcid); /* Vol 3 Part A 4.4: destination CID, flags, options */
-	put_le16(p + 2, 0);
-	p[4] = OPT_MTU; /* 5.1: our incoming MTU */
-	p[5] = 2;
-	put_le16(p + 6, ch->imtu);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, ch->rcid); /* Vol 3 Part A 4.4: destination CID, flags, options */
+	bt_write_le16(&w, 0);
+	bt_write_u8(&w, OPT_MTU); /* 5.1: our incoming MTU */
+	bt_write_u8(&w, 2);
+	bt_write_le16(&w, ch->imtu);
 	ch->ident = link_ident(k);
 	ch->conf_tries++;
 	bt_timer_start(ch->l->timers, &ch->rtx, ch->l->cfg.rtx_ms);
-	sig_send(ch->l, k, SIG_CONF_REQ, ch->ident, p, 8);
+	sig_send(ch->l, k, SIG_CONF_REQ, ch->ident, &w);
 }
 
 static void conn_rsp_send(l2cap *l, l2link *k, uint8_t ident, uint16_t dcid, uint16_t scid, uint16_t result)
 {
 	uint8_t p[8];
-	put_le16(p, dcid); /* Vol 3 Part A 4.3: destination CID, source CID, result, status */
-	put_le16(p + 2, scid);
-	put_le16(p + 4, result);
-	put_le16(p + 6, 0);
-	sig_send(l, k, SIG_CONN_RSP, ident, p, 8);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, dcid); /* Vol 3 Part A 4.3: destination CID, source CID, result, status */
+	bt_write_le16(&w, scid);
+	bt_write_le16(&w, result);
+	bt_write_le16(&w, 0);
+	sig_send(l, k, SIG_CONN_RSP, ident, &w);
 }
 
 /* ================================================================== signalling in */
@@ -875,9 +910,133 @@ static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	}
 }
 
-/* Configuration Request, Vol 3 Part A 4.4 with options of 5.x. Basic mode only: an MTU below
- * the minimum or another mode is answered "unacceptable" with what we accept; unknown
- * non-hint options are answered "unknown options" listing their types. */
+/* A Configuration Request's options (Vol 3 Part A 4.4, options of 5.x), as read. */
+typedef struct {
+	uint16_t result;     /* CONF_* to answer */
+	uint16_t mtu;        /* the peer's MTU, as asked (5.1), or the current one */
+	bool rfc_other;      /* an RFC option asked for a mode other than basic (5.4) */
+	uint8_t seen[16];    /* unknown non-hint types met (listed once each) */
+	uint8_t unknown[CONF_RSP_MAX - 6]; /* unknown non-hint types, as many as fit the answer */
+	size_t nunknown;
+} conf_opts;
+
+/* The fixed length of each option we know (5.1-5.7); any other length is malformed. */
+static int opt_len(uint8_t type)
+{
+	switch (type) {
+	case OPT_MTU: return 2;      /* 5.1 */
+	case OPT_FLUSH_TO: return 2; /* 5.2 */
+	case OPT_QOS: return 22;     /* 5.3 */
+	case OPT_RFC: return 9;      /* 5.4 */
+	case OPT_FCS: return 1;      /* 5.5 */
+	case OPT_EFS: return 16;     /* 5.6 */
+	case OPT_EWS: return 2;      /* 5.7 */
+	default: return -1;
+	}
+}
+
+static bool bit_test_set(uint8_t *set, uint8_t bit)
+{
+	bool was = set[bit / 8] & (1u << (bit % 8));
+	set[bit / 8] |= (uint8_t)(1u << (bit % 8));
+	return was;
+}
+
+/* Reads the options. The answer, by precedence (4.5):
+ *  - "Failure - rejected" (0x0002): an option runs past the command (truncated) or a known
+ *    option has the wrong length; nothing of such a request is applied.
+ *  - "Failure - unknown options" (0x0003): the non-hint types we do not know, each listed once
+ *    and as many as fit CONF_RSP_MAX; hints (bit 7, 5) are skipped.
+ *  - "Failure - unacceptable parameters" (0x0001): a mode other than basic (we propose basic
+ *    mode, once, 5.4) and/or an MTU below 48 (we propose 48, 5.1).
+ *  - otherwise success.
+ * A repeated option (two MTUs, RFC basic then ERTM, ...) is read in order and the last value
+ * counts, as when a request is continued over several commands (4.4, C flag: later options
+ * add to or update earlier ones); 4.4 does not forbid a repeat. So seven RFC options asking for
+ * ERTM get one RFC option (basic) back, and "MTU 20, MTU 100" is accepted with 100. */
+static void conf_parse(bt_reader *r, conf_opts *o)
+{
+	while (bt_reader_left(r) > 0) {
+		uint8_t type = bt_read_u8(r);
+		uint8_t olen = bt_read_u8(r);
+		const uint8_t *v = bt_read_bytes(r, olen);
+		if (r->err) { /* option header or value runs past the command */
+			o->result = CONF_REJECTED;
+			return;
+		}
+		uint8_t t = type & (uint8_t)~OPT_HINT;
+		int want = opt_len(t);
+		if (want < 0) { /* unknown: a hint is skipped, a type is listed once */
+			if (!(type & OPT_HINT) && !bit_test_set(o->seen, type) &&
+			    o->nunknown < sizeof o->unknown)
+				o->unknown[o->nunknown++] = type;
+			continue;
+		}
+		if (olen != want) { /* malformed */
+			o->result = CONF_REJECTED;
+			return;
+		}
+		if (t == OPT_MTU)
+			o->mtu = get_le16(v);
+		else if (t == OPT_RFC)
+			o->rfc_other = v[0] != 0x00; /* 5.4: mode octet, 0x00 basic */
+		/* Flush timeout, QoS, FCS, EFS, EWS: accepted as given; basic mode does not use them. */
+	}
+	if (o->nunknown)
+		o->result = CONF_UNKNOWN;
+	else if (o->rfc_other || o->mtu < MIN_MTU)
+		o->result = CONF_UNACCEPTABLE;
+}
+
+/* Configuration Response, 4.5: source CID, flags, result, config. Built in CONF_RSP_MAX bytes,
+ * which the longest answer (6 + 38 unknown types, or 6 + RFC 11 + MTU 4) fits. */
+static void conf_rsp_send(l2cap *l, l2link *k, uint8_t ident, uint16_t scid, uint16_t flags, const conf_opts *o)
+{
+	uint8_t p[CONF_RSP_MAX];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, scid);
+	bt_write_le16(&w, flags & 0x0001);
+	bt_write_le16(&w, o->result);
+	if (o->result == CONF_UNKNOWN) {
+		bt_write_bytes(&w, o->unknown, o->nunknown);
+	} else if (o->result == CONF_UNACCEPTABLE) {
+		if (o->rfc_other) { /* 5.4: basic mode, other fields 0 */
+			bt_write_u8(&w, OPT_RFC);
+			bt_write_u8(&w, 9);
+			bt_write_zeros(&w, 9);
+		}
+		if (o->mtu < MIN_MTU) {
+			bt_write_u8(&w, OPT_MTU);
+			bt_write_u8(&w, 2);
+			bt_write_le16(&w, MIN_MTU);
+		}
+	}
+	sig_send(l, k, SIG_CONF_RSP, ident, &w);
+}
+
+/* Keeps the transmit ring able to hold an SDU of the peer's MTU after a reconfiguration of an
+ * OPEN channel raised it, keeping what is queued. Returns false if memory ran out. */
+static bool chan_fit_tx(l2cap_chan *ch, uint16_t omtu)
+{
+	size_t want = 2u * (omtu + 2u);
+	if (ch->tx_cap >= want)
+		return true;
+	uint8_t *tx = malloc(want);
+	if (!tx)
+		return false;
+	for (size_t i = 0; i < ch->tx_used; i++)
+		tx[i] = ch->tx[(ch->tx_head + i) % ch->tx_cap];
+	free(ch->tx);
+	ch->tx = tx;
+	ch->tx_cap = want;
+	ch->tx_head = 0;
+	return true;
+}
+
+/* Configuration Request, Vol 3 Part A 4.4. Basic mode only. In CONFIG it configures the
+ * peer's direction; in OPEN it is a reconfiguration (7.1): answered the same way, and only a
+ * successful one changes anything (the new MTU applies to SDUs sent from then on). A refused
+ * one leaves the channel as it was. */
 static void on_conf_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 {
 	uint16_t dcid = bt_read_le16(r);
@@ -886,79 +1045,18 @@ static void on_conf_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 		return;
 	l2cap_chan *ch = chan_by_lcid(l, k->handle, dcid);
 	if (!ch || (ch->state != CH_CONFIG && ch->state != CH_OPEN)) {
-		uint8_t d[4];
-		put_le16(d, dcid);
-		put_le16(d + 2, 0);
-		cmd_reject(l, k, ident, REJ_INVALID_CID, d, 4);
+		cmd_reject_cid(l, k, ident, dcid, 0);
 		return;
 	}
-	uint8_t rsp[64];
-	size_t rlen = 6;
-	uint16_t result = CONF_SUCCESS;
-	uint8_t unknown[32];
-	size_t nunknown = 0;
-	uint16_t mtu = ch->omtu;
-	while (bt_reader_left(r) > 0) {
-		uint8_t type = bt_read_u8(r);
-		uint8_t olen = bt_read_u8(r);
-		const uint8_t *v = bt_read_bytes(r, olen);
-		if (r->err) {
-			result = CONF_REJECTED; /* option runs past the command */
-			break;
-		}
-		switch (type & 0x7f) {
-		case OPT_MTU:
-			if (olen != 2) {
-				result = CONF_REJECTED;
-				break;
-			}
-			mtu = get_le16(v);
-			break;
-		case OPT_RFC:
-			if (olen != 9) {
-				result = CONF_REJECTED;
-				break;
-			}
-			if (v[0] != 0x00) { /* only basic mode: propose it back */
-				result = CONF_UNACCEPTABLE;
-				uint8_t o[11] = { OPT_RFC, 9, 0x00 };
-				memcpy(rsp + rlen, o, sizeof o);
-				rlen += sizeof o;
-			}
-			break;
-		case OPT_FLUSH_TO:
-		case OPT_QOS:
-		case OPT_FCS:
-		case OPT_EFS:
-		case OPT_EWS:
-			break; /* accepted as given; basic mode does not use them */
-		default:
-			if (!(type & OPT_HINT) && nunknown < sizeof unknown)
-				unknown[nunknown++] = type;
-			break;
-		}
-	}
-	if (nunknown && result != CONF_REJECTED) {
-		result = CONF_UNKNOWN;
-		rlen = 6;
-		memcpy(rsp + rlen, unknown, nunknown);
-		rlen += nunknown;
-	} else if (result == CONF_SUCCESS && mtu < MIN_MTU) {
-		result = CONF_UNACCEPTABLE;
-		rsp[rlen++] = OPT_MTU;
-		rsp[rlen++] = 2;
-		put_le16(rsp + rlen, MIN_MTU);
-		rlen += 2;
-	}
-	if (result == CONF_REJECTED)
-		rlen = 6;
-	put_le16(rsp, ch->rcid); /* Vol 3 Part A 4.5: source CID, flags, result, options */
-	put_le16(rsp + 2, flags & 0x0001);
-	put_le16(rsp + 4, result);
-	sig_send(l, k, SIG_CONF_RSP, ident, rsp, rlen);
-	if (result != CONF_SUCCESS)
+	conf_opts o = { .result = CONF_SUCCESS, .mtu = ch->omtu };
+	conf_parse(r, &o);
+	uint16_t mtu = o.mtu > L2CAP_MAX_MTU ? L2CAP_MAX_MTU : o.mtu;
+	if (o.result == CONF_SUCCESS && ch->state == CH_OPEN && !chan_fit_tx(ch, mtu))
+		o.result = CONF_REJECTED; /* no memory for the larger ring: keep the old MTU */
+	conf_rsp_send(l, k, ident, ch->rcid, flags, &o);
+	if (o.result != CONF_SUCCESS)
 		return;
-	ch->omtu = mtu > L2CAP_MAX_MTU ? L2CAP_MAX_MTU : mtu;
+	ch->omtu = mtu;
 	if (!(flags & 0x0001)) /* no continuation: this direction is configured */
 		ch->conf_in_done = true;
 	chan_maybe_open(ch);
@@ -1020,17 +1118,18 @@ static void on_disc_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	if (r->err)
 		return;
 	l2cap_chan *ch = chan_by_lcid(l, k->handle, dcid);
-	if (!ch || ch->rcid != scid) {
-		uint8_t d[4];
-		put_le16(d, dcid);
-		put_le16(d + 2, scid);
-		cmd_reject(l, k, ident, REJ_INVALID_CID, d, 4);
+	/* Only a channel the peer has a CID for (it answered our request or asked for it) can
+	 * be disconnected: ours still waiting for a Connection Response has none (rcid 0). */
+	bool connected = ch && (ch->state == CH_CONFIG || ch->state == CH_OPEN || ch->state == CH_WAIT_DISC_RSP);
+	if (!connected || ch->rcid != scid) {
+		cmd_reject_cid(l, k, ident, dcid, scid);
 		return;
 	}
 	uint8_t p[4];
-	put_le16(p, dcid); /* 4.7: destination CID, source CID as received */
-	put_le16(p + 2, scid);
-	sig_send(l, k, SIG_DISC_RSP, ident, p, 4);
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, dcid); /* 4.7: destination CID, source CID as received */
+	bt_write_le16(&w, scid);
+	sig_send(l, k, SIG_DISC_RSP, ident, &w);
 	chan_end(ch, ch->state == CH_WAIT_DISC_RSP && ch->close_err ? ch->close_err : 0);
 }
 
@@ -1047,37 +1146,46 @@ static void on_disc_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	chan_end(ch, ch->close_err);
 }
 
-/* Information Request, Vol 3 Part A 4.10/4.11. */
+/* Information Request, Vol 3 Part A 4.10/4.11: type, then result and data by type. The
+ * longest answer (fixed channels: 2 + 2 + 8) fits p. */
 static void on_info_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 {
 	uint16_t type = bt_read_le16(r);
 	if (r->err)
 		return;
 	uint8_t p[12];
-	put_le16(p, type);
-	size_t n = 4;
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, type);
 	switch (type) {
 	case 0x0001: /* connectionless MTU */
-		put_le16(p + 2, 0);
-		put_le16(p + 4, L2CAP_DEFAULT_MTU);
-		n = 6;
+		bt_write_le16(&w, 0);
+		bt_write_le16(&w, L2CAP_DEFAULT_MTU);
 		break;
 	case 0x0002: /* extended features: fixed channels supported (bit 7) */
-		put_le16(p + 2, 0);
-		put_le32(p + 4, 0x00000080);
-		n = 8;
+		bt_write_le16(&w, 0);
+		bt_write_le32(&w, 0x00000080);
 		break;
-	case 0x0003: /* fixed channels: the signalling channel (bit 1) */
-		put_le16(p + 2, 0);
-		memset(p + 4, 0, 8);
-		p[4] = 0x02;
-		n = 12;
+	case 0x0003: /* fixed channels: the signalling channel (bit 1), 8 octets */
+		bt_write_le16(&w, 0);
+		bt_write_u8(&w, 0x02);
+		bt_write_zeros(&w, 7);
 		break;
 	default:
-		put_le16(p + 2, 0x0001); /* not supported */
+		bt_write_le16(&w, 0x0001); /* not supported */
 		break;
 	}
-	sig_send(l, k, SIG_INFO_RSP, ident, p, n);
+	sig_send(l, k, SIG_INFO_RSP, ident, &w);
+}
+
+/* Echo Request, Vol 3 Part A 4.8/4.9: the response carries the request's data back. Its data
+ * is optional (4.9), so it is cut to what a command of ours may carry (never needed: a request
+ * fits our MTUsig, and so does its echo). */
+static void on_echo_req(l2cap *l, l2link *k, uint8_t ident, const uint8_t *data, size_t len)
+{
+	uint8_t p[SIG_MTU - SIG_HDR];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, data, len < sizeof p ? len : sizeof p);
+	sig_send(l, k, SIG_ECHO_RSP, ident, &w);
 }
 
 /* Command Reject, Vol 3 Part A 4.1: a request of ours was not understood. */
@@ -1125,7 +1233,7 @@ static void sig_command(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const 
 		return; /* Vol 3 Part A 4: identifier 0x00 is illegal */
 	if (len < sig_min_len(code)) {
 		if (sig_is_request(code))
-			cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+			cmd_reject(l, k, ident);
 		return;
 	}
 	bt_reader r = bt_reader_init(data, len);
@@ -1136,12 +1244,12 @@ static void sig_command(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const 
 	case SIG_CONF_RSP: on_conf_rsp(l, k, ident, &r); break;
 	case SIG_DISC_REQ: on_disc_req(l, k, ident, &r); break;
 	case SIG_DISC_RSP: on_disc_rsp(l, k, ident, &r); break;
-	case SIG_ECHO_REQ: sig_send(l, k, SIG_ECHO_RSP, ident, data, len); break;
+	case SIG_ECHO_REQ: on_echo_req(l, k, ident, data, len); break;
 	case SIG_ECHO_RSP: break; /* any received PDU already counts as a sign of life */
 	case SIG_INFO_REQ: on_info_req(l, k, ident, &r); break;
 	case SIG_INFO_RSP: break;
 	case SIG_CMD_REJECT: on_cmd_reject(l, k, ident); break;
-	default: cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0); break;
+	default: cmd_reject(l, k, ident); break;
 	}
 }
 
@@ -1149,10 +1257,8 @@ static void sig_command(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const 
 static void sig_input(l2cap *l, l2link *k, const uint8_t *p, size_t len)
 {
 	if (len > SIG_MTU) {
-		uint8_t d[2];
-		put_le16(d, SIG_MTU);
-		/* Reject with the identifier of the first command, if we can read it. */
-		cmd_reject(l, k, len >= 2 && p[1] ? p[1] : 1, REJ_MTU_EXCEEDED, d, 2);
+		/* Reject with the identifier of the first command, if we can read it (4.1). */
+		cmd_reject_mtu(l, k, len >= 2 && p[1] ? p[1] : 1);
 		return;
 	}
 	bt_reader r = bt_reader_init(p, len);
@@ -1160,15 +1266,15 @@ static void sig_input(l2cap *l, l2link *k, const uint8_t *p, size_t len)
 		uint8_t code = bt_read_u8(&r);
 		uint8_t ident = bt_read_u8(&r);
 		uint16_t clen = bt_read_le16(&r);
-		if (r.err) {
-			if (ident)
-				cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+		if (r.err) { /* a command header cut short */
+			if (ident && sig_is_request(code))
+				cmd_reject(l, k, ident);
 			return;
 		}
 		const uint8_t *data = bt_read_bytes(&r, clen);
 		if (!data) { /* length runs past the frame */
 			if (ident && sig_is_request(code))
-				cmd_reject(l, k, ident, REJ_NOT_UNDERSTOOD, NULL, 0);
+				cmd_reject(l, k, ident);
 			return;
 		}
 		sig_command(l, k, code, ident, data, clen);
@@ -1209,12 +1315,14 @@ static size_t pull_sig(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
 		lb[0] = k->sigq[k->sig_head];
 		lb[1] = k->sigq[(k->sig_head + 1) % SIGQ_SIZE];
 		size_t n = get_le16(lb);
-		if (n + 4 > cap)
+		bt_writer w = bt_writer_init(buf, cap);
+		bt_write_le16(&w, (uint16_t)n); /* basic header (Vol 3 Part A 3.1), CID 0x0001 */
+		bt_write_le16(&w, 0x0001);
+		uint8_t *dst = bt_write_reserve(&w, n);
+		if (w.err)
 			return 0;
-		put_le16(buf, (uint16_t)n); /* basic header, CID 0x0001 */
-		put_le16(buf + 2, 0x0001);
 		for (size_t j = 0; j < n; j++)
-			buf[4 + j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
+			dst[j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
 		k->sig_head = (k->sig_head + 2 + n) % SIGQ_SIZE;
 		k->sig_used -= 2 + n;
 		*handle = k->handle;
@@ -1230,14 +1338,16 @@ static size_t chan_dequeue(l2cap_chan *ch, uint8_t *buf, size_t cap)
 	lb[0] = ch->tx[ch->tx_head];
 	lb[1] = ch->tx[(ch->tx_head + 1) % ch->tx_cap];
 	size_t n = get_le16(lb);
-	if (n + 4 > cap)
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_le16(&w, (uint16_t)n); /* basic header (Vol 3 Part A 3.1): length, destination CID */
+	bt_write_le16(&w, ch->rcid);
+	uint8_t *dst = bt_write_reserve(&w, n);
+	if (w.err)
 		return 0;
-	put_le16(buf, (uint16_t)n); /* basic header: length, destination CID */
-	put_le16(buf + 2, ch->rcid);
 	size_t start = (ch->tx_head + 2) % ch->tx_cap;
 	size_t first = ch->tx_cap - start < n ? ch->tx_cap - start : n;
-	memcpy(buf + 4, ch->tx + start, first);
-	memcpy(buf + 4 + first, ch->tx, n - first);
+	memcpy(dst, ch->tx + start, first);
+	memcpy(dst + first, ch->tx, n - first);
 	ch->tx_head = (start + n) % ch->tx_cap;
 	ch->tx_used -= n + 2;
 	return n + 4;

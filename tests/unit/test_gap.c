@@ -542,6 +542,155 @@ static void test_class_of_device(void **state)
 	assert_int_equal(strlen(tiny), 7);
 }
 
+/* ------------------------------------------------------------------ issue 9: bounds */
+
+/* Every command GAP builds has its Vol 4 Part E 7.x size; the longest local name (248 octets,
+ * no NUL) fills Write_Local_Name exactly and is shortened in the 240-octet EIR. */
+static void test_command_sizes(void **state)
+{
+	fx *f = *state;
+	inq_rec ir = { 0 };
+	assert_int_equal(gap_inquiry_start(f->g, 0x30, 0xff, &inq_ops, &ir), 0);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OP_INQUIRY); /* 7.1.1 */
+	assert_int_equal(c.len, 5);
+	static const uint8_t giac[3] = { 0x33, 0x8b, 0x9e };
+	assert_memory_equal(c.p, giac, 3);
+	assert_int_equal(c.p[3], 0x30);
+	assert_int_equal(c.p[4], 0xff);
+	gap_inquiry_cancel(f->g);
+	assert_int_equal(take(f).len, 0); /* 7.1.2: no parameters */
+
+	char name[GAP_NAME_MAX + 1];
+	memset(name, 'x', GAP_NAME_MAX);
+	name[GAP_NAME_MAX] = 0;
+	assert_int_equal(gap_write_local_name(f->g, name, NULL, NULL), 0);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_WRITE_LOCAL_NAME); /* 7.3.11 */
+	assert_int_equal(c.len, 248);
+	assert_memory_equal(c.p, name, 248);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_WRITE_EXT_INQUIRY_RESPONSE); /* 7.3.56 */
+	assert_int_equal(c.len, 241);
+	assert_int_equal(c.p[1], 239);  /* EIR length: type + 238 name octets */
+	assert_int_equal(c.p[2], 0x08); /* shortened name */
+	assert_int_equal(gap_write_local_name(f->g, "", NULL, NULL), 0);
+	c = take(f);
+	assert_int_equal(c.len, 248);
+	assert_int_equal(c.p[0], 0);
+	assert_int_equal(take(f).len, 241);
+	assert_int_equal(gap_write_class_of_device(f->g, 0xffffffff, NULL, NULL), 0);
+	c = take(f);
+	assert_int_equal(c.len, 3); /* 7.3.26: the upper octet is not sent */
+	assert_int_equal(c.p[2], 0xff);
+	assert_int_equal(gap_write_scan_enable(f->g, true, true, NULL, NULL), 0);
+	c = take(f);
+	assert_int_equal(c.len, 1);
+	assert_int_equal(c.p[0], 0x03);
+
+	/* Pairing replies: BD_ADDR-only answers are 6 octets (7.1.11, 7.1.13, 7.1.33, 7.1.35). */
+	bt_addr a = addr(9);
+	static const struct {
+		uint8_t ev;
+		uint16_t op;
+		uint8_t len;
+	} replies[] = {
+		{ HCI_EV_LINK_KEY_REQUEST, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, 6 },
+		{ HCI_EV_PIN_CODE_REQUEST, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, 6 },
+		{ 0x34, HCI_OPCODE(0x01, 0x002f), 6 },
+		{ 0x35, HCI_OPCODE(0x01, 0x0033), 6 },
+		{ HCI_EV_IO_CAPABILITY_REQUEST, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, 9 },
+	};
+	for (size_t i = 0; i < sizeof replies / sizeof replies[0]; i++) {
+		event_in(f, replies[i].ev, a.b, 6);
+		c = take(f);
+		assert_int_equal(c.op, replies[i].op);
+		assert_int_equal(c.len, replies[i].len);
+		assert_memory_equal(c.p, a.b, 6);
+	}
+	uint8_t conf[10];
+	memcpy(conf, a.b, 6);
+	put_le32(conf + 6, 999999);
+	event_in(f, HCI_EV_USER_CONFIRM_REQUEST, conf, 10);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_USER_CONFIRM_REQUEST_REPLY); /* 7.1.30 */
+	assert_int_equal(c.len, 6);
+	uint8_t key[16];
+	memset(key, 0x5c, sizeof key);
+	gap_link_key_set(f->g, &a, key, 4);
+	event_in(f, HCI_EV_LINK_KEY_REQUEST, a.b, 6);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_LINK_KEY_REQUEST_REPLY); /* 7.1.10 */
+	assert_int_equal(c.len, 22);
+	assert_memory_equal(c.p, a.b, 6);
+	assert_memory_equal(c.p + 6, key, 16);
+	bt_addr b = addr(10);
+	name_rec nr = { 0 };
+	assert_int_equal(gap_remote_name(f->g, &b, 1000, on_name, &nr, NULL), 0);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_REMOTE_NAME_REQUEST); /* 7.1.19 */
+	assert_int_equal(c.len, 10);
+	bt_timers_run(&f->timers, f->timers.now + 1000);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OP_REMOTE_NAME_REQUEST_CANCEL); /* 7.1.20 */
+	assert_int_equal(c.len, 6);
+	assert_true(idle(f));
+}
+
+/* Events with lengths from the controller that are short, empty or carry too much: each is
+ * read within its bounds; a short one is ignored, an overlong name is cut at 248 octets. */
+static void test_event_lengths(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(11);
+	static const uint8_t evs[] = { HCI_EV_IO_CAPABILITY_REQUEST, HCI_EV_IO_CAPABILITY_RESPONSE,
+				       HCI_EV_USER_CONFIRM_REQUEST, 0x34, 0x35, HCI_EV_LINK_KEY_REQUEST,
+				       HCI_EV_LINK_KEY_NOTIFICATION, HCI_EV_PIN_CODE_REQUEST,
+				       HCI_EV_INQUIRY_RESULT, HCI_EV_INQUIRY_RESULT_WITH_RSSI,
+				       HCI_EV_EXT_INQUIRY_RESULT, HCI_EV_REMOTE_NAME_REQUEST_COMPLETE,
+				       HCI_EV_INQUIRY_COMPLETE };
+	uint8_t p[255];
+	memset(p, 0xff, sizeof p);
+	memcpy(p, a.b, 6);
+	for (size_t i = 0; i < sizeof evs; i++)
+		for (size_t len = 0; len < 6; len++)
+			event_in(f, evs[i], p, len);
+	assert_true(idle(f));
+	/* Link key notification one octet short, IO capability response one short: ignored. */
+	event_in(f, HCI_EV_LINK_KEY_NOTIFICATION, p, 22);
+	event_in(f, HCI_EV_IO_CAPABILITY_RESPONSE, p, 8);
+	uint8_t k[16];
+	assert_int_equal(gap_link_key_get(f->g, &a, k), -ENOENT);
+	/* Inquiry results claiming 255 responses in one record's room, and EIR whose structure
+	 * runs past the event: nothing reported beyond what is there. */
+	inq_rec ir = { 0 };
+	assert_int_equal(gap_inquiry_start(f->g, 1, 0, &inq_ops, &ir), 0);
+	take(f);
+	uint8_t res[15] = { 255 };
+	memcpy(res + 1, a.b, 6);
+	event_in(f, HCI_EV_INQUIRY_RESULT, res, sizeof res);
+	event_in(f, HCI_EV_INQUIRY_RESULT_WITH_RSSI, res, sizeof res);
+	assert_int_equal(ir.n, 0);
+	uint8_t ext[255] = { 1 };
+	memcpy(ext + 1, a.b, 6);
+	ext[15] = 200; /* EIR: a 200-octet structure in 240 - 1 ... */
+	ext[16] = 0x09;
+	memset(ext + 17, 'e', 255 - 17);
+	event_in(f, HCI_EV_EXT_INQUIRY_RESULT, ext, 15 + 100); /* ... cut to 100 */
+	assert_int_equal(ir.n, 1);
+	assert_false(ir.devs[0].has_name);
+	/* A name of 248 octets without a NUL, with more after it: cut at 248. */
+	name_rec nr = { 0 };
+	gap_remote_name(f->g, &a, 1000, on_name, &nr, NULL);
+	take(f);
+	uint8_t nc[255] = { 0 };
+	memcpy(nc + 1, a.b, 6);
+	memset(nc + 7, 'N', 255 - 7);
+	event_in(f, HCI_EV_REMOTE_NAME_REQUEST_COMPLETE, nc, 255);
+	assert_int_equal(nr.calls, 1);
+	assert_int_equal(strlen(nr.name), 248);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +700,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ssp_replies, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_settings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_command_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_event_lengths, setup, teardown),
 		cmocka_unit_test(test_eir),
 		cmocka_unit_test(test_class_of_device),
 	};

@@ -690,6 +690,496 @@ static void test_tx_ring_backpressure(void **state)
 	assert_true(f->r.writable >= 1);
 }
 
+/* ---------------------------------------------------------------- issue 9: bounded answers */
+
+/* Opens a channel from the peer to psm up to CONFIG (our Connection Response and our own
+ * Configuration Request read): returns the stack's CID. */
+static uint16_t chan_to_config(fixture *f, uint16_t psm, uint16_t scid)
+{
+	uint8_t req[4], d[256], id;
+	size_t n;
+	put_le16(req, psm);
+	put_le16(req + 2, scid);
+	harness_sig_in(f->h, f->handle, 0x02, 0x60, req, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(get_le16(d + 4), 0x0000);
+	uint16_t cid = get_le16(d);
+	assert_int_equal(sig(f, &id, d, &n), 0x04);
+	return cid;
+}
+
+/* A Configuration Request for cid carrying nrfc RFC options (mode ERTM, 5.4) in len bytes. */
+static size_t conf_req_rfc(uint8_t *c, uint16_t cid, int nrfc)
+{
+	put_le16(c, cid);
+	put_le16(c + 2, 0);
+	size_t off = 4;
+	for (int i = 0; i < nrfc; i++) {
+		memset(c + off, 0, 11);
+		c[off] = 0x04;
+		c[off + 1] = 9;
+		c[off + 2] = 0x03; /* ERTM */
+		off += 11;
+	}
+	return off;
+}
+
+/* Issue 9 (BlueBorne class, CVE-2017-1000251): seven RFC options with a mode other than basic
+ * in one Configuration Request. 4.5/5.4: the answer is "unacceptable" proposing basic mode
+ * once, however many RFC options came (it used to append 11 bytes per option to a 64-byte
+ * stack buffer). */
+static void test_conf_req_many_rfc_options_config(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = chan_to_config(f, L2CAP_PSM_SDP, 0x0040);
+	uint8_t c[4 + 7 * 11], d[256], id;
+	size_t n;
+	size_t len = conf_req_rfc(c, cid, 7);
+	harness_sig_in(f->h, f->handle, 0x04, 0x66, c, len);
+	assert_int_equal(sig(f, &id, d, &n), 0x05);
+	assert_int_equal(id, 0x66);
+	assert_int_equal(get_le16(d), 0x0040);
+	assert_int_equal(get_le16(d + 4), 0x0001);
+	assert_int_equal(n, 6 + 11);
+	assert_int_equal(d[6], 0x04);
+	assert_int_equal(d[7], 9);
+	assert_int_equal(d[8], 0x00);
+}
+
+/* The same through reconfiguration of an OPEN channel (7.1): answered the same way, and the
+ * channel stays open with its configuration unchanged. */
+static void test_conf_req_many_rfc_options_open(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = harness_open_channel(f->h, f->handle, L2CAP_PSM_SDP, 0x0041, 672);
+	assert_int_not_equal(cid, 0);
+	uint8_t c[4 + 7 * 11], d[256], id;
+	size_t n;
+	size_t len = conf_req_rfc(c, cid, 7);
+	harness_sig_in(f->h, f->handle, 0x04, 0x67, c, len);
+	assert_int_equal(sig(f, &id, d, &n), 0x05);
+	assert_int_equal(get_le16(d + 4), 0x0001);
+	assert_int_equal(n, 6 + 11);
+	/* Still there: a Disconnection Request for it is answered, not rejected. */
+	uint8_t q[4];
+	put_le16(q, cid);
+	put_le16(q + 2, 0x0041);
+	harness_sig_in(f->h, f->handle, 0x06, 0x68, q, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x07);
+}
+
+/* Sends a Configuration Request (flags 0) for cid with the given options; returns the result of
+ * the stack's answer and leaves the answer's data in d (n bytes). */
+static int conf_in(fixture *f, uint16_t cid, uint8_t ident, const uint8_t *opts, size_t olen, uint8_t *d, size_t *n)
+{
+	uint8_t c[1100];
+	put_le16(c, cid);
+	put_le16(c + 2, 0);
+	memcpy(c + 4, opts, olen);
+	harness_sig_in(f->h, f->handle, 0x04, ident, c, 4 + olen);
+	uint8_t id;
+	int code = harness_sig_out(f->h, &id, d, 2048, n);
+	assert_int_equal(code, 0x05);
+	assert_int_equal(id, ident);
+	return get_le16(d + 4);
+}
+
+/* 4.4/4.5 option sets, asked in CONFIG (cfg) or OPEN (reconfiguration): repeated, contradictory,
+ * unknown (listed once each), hints, wrong lengths and truncated options. */
+static void check_option_sets(fixture *f, uint16_t cid)
+{
+	uint8_t d[2048];
+	size_t n;
+	/* Two MTU options: the last counts (20 then 100: accepted; 100 then 20: 48 proposed). */
+	const uint8_t mtu2[] = { 0x01, 2, 20, 0, 0x01, 2, 100, 0 };
+	assert_int_equal(conf_in(f, cid, 0x70, mtu2, sizeof mtu2, d, &n), 0x0000);
+	assert_int_equal(n, 6);
+	const uint8_t mtu2b[] = { 0x01, 2, 100, 0, 0x81, 2, 20, 0 };
+	assert_int_equal(conf_in(f, cid, 0x71, mtu2b, sizeof mtu2b, d, &n), 0x0001);
+	assert_int_equal(n, 6 + 4);
+	assert_int_equal(d[6], 0x01);
+	assert_int_equal(get_le16(d + 8), 48);
+	/* RFC ERTM then basic: basic counts; basic then ERTM: basic proposed once. MTU 20 with
+	 * ERTM: both proposed in one answer. */
+	uint8_t rfc2[22] = { 0x04, 9, 0x03 };
+	rfc2[11] = 0x04;
+	rfc2[12] = 9;
+	assert_int_equal(conf_in(f, cid, 0x72, rfc2, sizeof rfc2, d, &n), 0x0000);
+	rfc2[2] = 0x00;
+	rfc2[13] = 0x02; /* retransmission mode */
+	assert_int_equal(conf_in(f, cid, 0x73, rfc2, sizeof rfc2, d, &n), 0x0001);
+	assert_int_equal(n, 6 + 11);
+	uint8_t both[11 + 4] = { 0x04, 9, 0x04, [11] = 0x01, 2, 20, 0 };
+	assert_int_equal(conf_in(f, cid, 0x74, both, sizeof both, d, &n), 0x0001);
+	assert_int_equal(n, 6 + 11 + 4);
+	assert_int_equal(d[6], 0x04);
+	assert_int_equal(d[8], 0x00);
+	assert_int_equal(d[17], 0x01);
+	/* Unknown types listed once each, hints skipped; unknown wins over unacceptable. */
+	const uint8_t unk[] = { 0x33, 0, 0x40, 1, 9, 0x33, 0, 0xb3, 0, 0x01, 2, 20, 0 };
+	assert_int_equal(conf_in(f, cid, 0x75, unk, sizeof unk, d, &n), 0x0003);
+	assert_int_equal(n, 8);
+	assert_int_equal(d[6], 0x33);
+	assert_int_equal(d[7], 0x40);
+	/* A known option of the wrong length, and options cut short: rejected, nothing listed. */
+	const uint8_t badlen[] = { 0x01, 3, 100, 0, 0 };
+	assert_int_equal(conf_in(f, cid, 0x76, badlen, sizeof badlen, d, &n), 0x0002);
+	assert_int_equal(n, 6);
+	const uint8_t rfcshort[] = { 0x04, 2, 0x03, 0 };
+	assert_int_equal(conf_in(f, cid, 0x77, rfcshort, sizeof rfcshort, d, &n), 0x0002);
+	const uint8_t cut[] = { 0x33, 0, 0x01, 2, 100 }; /* value runs past the command */
+	assert_int_equal(conf_in(f, cid, 0x78, cut, sizeof cut, d, &n), 0x0002);
+	assert_int_equal(n, 6);
+	const uint8_t hdr1[] = { 0x01 }; /* a lone type octet */
+	assert_int_equal(conf_in(f, cid, 0x79, hdr1, sizeof hdr1, d, &n), 0x0002);
+	/* Known options of the right lengths: accepted (flush timeout, QoS, FCS, EFS, EWS). */
+	uint8_t known[4 + 24 + 3 + 18 + 4] = { 0x02, 2, 0xff, 0xff, 0x03, 22, [28] = 0x05, 1, 1,
+					      [31] = 0x06, 16, [49] = 0x07, 2 };
+	assert_int_equal(conf_in(f, cid, 0x7a, known, sizeof known, d, &n), 0x0000);
+}
+
+static void test_conf_option_sets_config(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = chan_to_config(f, 0x1001, 0x0042);
+	check_option_sets(f, cid);
+	assert_int_equal(f->r.opened, 0); /* our own request is still unanswered */
+	l2cap_close(f->r.ch);
+}
+
+static void test_conf_option_sets_open(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = harness_open_channel(f->h, f->handle, 0x1001, 0x0043, 300);
+	assert_int_equal(f->r.opened, 1);
+	check_option_sets(f, cid);
+	/* Refused reconfigurations changed nothing; the last accepted one (no MTU option) kept
+	 * the MTU of the one before it (100, from "MTU 20, MTU 100"). */
+	assert_true(l2cap_chan_is_open(f->r.ch));
+	assert_int_equal(l2cap_chan_omtu(f->r.ch), 100);
+	assert_int_equal(f->r.opened, 1);
+	uint8_t d[2048];
+	size_t n;
+	const uint8_t bad[] = { 0x01, 2, 0x00 };
+	assert_int_equal(conf_in(f, cid, 0x7b, bad, sizeof bad, d, &n), 0x0002);
+	assert_int_equal(l2cap_chan_omtu(f->r.ch), 100);
+	assert_int_equal(l2cap_send(f->r.ch, (const uint8_t *)"x", 1), 0);
+}
+
+/* A Configuration Request filling our whole MTUsig (1024, and the 672 of the default MTU) with
+ * unknown options: the answer lists the types as far as they fit a 48-byte C-frame (4.5; the
+ * smallest MTUsig, 4) and is still a valid response. */
+static void conf_max_unknown(fixture *f, uint16_t cid, size_t frame)
+{
+	uint8_t opts[1020];
+	size_t olen = frame - 4 - 4; /* command header, then DCID and flags */
+	for (size_t i = 0; i + 1 < olen; i += 2) {
+		opts[i] = (uint8_t)(0x08 + (i / 2) % 0x78); /* 0x08..0x7f: unknown, not hints */
+		opts[i + 1] = 0;
+	}
+	assert_int_equal(olen % 2, 0); /* whole options of 2 octets */
+	uint8_t d[2048];
+	size_t n;
+	assert_int_equal(conf_in(f, cid, 0x7c, opts, olen, d, &n), 0x0003);
+	assert_int_equal(n, 44);
+	for (size_t i = 0; i < 38; i++)
+		assert_int_equal(d[6 + i], 0x08 + i);
+}
+
+static void test_conf_req_max_length_unknown_options(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = chan_to_config(f, L2CAP_PSM_SDP, 0x0044);
+	conf_max_unknown(f, cid, 1024);
+	conf_max_unknown(f, cid, 672);
+	/* The channel still configures after that. */
+	const uint8_t mtu[] = { 0x01, 2, 0x00, 0x01 };
+	uint8_t d[2048];
+	size_t n;
+	assert_int_equal(conf_in(f, cid, 0x7d, mtu, sizeof mtu, d, &n), 0x0000);
+}
+
+/* 4.1: a C-frame of our MTUsig (1024) is taken, one byte more is rejected "signalling MTU
+ * exceeded" with the first command's identifier and our MTUsig. */
+static void test_signalling_mtu_edges(void **state)
+{
+	fixture *f = *state;
+	static uint8_t frame[1025];
+	uint8_t d[2048], id;
+	size_t n;
+	memset(frame, 0xa5, sizeof frame);
+	frame[0] = 0x08;
+	frame[1] = 0x52;
+	put_le16(frame + 2, 1024 - 4);
+	harness_l2cap_in(f->h, f->handle, 0x0001, frame, 1024);
+	/* 4.8/4.9: an Echo Request of maximal data is echoed whole. */
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x09);
+	assert_int_equal(id, 0x52);
+	assert_int_equal(n, 1020);
+	assert_memory_equal(d, frame + 4, 1020);
+	frame[1] = 0x53;
+	put_le16(frame + 2, 1025 - 4);
+	harness_l2cap_in(f->h, f->handle, 0x0001, frame, 1025);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x01);
+	assert_int_equal(id, 0x53);
+	assert_int_equal(n, 4);
+	assert_int_equal(get_le16(d), 0x0001);
+	assert_int_equal(get_le16(d + 2), 1024);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), -1);
+	/* Over the MTU and with identifier 0 in the first command: rejected with identifier 1. */
+	frame[1] = 0x00;
+	harness_l2cap_in(f->h, f->handle, 0x0001, frame, 1025);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x01);
+	assert_int_equal(get_le16(d), 0x0001);
+}
+
+/* 4: every command code with no data, too little data and more data than its fixed part. A
+ * request too short is rejected "not understood" with its identifier; a response too short is
+ * dropped; extra bytes after a fixed part are ignored. */
+static void test_every_command_zero_short_long(void **state)
+{
+	fixture *f = *state;
+	uint8_t d[2048], id, junk[64];
+	size_t n;
+	memset(junk, 0, sizeof junk);
+	static const struct {
+		uint8_t code;
+		size_t min;  /* fixed part */
+		int short_answer; /* code answered to a short one (-1: none) */
+	} cmds[] = {
+		{ 0x01, 2, -1 }, { 0x02, 4, 0x01 }, { 0x03, 8, -1 }, { 0x04, 4, 0x01 },
+		{ 0x05, 6, -1 }, { 0x06, 4, 0x01 }, { 0x07, 4, -1 }, { 0x08, 0, 0x09 },
+		{ 0x09, 0, -1 }, { 0x0a, 2, 0x01 }, { 0x0b, 4, -1 },
+	};
+	uint8_t ident = 0x90;
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		size_t lens[2] = { 0, cmds[i].min ? cmds[i].min - 1 : 0 };
+		for (int j = 0; j < 2; j++) {
+			harness_sig_in(f->h, f->handle, cmds[i].code, ++ident, junk, lens[j]);
+			int code = harness_sig_out(f->h, &id, d, sizeof d, &n);
+			assert_int_equal(code, cmds[i].short_answer);
+			if (code == 0x01) {
+				assert_int_equal(id, ident);
+				assert_int_equal(n, 2);
+				assert_int_equal(get_le16(d), 0x0000);
+			}
+			assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), -1);
+		}
+	}
+	/* Long: a Connection Request with 60 extra bytes is answered as the plain one would be. */
+	put_le16(junk, 0x1001);
+	put_le16(junk + 2, 0x0045);
+	harness_sig_in(f->h, f->handle, 0x02, 0xa0, junk, 64);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x03);
+	assert_int_equal(get_le16(d + 4), 0x0000);
+	uint16_t cid = get_le16(d);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x04);
+	put_le16(junk, 0x0002);
+	harness_sig_in(f->h, f->handle, 0x0a, 0xa1, junk, 64); /* Information Request, long */
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x0b);
+	assert_int_equal(n, 8);
+	put_le16(junk, cid);
+	put_le16(junk + 2, 0x0045);
+	harness_sig_in(f->h, f->handle, 0x06, 0xa2, junk, 64); /* Disconnection Request, long */
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x07);
+	assert_int_equal(get_le16(d), cid);
+	l2cap_close(f->r.ch);
+	/* A command header cut short at the end of a C-frame: an Echo Request's header of 3 bytes
+	 * is rejected; a response's is dropped. */
+	const uint8_t cut_req[3] = { 0x08, 0xa3, 0x00 };
+	harness_l2cap_in(f->h, f->handle, 0x0001, cut_req, sizeof cut_req);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x01);
+	assert_int_equal(id, 0xa3);
+	const uint8_t cut_rsp[3] = { 0x09, 0xa4, 0x00 };
+	harness_l2cap_in(f->h, f->handle, 0x0001, cut_rsp, sizeof cut_rsp);
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), -1);
+}
+
+/* 4.2/4.3, 2.1: source CIDs 0, 1, 2 (and 0x3f) are refused "invalid source CID" (0x0006),
+ * 0x0040 and 0xffff are taken. PSMs: 0, even, upper-octet LSB set, 0xffff are "PSM not
+ * supported" (0x0002), as is a valid one nobody listens on. */
+static void test_connection_request_cid_psm_edges(void **state)
+{
+	fixture *f = *state;
+	uint8_t req[4], d[2048], id;
+	size_t n;
+	const uint16_t bad_cids[] = { 0x0000, 0x0001, 0x0002, 0x003f };
+	for (size_t i = 0; i < 4; i++) {
+		put_le16(req, L2CAP_PSM_SDP);
+		put_le16(req + 2, bad_cids[i]);
+		harness_sig_in(f->h, f->handle, 0x02, (uint8_t)(0xb0 + i), req, 4);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x03);
+		assert_int_equal(n, 8);
+		assert_int_equal(get_le16(d), 0x0000);
+		assert_int_equal(get_le16(d + 2), bad_cids[i]);
+		assert_int_equal(get_le16(d + 4), 0x0006);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), -1);
+	}
+	const uint16_t good_cids[] = { 0x0040, 0xffff };
+	for (size_t i = 0; i < 2; i++) {
+		put_le16(req, L2CAP_PSM_SDP);
+		put_le16(req + 2, good_cids[i]);
+		harness_sig_in(f->h, f->handle, 0x02, (uint8_t)(0xb8 + i), req, 4);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x03);
+		assert_int_equal(get_le16(d + 2), good_cids[i]);
+		assert_int_equal(get_le16(d + 4), 0x0000);
+		assert_true(get_le16(d) >= 0x0040);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x04);
+		assert_int_equal(get_le16(d), good_cids[i]);
+	}
+	const uint16_t bad_psms[] = { 0x0000, 0x0002, 0x0101, 0xffff, 0x1003 };
+	for (size_t i = 0; i < 5; i++) {
+		put_le16(req, bad_psms[i]);
+		put_le16(req + 2, 0x0050);
+		harness_sig_in(f->h, f->handle, 0x02, (uint8_t)(0xc0 + i), req, 4);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x03);
+		assert_int_equal(get_le16(d), 0x0000);
+		assert_int_equal(get_le16(d + 4), 0x0002);
+	}
+	/* CIDs 0, 1, 2, 0xffff in Configuration and Disconnection Requests: "invalid CID". */
+	const uint16_t dcids[] = { 0x0000, 0x0001, 0x0002, 0x003f, 0xfffe };
+	for (size_t i = 0; i < 5; i++) {
+		put_le16(req, dcids[i]);
+		put_le16(req + 2, 0);
+		harness_sig_in(f->h, f->handle, 0x04, (uint8_t)(0xd0 + i), req, 4);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x01);
+		assert_int_equal(n, 6);
+		assert_int_equal(get_le16(d), 0x0002);
+		assert_int_equal(get_le16(d + 2), dcids[i]);
+		put_le16(req + 2, 0x0040);
+		harness_sig_in(f->h, f->handle, 0x06, (uint8_t)(0xe0 + i), req, 4);
+		assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x01);
+		assert_int_equal(get_le16(d), 0x0002);
+	}
+}
+
+/* 7.1 reconfiguration raising the peer's MTU of an OPEN channel to the largest we take
+ * (L2CAP_MAX_MTU): SDUs of the new MTU can be sent (the transmit ring, sized at open for the
+ * old MTU, used to refuse them with -EAGAIN for ever), and SDUs queued before are kept. */
+static void test_reconfigure_open_raises_mtu(void **state)
+{
+	fixture *f = *state;
+	uint16_t cid = harness_open_channel(f->h, f->handle, 0x1001, 0x0046, 672);
+	/* One ACL buffer: "one" goes to the controller, "two" waits in the ring. */
+	assert_int_equal(l2cap_send(f->r.ch, (const uint8_t *)"one", 3), 0);
+	assert_int_equal(l2cap_send(f->r.ch, (const uint8_t *)"two", 3), 0);
+	uint8_t c[8] = { 0 };
+	put_le16(c, cid);
+	c[4] = 0x01;
+	c[5] = 2;
+	put_le16(c + 6, L2CAP_MAX_MTU);
+	harness_sig_in(f->h, f->handle, 0x04, 0x7e, c, sizeof c);
+	assert_int_equal(l2cap_chan_omtu(f->r.ch), L2CAP_MAX_MTU);
+	static uint8_t big[L2CAP_MAX_MTU];
+	memset(big, 0x3c, sizeof big);
+	assert_int_equal(l2cap_send(f->r.ch, big, sizeof big), 0);
+	static uint8_t out[8192];
+	uint16_t ocid;
+	/* The data PDUs, in order (the Configuration Response on CID 1 among them). */
+	const char *want[3] = { "one", "two", NULL };
+	int got = 0, m;
+	while ((m = harness_l2cap_out(f->h, NULL, &ocid, out, sizeof out)) >= 0) {
+		if (ocid == 0x0001)
+			continue;
+		assert_true(got < 3);
+		if (want[got]) {
+			assert_int_equal(m, 3);
+			assert_memory_equal(out, want[got], 3);
+		} else {
+			assert_int_equal(m, L2CAP_MAX_MTU);
+		}
+		got++;
+	}
+	assert_int_equal(got, 3);
+	assert_memory_equal(out, big, sizeof big);
+}
+
+/* One H4 ACL packet: handle with packet boundary flag pb (Vol 4 Part E 5.4.2), data. */
+static void acl_in(fixture *f, uint8_t pb, const uint8_t *data, size_t len)
+{
+	uint8_t pkt[5 + 64];
+	assert_true(len <= 64);
+	pkt[0] = 0x02;
+	put_le16(pkt + 1, (uint16_t)(f->handle | pb << 12));
+	put_le16(pkt + 3, (uint16_t)len);
+	memcpy(pkt + 5, data, len);
+	harness_h4_in(f->h, pkt, 5 + len);
+}
+
+/* Vol 4 Part E 5.4.2 / Vol 3 Part A 7.2, reassembly of peer-supplied lengths: a start fragment
+ * announcing a PDU above HCI_MAX_PDU, or too short to hold the length, is dropped with what
+ * follows it and leaves nothing half built (it used to leave the announced length behind, so
+ * hci_rx_partial() said "a PDU is on its way" for ever and the runtime kept waiting for it);
+ * a continuation running past the announced length is dropped; the next PDU is taken. */
+static void test_acl_reassembly_bad_lengths(void **state)
+{
+	fixture *f = *state;
+	hci *h = bt_stack_hci(harness_stack(f->h));
+	uint8_t frag[64] = { 0 };
+	put_le16(frag, 5000); /* > HCI_MAX_PDU */
+	put_le16(frag + 2, 0x0001);
+	acl_in(f, 0x2, frag, 20);
+	assert_false(hci_rx_partial(h));
+	acl_in(f, 0x1, frag, 20); /* its continuation: dropped */
+	assert_false(hci_rx_partial(h));
+	put_le16(frag, 100); /* a PDU of 104 bytes, 10 of them here */
+	acl_in(f, 0x2, frag, 10);
+	assert_true(hci_rx_partial(h));
+	acl_in(f, 0x2, frag, 1); /* a start too short for the length field */
+	assert_false(hci_rx_partial(h));
+	acl_in(f, 0x1, frag, 20); /* a continuation without a start */
+	assert_false(hci_rx_partial(h));
+	put_le16(frag, 8); /* 12 bytes announced, 4 + 10 sent: too many */
+	acl_in(f, 0x2, frag, 4);
+	acl_in(f, 0x1, frag + 4, 10);
+	assert_false(hci_rx_partial(h));
+	uint8_t d[256], id;
+	size_t n;
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	/* An Echo Request in two fragments still gets through. */
+	const uint8_t echo[10] = { 6, 0, 1, 0, 0x08, 0x61, 2, 0, 'h', 'i' };
+	acl_in(f, 0x2, echo, 3);
+	assert_true(hci_rx_partial(h));
+	acl_in(f, 0x1, echo + 3, 7);
+	assert_false(hci_rx_partial(h));
+	assert_int_equal(sig(f, &id, d, &n), 0x09);
+	assert_int_equal(id, 0x61);
+	assert_int_equal(n, 2);
+}
+
+/* 4.6: a Disconnection Request naming our CID of a channel still waiting for its Connection
+ * Response (source CID 0: the peer never gave one) is rejected "invalid CID"; the channel
+ * goes on (it used to end as if the peer had disconnected it) and opens when answered. */
+static void test_disc_req_before_connection_response(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &peer, 0x1001, 672, &rec_ops, &r, &ch), 0);
+	uint8_t d[256], id, cid_id;
+	size_t n;
+	assert_int_equal(sig(f, &cid_id, d, &n), 0x02);
+	uint16_t lcid = get_le16(d + 2);
+	uint8_t q[4];
+	put_le16(q, lcid);
+	put_le16(q + 2, 0x0000);
+	harness_sig_in(f->h, f->handle, 0x06, 0xf1, q, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x01);
+	assert_int_equal(get_le16(d), 0x0002);
+	assert_int_equal(r.closed, 0);
+	uint8_t rsp[8];
+	put_le16(rsp, 0x0077);
+	put_le16(rsp + 2, lcid);
+	put_le16(rsp + 4, 0);
+	put_le16(rsp + 6, 0);
+	harness_sig_in(f->h, f->handle, 0x03, cid_id, rsp, 8);
+	assert_int_equal(sig(f, &id, d, &n), 0x04);
+	assert_int_equal(get_le16(d), 0x0077);
+	l2cap_close(ch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -717,6 +1207,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outgoing_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_page_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tx_ring_backpressure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_req_many_rfc_options_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_req_many_rfc_options_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_option_sets_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_option_sets_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_conf_req_max_length_unknown_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signalling_mtu_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_command_zero_short_long, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_request_cid_psm_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reconfigure_open_raises_mtu, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_acl_reassembly_bad_lengths, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disc_req_before_connection_response, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("l2cap", tests, NULL, NULL);
 }
