@@ -29,8 +29,13 @@ n=$(received /tmp/rctest1.log)
 echo "== 2. kernel rctest -s (200 x 1000 bytes) -> btsock listen"
 ./btsock listen -d 11 > /tmp/got 2> /tmp/listen.err &
 LP=$!
-sleep 0.5
-B=$(sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' /tmp/listen.err)
+# Wait for "listening on ADDR" (up to 10 s: under TCG the first start can take seconds).
+B=
+for i in $(seq 50); do
+	B=$(sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' /tmp/listen.err)
+	[ -n "$B" ] && break
+	sleep 0.2
+done
 echo "btsock listens on $B"
 rctest -s -i hci0 -P 11 -b 1000 -N 200 "$B" > /tmp/rctest2.log 2>&1; rc=$?
 [ $rc = 0 ] || tail -3 /tmp/rctest2.log
