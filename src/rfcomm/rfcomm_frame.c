@@ -80,30 +80,40 @@ int rfcomm_frame_parse(const uint8_t *p, size_t n, rfcomm_frame *f)
 	return 0;
 }
 
+/* TS 07.10 5.2.1.5: a length up to 127 takes one octet with EA set; a longer one two, EA
+ * clear in the first. In a frame the second octet holds length bits 7-14 whole (RFCOMM has no
+ * third octet); in a multiplexer command (5.4.6.1) it is EA-extended again, EA set as last. */
+static void write_length(bt_writer *w, size_t len, bool mcc)
+{
+	if (len <= 127) {
+		bt_write_u8(w, (uint8_t)(len << 1 | 0x01));
+		return;
+	}
+	bt_write_u8(w, (uint8_t)((len & 0x7f) << 1));
+	bt_write_u8(w, mcc ? (uint8_t)((len >> 7) << 1 | 0x01) : (uint8_t)(len >> 7));
+}
+
 size_t rfcomm_frame_build(uint8_t *buf, size_t cap, uint8_t dlci, bool cr, uint8_t ctrl, bool pf,
 			  int credits, const uint8_t *info, size_t len)
 {
 	bool credit = ctrl == RFCOMM_UIH && credits >= 0;
-	size_t need = 2 + (len > 127 ? 2 : 1) + (credit ? 1 : 0) + len + 1;
-	if (len > RFCOMM_MAX_INFO || need > cap)
+	if (len > RFCOMM_MAX_INFO)
 		return 0;
-	size_t o = 0;
-	buf[o++] = rfcomm_addr(dlci, cr);
-	buf[o++] = (uint8_t)(ctrl | (pf || credit ? RFCOMM_PF : 0));
-	if (len > 127) { /* TS 07.10 5.2.1.5: two octets, EA clear in the first */
-		buf[o++] = (uint8_t)((len & 0x7f) << 1);
-		buf[o++] = (uint8_t)(len >> 7);
-	} else {
-		buf[o++] = (uint8_t)(len << 1 | 0x01);
-	}
-	size_t hdr = o;
+	/* TS 07.10 5.2.1: Address | Control | Length | [Credits, RFCOMM spec 6.5.2] | Info | FCS */
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_u8(&w, rfcomm_addr(dlci, cr));
+	bt_write_u8(&w, (uint8_t)(ctrl | (pf || credit ? RFCOMM_PF : 0)));
+	write_length(&w, len, false);
+	size_t hdr = bt_writer_len(&w);
 	if (credit)
-		buf[o++] = (uint8_t)(credits > 255 ? 255 : credits);
-	if (len)
-		memcpy(buf + o, info, len);
-	o += len;
-	buf[o] = rfcomm_fcs(buf, ctrl == RFCOMM_UIH ? 2 : hdr);
-	return o + 1;
+		bt_write_u8(&w, (uint8_t)(credits > 255 ? 255 : credits));
+	bt_write_bytes(&w, info, len);
+	/* TS 07.10 5.2.1.6: UIH's FCS covers address and control; the others add the length. */
+	uint8_t *fcs = bt_write_reserve(&w, 1);
+	if (w.err)
+		return 0;
+	*fcs = rfcomm_fcs(buf, ctrl == RFCOMM_UIH ? 2 : hdr);
+	return bt_writer_len(&w);
 }
 
 int rfcomm_mcc_parse(const uint8_t *p, size_t n, rfcomm_mcc *m)
@@ -141,20 +151,14 @@ int rfcomm_mcc_parse(const uint8_t *p, size_t n, rfcomm_mcc *m)
 
 size_t rfcomm_mcc_build(uint8_t *buf, size_t cap, uint8_t type, bool cr, const uint8_t *val, size_t len)
 {
-	size_t need = 1 + (len > 127 ? 2 : 1) + len;
-	if (len > 16383 || need > cap)
+	if (len > 16383) /* two length octets of 7 bits (TS 07.10 5.4.6.1) */
 		return 0;
-	size_t o = 0;
-	buf[o++] = (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01);
-	if (len > 127) {
-		buf[o++] = (uint8_t)((len & 0x7f) << 1);
-		buf[o++] = (uint8_t)((len >> 7) << 1 | 0x01);
-	} else {
-		buf[o++] = (uint8_t)(len << 1 | 0x01);
-	}
-	if (len)
-		memcpy(buf + o, val, len);
-	return o + len;
+	/* TS 07.10 5.4.6.1: Type (EA, C/R, 6 bits) | Length (EA-extended) | Value */
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_u8(&w, (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01));
+	write_length(&w, len, true);
+	bt_write_bytes(&w, val, len);
+	return w.err ? 0 : bt_writer_len(&w);
 }
 
 /* ---- values */
