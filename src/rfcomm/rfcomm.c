@@ -15,7 +15,8 @@
  *  - DLCs: WAIT_SESSION -> PN_SENT -> SABM_SENT -> CONFIG (MSC exchange) -> OPEN -> DISC_SENT
  *    incoming: (PN_RCVD) -> SABM + accept -> CONFIG -> OPEN; any -> CLOSED.
  *  - transmit: a per-DLC tx ring drained round-robin into UIH frames (credits permitting),
- *    control frames first; frames L2CAP cannot take yet wait in a small bounded queue.
+ *    control frames first; frames L2CAP cannot take yet wait in a small bounded queue, of
+ *    which answers to the peer may fill only half (frame_class).
  *  - receive: a fixed rx ring per DLC; credits granted only for room the ring really has
  *    (RFCOMM spec 6.5). */
 #include "rfcomm/rfcomm.h"
