@@ -15,7 +15,8 @@
  *  - DLCs: WAIT_SESSION -> PN_SENT -> SABM_SENT -> CONFIG (MSC exchange) -> OPEN -> DISC_SENT
  *    incoming: (PN_RCVD) -> SABM + accept -> CONFIG -> OPEN; any -> CLOSED.
  *  - transmit: a per-DLC tx ring drained round-robin into UIH frames (credits permitting),
- *    control frames first; frames L2CAP cannot take yet wait in a small bounded queue.
+ *    control frames first; frames L2CAP cannot take yet wait in a small bounded queue, of
+ *    which answers to the peer may fill only half (frame_class).
  *  - receive: a fixed rx ring per DLC; credits granted only for room the ring really has
  *    (RFCOMM spec 6.5). */
 #include "rfcomm/rfcomm.h"
@@ -38,6 +39,8 @@
 #define DEFAULT_N1 127     /* TS 07.10 5.7.2 / RFCOMM spec 5.5.3: N1 without PN */
 #define MAX_SESSIONS 16
 #define CTRLQ_SIZE 2048
+#define CTRLQ_ANSWERS (CTRLQ_SIZE / 2) /* the part of it answers to the peer may fill */
+#define MAX_CREDIT_OCTET 255 /* credits per frame: one octet (RFCOMM spec 6.5.2) */
 #define PN_MAX_K 7         /* RFCOMM spec 5.5.3: K is 3 bits */
 #define MAX_WINDOW 255
 #define MAX_TX_CREDITS 65535u
@@ -78,6 +81,7 @@ struct session {
 	bool fcoff;       /* peer sent FCoff (TS 07.10 5.4.6.3.6) */
 	bt_timer timer;   /* T1 for SABM0/DISC0, linger when idle */
 	bool in_pump, pump_again;
+	bool overflow;    /* one of our own frames found no room: ended at leave() */
 	unsigned rr;
 	uint8_t ctrlq[CTRLQ_SIZE]; /* frames L2CAP had no room for, each [len le16][frame] */
 	size_t cq_head, cq_used;
@@ -146,6 +150,7 @@ static void budget_watch(rfcomm *r);
 static void dlc_timer_fire(bt_timer *t, void *ctx);
 static void dlc_set(rfcomm_dlc *d, dlc_state st);
 static void session_set(session *s, sess_state st);
+static void session_end(session *s, int err);
 
 /* ================================================================== entry / exit */
 
@@ -182,8 +187,12 @@ static void leave(rfcomm *r)
 		r->depth--;
 		return;
 	}
-	/* Outermost: owed closed() callbacks, restarting the walk after each (an owner may
-	 * close or open DLCs from inside), then free what died. */
+	/* Outermost: sessions that lost one of our own frames end (see frame_out), owed
+	 * closed() callbacks, restarting the walk after each (an owner may close or open DLCs
+	 * from inside), then free what died. */
+	for (session *s = r->sessions; s; s = s->next)
+		if (s->overflow && s->state != S_DEAD)
+			session_end(s, -ENOBUFS);
 	for (;;) {
 		rfcomm_dlc *d = r->dlcs;
 		while (d && !(d->notify_closed && !d->owner_gone))
@@ -361,8 +370,17 @@ static bool session_has_dlcs(const session *s)
 
 /* ================================================================== frames out */
 
-/* Hands one frame to L2CAP, or queues it behind earlier ones; a full queue drops it. */
-static void frame_out(session *s, const uint8_t *p, size_t n)
+/* Who a frame out is for. Answers to the peer's commands (multiplexer responses, DM) exist
+ * only because the peer sent something: a peer that floods commands while it reads nothing
+ * of ours must not fill the queue with them, so they may fill only CTRLQ_ANSWERS of it and
+ * are shed beyond (the peer's T2/T1 runs out, TS 07.10 5.4.6.2 / 5.7.1). Our own frames
+ * (SABM, DISC, UA, our commands) may use the whole queue; one that still finds no room would
+ * leave the peer and us disagreeing on a DLC, so the session ends (-ENOBUFS) at leave()
+ * rather than lose it silently. */
+typedef enum { F_OWN, F_ANSWER } frame_class;
+
+/* Hands one frame to L2CAP, or queues it behind earlier ones (see frame_class). */
+static void frame_out(session *s, const uint8_t *p, size_t n, frame_class fc)
 {
 	if (!s->ch || s->state == S_DEAD)
 		return;
@@ -374,8 +392,11 @@ static void frame_out(session *s, const uint8_t *p, size_t n)
 			return;
 		}
 	}
-	if (CTRLQ_SIZE - s->cq_used < n + 2) {
+	size_t limit = fc == F_ANSWER ? CTRLQ_ANSWERS : CTRLQ_SIZE;
+	if (s->cq_used > limit || limit - s->cq_used < n + 2) {
 		s->r->dropped++;
+		if (fc == F_OWN)
+			s->overflow = true;
 		return;
 	}
 	uint8_t hdr[2];
@@ -404,32 +425,42 @@ static bool ctrlq_flush(session *s)
 	return true;
 }
 
-static void send_frame(session *s, uint8_t dlci, bool cr, uint8_t ctrl, bool pf, const uint8_t *info, size_t len)
+/* The largest frame we can send on s: our assembly buffer, and the peer's L2CAP MTU
+ * (Vol 3 Part A 5.1), which the frame and nothing else must fit. */
+static size_t frame_room(const session *s)
 {
-	size_t n = rfcomm_frame_build(s->fbuf, s->fbuf_size, dlci, cr, ctrl, pf, -1, info, len);
+	size_t omtu = s->ch ? l2cap_chan_omtu(s->ch) : 0;
+	return omtu < s->fbuf_size ? omtu : s->fbuf_size;
+}
+
+static void send_frame(session *s, uint8_t dlci, bool cr, uint8_t ctrl, bool pf, const uint8_t *info, size_t len,
+		       frame_class fc)
+{
+	size_t n = rfcomm_frame_build(s->fbuf, frame_room(s), dlci, cr, ctrl, pf, -1, info, len);
 	if (n)
-		frame_out(s, s->fbuf, n);
+		frame_out(s, s->fbuf, n, fc);
 	else
 		s->r->dropped++;
 }
 
-/* RFCOMM spec 5.1 / TS 07.10 5.3: SABM and DISC are commands with P=1, UA and DM responses. */
-static void send_sabm(session *s, uint8_t dlci) { send_frame(s, dlci, cmd_cr(s), RFCOMM_SABM, true, NULL, 0); }
-static void send_disc(session *s, uint8_t dlci) { send_frame(s, dlci, cmd_cr(s), RFCOMM_DISC, true, NULL, 0); }
-static void send_ua(session *s, uint8_t dlci, bool f) { send_frame(s, dlci, rsp_cr(s), RFCOMM_UA, f, NULL, 0); }
-static void send_dm(session *s, uint8_t dlci, bool f) { send_frame(s, dlci, rsp_cr(s), RFCOMM_DM, f, NULL, 0); }
+/* RFCOMM spec 5.1 / TS 07.10 5.3: SABM and DISC are commands with P=1, UA and DM responses.
+ * DM only ever says "no such DLC": an answer; UA confirms a state change: our own. */
+static void send_sabm(session *s, uint8_t dlci) { send_frame(s, dlci, cmd_cr(s), RFCOMM_SABM, true, NULL, 0, F_OWN); }
+static void send_disc(session *s, uint8_t dlci) { send_frame(s, dlci, cmd_cr(s), RFCOMM_DISC, true, NULL, 0, F_OWN); }
+static void send_ua(session *s, uint8_t dlci, bool f) { send_frame(s, dlci, rsp_cr(s), RFCOMM_UA, f, NULL, 0, F_OWN); }
+static void send_dm(session *s, uint8_t dlci, bool f) { send_frame(s, dlci, rsp_cr(s), RFCOMM_DM, f, NULL, 0, F_ANSWER); }
 
-/* A multiplexer command or response in a UIH frame on DLCI 0 (TS 07.10 5.4.6.1). */
+/* A multiplexer command (cr) or response in a UIH frame on DLCI 0 (TS 07.10 5.4.6.1). The
+ * value is built in tmp and the frame in fbuf, both bounded; a message whose frame would not
+ * fit frame_room() is not sent (counted in dropped). */
 static void send_mcc(session *s, uint8_t type, bool cr, const uint8_t *val, size_t len)
 {
-	size_t cap = s->fbuf_size;
-	uint8_t *m = s->tmp;
-	size_t n = rfcomm_mcc_build(m, cap, type, cr, val, len);
+	size_t n = rfcomm_mcc_build(s->tmp, s->fbuf_size, type, cr, val, len);
 	if (!n) {
 		s->r->dropped++;
 		return;
 	}
-	send_frame(s, 0, cmd_cr(s), RFCOMM_UIH, false, m, n);
+	send_frame(s, 0, cmd_cr(s), RFCOMM_UIH, false, s->tmp, n, cr ? F_OWN : F_ANSWER);
 }
 
 static void send_pn(session *s, const rfcomm_dlc *d, bool cr, uint8_t cl, uint8_t k)
@@ -726,6 +757,8 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 		n = d->tx_used < d->n1 ? d->tx_used : d->n1;
 	/* Credits ride on data whenever any are grantable (RFCOMM spec 6.5.2). */
 	uint32_t g = d->cfc ? dlc_grantable(d) : 0;
+	if (g > MAX_CREDIT_OCTET)
+		g = MAX_CREDIT_OCTET; /* what the frame carries is what we count */
 	int credits = (g > 0 && (n > 0 || dlc_grant_due(d))) ? (int)g : -1;
 	if (n == 0 && credits < 0)
 		return true;
@@ -1029,6 +1062,12 @@ static void pn_respond(session *s, rfcomm_dlc *d, const rfcomm_pn *pn)
 static void on_pn_cmd(session *s, const rfcomm_pn *pn)
 {
 	rfcomm *r = s->r;
+	if (pn->dlci == 0) {
+		/* DLCI 0 is the multiplexer itself, not a DLC to negotiate (TS 07.10 5.4.6.3.1):
+		 * a DM on DLCI 0 would tell the peer the whole session is down. Ignored. */
+		r->dropped++;
+		return;
+	}
 	rfcomm_dlc *d = dlc_find(s, pn->dlci);
 	if (d) {
 		pn_respond(s, d, pn);
@@ -1135,7 +1174,10 @@ static void on_mcc(session *s, const rfcomm_mcc *m)
 		if (m->cr && rfcomm_rls_decode(m->val, m->len, &rls) == 0)
 			send_mcc(s, RFCOMM_MCC_RLS, false, v, rfcomm_rls_encode(&rls, v));
 		break;
-	case RFCOMM_MCC_TEST: /* TS 07.10 5.4.6.3.4: the response carries the same pattern */
+	case RFCOMM_MCC_TEST:
+		/* TS 07.10 5.4.6.3.4: the response carries exactly the same pattern, so a pattern
+		 * whose response would not fit our outgoing frame (frame_room) cannot be cut: it is
+		 * not answered, and the peer's test fails as it should. */
 		if (m->cr)
 			send_mcc(s, RFCOMM_MCC_TEST, false, m->val, m->len);
 		break;

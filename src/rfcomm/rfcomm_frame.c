@@ -80,30 +80,40 @@ int rfcomm_frame_parse(const uint8_t *p, size_t n, rfcomm_frame *f)
 	return 0;
 }
 
+/* TS 07.10 5.2.1.5: a length up to 127 takes one octet with EA set; a longer one two, EA
+ * clear in the first. In a frame the second octet holds length bits 7-14 whole (RFCOMM has no
+ * third octet); in a multiplexer command (5.4.6.1) it is EA-extended again, EA set as last. */
+static void write_length(bt_writer *w, size_t len, bool mcc)
+{
+	if (len <= 127) {
+		bt_write_u8(w, (uint8_t)(len << 1 | 0x01));
+		return;
+	}
+	bt_write_u8(w, (uint8_t)((len & 0x7f) << 1));
+	bt_write_u8(w, mcc ? (uint8_t)((len >> 7) << 1 | 0x01) : (uint8_t)(len >> 7));
+}
+
 size_t rfcomm_frame_build(uint8_t *buf, size_t cap, uint8_t dlci, bool cr, uint8_t ctrl, bool pf,
 			  int credits, const uint8_t *info, size_t len)
 {
 	bool credit = ctrl == RFCOMM_UIH && credits >= 0;
-	size_t need = 2 + (len > 127 ? 2 : 1) + (credit ? 1 : 0) + len + 1;
-	if (len > RFCOMM_MAX_INFO || need > cap)
+	if (len > RFCOMM_MAX_INFO)
 		return 0;
-	size_t o = 0;
-	buf[o++] = rfcomm_addr(dlci, cr);
-	buf[o++] = (uint8_t)(ctrl | (pf || credit ? RFCOMM_PF : 0));
-	if (len > 127) { /* TS 07.10 5.2.1.5: two octets, EA clear in the first */
-		buf[o++] = (uint8_t)((len & 0x7f) << 1);
-		buf[o++] = (uint8_t)(len >> 7);
-	} else {
-		buf[o++] = (uint8_t)(len << 1 | 0x01);
-	}
-	size_t hdr = o;
+	/* TS 07.10 5.2.1: Address | Control | Length | [Credits, RFCOMM spec 6.5.2] | Info | FCS */
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_u8(&w, rfcomm_addr(dlci, cr));
+	bt_write_u8(&w, (uint8_t)(ctrl | (pf || credit ? RFCOMM_PF : 0)));
+	write_length(&w, len, false);
+	size_t hdr = bt_writer_len(&w);
 	if (credit)
-		buf[o++] = (uint8_t)(credits > 255 ? 255 : credits);
-	if (len)
-		memcpy(buf + o, info, len);
-	o += len;
-	buf[o] = rfcomm_fcs(buf, ctrl == RFCOMM_UIH ? 2 : hdr);
-	return o + 1;
+		bt_write_u8(&w, (uint8_t)(credits > 255 ? 255 : credits));
+	bt_write_bytes(&w, info, len);
+	/* TS 07.10 5.2.1.6: UIH's FCS covers address and control; the others add the length. */
+	uint8_t *fcs = bt_write_reserve(&w, 1);
+	if (w.err)
+		return 0;
+	*fcs = rfcomm_fcs(buf, ctrl == RFCOMM_UIH ? 2 : hdr);
+	return bt_writer_len(&w);
 }
 
 int rfcomm_mcc_parse(const uint8_t *p, size_t n, rfcomm_mcc *m)
@@ -141,20 +151,14 @@ int rfcomm_mcc_parse(const uint8_t *p, size_t n, rfcomm_mcc *m)
 
 size_t rfcomm_mcc_build(uint8_t *buf, size_t cap, uint8_t type, bool cr, const uint8_t *val, size_t len)
 {
-	size_t need = 1 + (len > 127 ? 2 : 1) + len;
-	if (len > 16383 || need > cap)
+	if (len > 16383) /* two length octets of 7 bits (TS 07.10 5.4.6.1) */
 		return 0;
-	size_t o = 0;
-	buf[o++] = (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01);
-	if (len > 127) {
-		buf[o++] = (uint8_t)((len & 0x7f) << 1);
-		buf[o++] = (uint8_t)((len >> 7) << 1 | 0x01);
-	} else {
-		buf[o++] = (uint8_t)(len << 1 | 0x01);
-	}
-	if (len)
-		memcpy(buf + o, val, len);
-	return o + len;
+	/* TS 07.10 5.4.6.1: Type (EA, C/R, 6 bits) | Length (EA-extended) | Value */
+	bt_writer w = bt_writer_init(buf, cap);
+	bt_write_u8(&w, (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01));
+	write_length(&w, len, true);
+	bt_write_bytes(&w, val, len);
+	return w.err ? 0 : bt_writer_len(&w);
 }
 
 /* ---- values */
@@ -176,16 +180,23 @@ int rfcomm_pn_decode(const uint8_t *v, size_t n, rfcomm_pn *pn)
 	return r.err || n != 8 ? -EBADMSG : 0;
 }
 
+/* Every value encoder writes through a bt_writer over its out[] array: the value lengths are
+ * fixed by the spec and the arrays sized for them, so a write cannot fail; the writer makes
+ * that a checked fact rather than offset arithmetic. */
+static size_t value_len(const bt_writer *w) { return w->err ? 0 : bt_writer_len(w); }
+
 size_t rfcomm_pn_encode(const rfcomm_pn *pn, uint8_t out[8])
 {
-	out[0] = pn->dlci & 0x3f;
-	out[1] = (uint8_t)((pn->cl & 0xf0) | (pn->i_bits & 0x0f));
-	out[2] = pn->priority & 0x3f;
-	out[3] = pn->t1;
-	put_le16(out + 4, pn->n1);
-	out[6] = pn->n2;
-	out[7] = pn->k & 0x07;
-	return 8;
+	/* TS 07.10 5.4.6.3.1 / RFCOMM spec 5.5.3: DLCI | I, CL | P | T1 | N1 (le16) | N2 | K */
+	bt_writer w = bt_writer_init(out, 8);
+	bt_write_u8(&w, pn->dlci & 0x3f);
+	bt_write_u8(&w, (uint8_t)((pn->cl & 0xf0) | (pn->i_bits & 0x0f)));
+	bt_write_u8(&w, pn->priority & 0x3f);
+	bt_write_u8(&w, pn->t1);
+	bt_write_le16(&w, pn->n1);
+	bt_write_u8(&w, pn->n2);
+	bt_write_u8(&w, pn->k & 0x07);
+	return value_len(&w);
 }
 
 /* The DLCI octet inside MSC, RPN and RLS is an address octet with EA and C/R set
@@ -208,12 +219,13 @@ int rfcomm_msc_decode(const uint8_t *v, size_t n, rfcomm_msc *m)
 
 size_t rfcomm_msc_encode(const rfcomm_msc *m, uint8_t out[3])
 {
-	out[0] = dlci_octet(m->dlci);
-	out[1] = m->v24 | RFCOMM_V24_EA;
-	if (!m->has_break)
-		return 2;
-	out[2] = m->brk | 0x01;
-	return 3;
+	/* TS 07.10 5.4.6.3.7: DLCI | V.24 signals | [break] */
+	bt_writer w = bt_writer_init(out, 3);
+	bt_write_u8(&w, dlci_octet(m->dlci));
+	bt_write_u8(&w, m->v24 | RFCOMM_V24_EA);
+	if (m->has_break)
+		bt_write_u8(&w, m->brk | 0x01);
+	return value_len(&w);
 }
 
 int rfcomm_rpn_decode(const uint8_t *v, size_t n, rfcomm_rpn *r)
@@ -237,16 +249,18 @@ int rfcomm_rpn_decode(const uint8_t *v, size_t n, rfcomm_rpn *r)
 
 size_t rfcomm_rpn_encode(const rfcomm_rpn *r, uint8_t out[8])
 {
-	out[0] = dlci_octet(r->dlci);
-	if (!r->has_values)
-		return 1;
-	out[1] = r->bit_rate;
-	out[2] = r->line;
-	out[3] = r->flow;
-	out[4] = r->xon;
-	out[5] = r->xoff;
-	put_le16(out + 6, r->mask);
-	return 8;
+	/* TS 07.10 5.4.6.3.9: DLCI | [bit rate | line | flow | XON | XOFF | mask (le16)] */
+	bt_writer w = bt_writer_init(out, 8);
+	bt_write_u8(&w, dlci_octet(r->dlci));
+	if (r->has_values) {
+		bt_write_u8(&w, r->bit_rate);
+		bt_write_u8(&w, r->line);
+		bt_write_u8(&w, r->flow);
+		bt_write_u8(&w, r->xon);
+		bt_write_u8(&w, r->xoff);
+		bt_write_le16(&w, r->mask);
+	}
+	return value_len(&w);
 }
 
 int rfcomm_rls_decode(const uint8_t *v, size_t n, rfcomm_rls *r)
@@ -261,9 +275,11 @@ int rfcomm_rls_decode(const uint8_t *v, size_t n, rfcomm_rls *r)
 
 size_t rfcomm_rls_encode(const rfcomm_rls *r, uint8_t out[2])
 {
-	out[0] = dlci_octet(r->dlci);
-	out[1] = r->status;
-	return 2;
+	/* TS 07.10 5.4.6.3.10: DLCI | line status */
+	bt_writer w = bt_writer_init(out, 2);
+	bt_write_u8(&w, dlci_octet(r->dlci));
+	bt_write_u8(&w, r->status);
+	return value_len(&w);
 }
 
 int rfcomm_nsc_decode(const uint8_t *v, size_t n, uint8_t *type, bool *cr)
@@ -277,6 +293,8 @@ int rfcomm_nsc_decode(const uint8_t *v, size_t n, uint8_t *type, bool *cr)
 
 size_t rfcomm_nsc_encode(uint8_t type, bool cr, uint8_t out[1])
 {
-	out[0] = (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01);
-	return 1;
+	/* TS 07.10 5.4.6.3.8: the type octet of the command not supported */
+	bt_writer w = bt_writer_init(out, 1);
+	bt_write_u8(&w, (uint8_t)((type & 0x3f) << 2 | (cr ? 0x02 : 0) | 0x01));
+	return value_len(&w);
 }

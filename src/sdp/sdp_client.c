@@ -163,19 +163,22 @@ static int encode_params(sdp_query *q, const sdp_query_params *p)
 	return 0;
 }
 
-/* Sends the request with the current continuation state. */
+/* Sends the request with the current continuation state: the header (Vol 3 Part B 4.2), the
+ * fixed parameters and ContinuationState (4.3), all through a bounded writer. */
 static int send_request(sdp_query *q)
 {
 	uint8_t pdu[5 + SDP_REQ_PARAMS_MAX + 1 + SDP_MAX_CONT_STATE];
-	size_t plen = q->params_len + 1 + q->cont_len;
-	pdu[0] = SDP_PDU_SSA_REQ; /* Vol 3 Part B 4.2 header */
-	put_be16(pdu + 1, q->tid);
-	put_be16(pdu + 3, (uint16_t)plen);
-	memcpy(pdu + 5, q->params, q->params_len);
-	pdu[5 + q->params_len] = q->cont_len;
-	memcpy(pdu + 6 + q->params_len, q->cont, q->cont_len);
+	bt_writer w = bt_writer_init(pdu, sizeof pdu);
+	bt_write_u8(&w, SDP_PDU_SSA_REQ);
+	bt_write_be16(&w, q->tid);
+	bt_write_be16(&w, (uint16_t)(q->params_len + 1 + q->cont_len));
+	bt_write_bytes(&w, q->params, q->params_len);
+	bt_write_u8(&w, q->cont_len);
+	bt_write_bytes(&w, q->cont, q->cont_len);
+	if (w.err)
+		return -EMSGSIZE; /* cannot happen: params_len and cont_len are bounded when set */
 	q->state = Q_WAIT_RSP;
-	int err = q->send(q->send_ctx, pdu, 5 + plen);
+	int err = q->send(q->send_ctx, pdu, bt_writer_len(&w));
 	q->send_blocked = err == -EAGAIN;
 	return err == -EAGAIN ? 0 : err;
 }

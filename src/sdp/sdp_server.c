@@ -235,18 +235,18 @@ static uint16_t read_ids(bt_reader *r, sdp_req *q)
 	return n ? 0 : SDP_ERR_INVALID_SYNTAX;
 }
 
-/* ContinuationState: InfoLength (0-16) and that many bytes, last in the PDU (4.3). */
+/* ContinuationState: InfoLength (0-16) and that many bytes, last in the PDU (4.3). One
+ * longer than 16 bytes that the PDU does carry is a continuation state we never issued:
+ * Invalid Continuation State (4.4.1), like any other forged one. */
 static uint16_t read_cont(bt_reader *r, sdp_req *q)
 {
 	q->cont_len = bt_read_u8(r);
 	if (r->err)
 		return SDP_ERR_INVALID_PDU_SIZE;
-	if (q->cont_len > SDP_MAX_CONT_STATE)
-		return SDP_ERR_INVALID_SYNTAX;
 	q->cont = bt_read_bytes(r, q->cont_len);
 	if (r->err || bt_reader_left(r) != 0)
 		return SDP_ERR_INVALID_PDU_SIZE;
-	return 0;
+	return q->cont_len > SDP_MAX_CONT_STATE ? SDP_ERR_INVALID_CONT_STATE : 0;
 }
 
 static uint16_t read_u16_field(bt_reader *r, sdp_req *q, uint16_t *v, bool digest)
@@ -407,8 +407,16 @@ static uint16_t cont_lookup(const sdp_server *s, const sdp_req *q, uint32_t *off
 	return SDP_ERR_INVALID_CONT_STATE;
 }
 
+/* A token for the rest of q's payload from offset. A replayed request (same request, same
+ * offset) gets the token already issued for it, so replays cannot churn the table and evict
+ * other clients' states. */
 static uint32_t cont_issue(sdp_server *s, const sdp_req *q, uint32_t offset)
 {
+	for (unsigned i = 0; i < SDP_CONT_SLOTS; i++) {
+		const cont_slot *c = &s->cont[i];
+		if (c->token && c->digest == q->digest && c->generation == s->generation && c->offset == offset)
+			return c->token;
+	}
 	if (++s->token_seq == 0)
 		s->token_seq = 1;
 	cont_slot *c = &s->cont[s->cont_next++ % SDP_CONT_SLOTS];
@@ -418,46 +426,54 @@ static uint32_t cont_issue(sdp_server *s, const sdp_req *q, uint32_t offset)
 
 /* ------------------------------------------------------------------ responses */
 
-static int error_rsp(uint8_t *rsp, size_t cap, uint16_t tid, uint16_t code)
+/* The PDU header (Vol 3 Part B 4.2): PDU ID, TransactionID, ParameterLength filled in by
+ * rsp_end once the parameters are written. */
+static uint8_t *rsp_begin(bt_writer *w, uint8_t pid, uint16_t tid)
 {
-	if (cap < SDP_HDR + 2)
-		return 0;
-	rsp[0] = SDP_PDU_ERROR_RSP; /* Vol 3 Part B 4.4.1: ErrorCode, no ErrorInfo */
-	put_be16(rsp + 1, tid);
-	put_be16(rsp + 3, 2);
-	put_be16(rsp + 5, code);
-	return SDP_HDR + 2;
+	bt_write_u8(w, pid);
+	bt_write_be16(w, tid);
+	return bt_write_reserve(w, 2);
 }
 
-/* Writes the slice [off, off+n) of the payload and the continuation state; returns the PDU
- * length. more: whether a continuation token follows. */
+/* The PDU length, or 0 if it did not fit (nothing is sent then). */
+static int rsp_end(bt_writer *w, uint8_t *plen)
+{
+	if (w->err)
+		return 0;
+	put_be16(plen, (uint16_t)(bt_writer_len(w) - SDP_HDR));
+	return (int)bt_writer_len(w);
+}
+
+static int error_rsp(uint8_t *rsp, size_t cap, uint16_t tid, uint16_t code)
+{
+	bt_writer w = bt_writer_init(rsp, cap);
+	uint8_t *plen = rsp_begin(&w, SDP_PDU_ERROR_RSP, tid);
+	bt_write_be16(&w, code); /* Vol 3 Part B 4.4.1: ErrorCode, no ErrorInfo */
+	return rsp_end(&w, plen);
+}
+
+/* Writes the slice [off, off+n) of the payload and the continuation state into rsp[0..room);
+ * returns the PDU length, 0 if it did not fit (slice_len sized it, so it does). */
 static int slice_rsp(sdp_server *s, const sdp_req *q, const uint8_t *pl, size_t pl_len, uint32_t off,
-		     size_t n, uint8_t *rsp)
+		     size_t n, uint8_t *rsp, size_t room)
 {
 	bool more = off + n < pl_len;
-	size_t p = SDP_HDR;
+	bt_writer w = bt_writer_init(rsp, room);
+	uint8_t *plen = rsp_begin(&w, (uint8_t)(q->pid + 1), q->tid);
 	if (q->pid == SDP_PDU_SS_REQ) {
 		/* Vol 3 Part B 4.5.2: TotalServiceRecordCount, CurrentServiceRecordCount. */
-		put_be16(rsp + p, (uint16_t)(pl_len / 4));
-		put_be16(rsp + p + 2, (uint16_t)(n / 4));
-		p += 4;
+		bt_write_be16(&w, (uint16_t)(pl_len / 4));
+		bt_write_be16(&w, (uint16_t)(n / 4));
 	} else {
-		put_be16(rsp + p, (uint16_t)n); /* AttributeList(s)ByteCount (4.6.2, 4.7.2) */
-		p += 2;
+		bt_write_be16(&w, (uint16_t)n); /* AttributeList(s)ByteCount (4.6.2, 4.7.2) */
 	}
-	memcpy(rsp + p, pl + off, n);
-	p += n;
-	if (more) {
-		rsp[p] = SDP_CONT_LEN;
-		put_be32(rsp + p + 1, cont_issue(s, q, (uint32_t)(off + n)));
-		p += 1 + SDP_CONT_LEN;
-	} else {
-		rsp[p++] = 0;
-	}
-	rsp[0] = (uint8_t)(q->pid + 1);
-	put_be16(rsp + 1, q->tid);
-	put_be16(rsp + 3, (uint16_t)(p - SDP_HDR));
-	return (int)p;
+	bt_write_bytes(&w, pl + off, n);
+	/* ContinuationState (4.3): InfoLength and our token, or a single 0. */
+	bt_write_u8(&w, more ? SDP_CONT_LEN : 0);
+	uint8_t *token = more ? bt_write_reserve(&w, SDP_CONT_LEN) : NULL;
+	if (token) /* a slot is spent only on an answer that goes out */
+		put_be32(token, cont_issue(s, q, (uint32_t)(off + n)));
+	return rsp_end(&w, plen);
 }
 
 /* How much of the remaining payload goes into this PDU (of at most room bytes): whole
@@ -501,9 +517,9 @@ static uint16_t answer(sdp_server *s, const sdp_req *q, uint8_t *rsp, size_t roo
 		free(pl);
 		return SDP_ERR_INSUFFICIENT_RESOURCES;
 	}
-	*out = slice_rsp(s, q, pl, pl_len, off, n, rsp);
+	*out = slice_rsp(s, q, pl, pl_len, off, n, rsp, room);
 	free(pl);
-	return 0;
+	return *out ? 0 : SDP_ERR_INSUFFICIENT_RESOURCES;
 }
 
 int sdp_server_handle_pdu(sdp_server *s, const uint8_t *req, size_t len, uint16_t mtu, uint8_t *rsp,

@@ -414,3 +414,14 @@ uint16_t harness_accept_channel(harness *h, uint16_t handle, uint16_t peer_cid, 
 	harness_sig_in(h, handle, 0x05, id, crsp, 6);
 	return configure(h, handle, stack_cid, mtu);
 }
+
+void harness_l2cap_burst(harness *h, uint16_t handle, uint16_t cid, const uint8_t *const *pdus,
+			 const size_t *lens, size_t n)
+{
+	bool was = h->draining;
+	h->draining = true; /* queue every fragment first: drain() waits */
+	for (size_t i = 0; i < n; i++)
+		harness_l2cap_in(h, handle, cid, pdus[i], lens[i]);
+	h->draining = was;
+	drain(h);
+}

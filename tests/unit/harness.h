@@ -57,4 +57,10 @@ uint16_t harness_open_channel(harness *h, uint16_t handle, uint16_t psm, uint16_
  * the stack's CID, or 0. */
 uint16_t harness_accept_channel(harness *h, uint16_t handle, uint16_t peer_cid, uint16_t mtu);
 
+/* Sends n L2CAP PDUs on cid back to back, as a peer's burst: every fragment reaches the stack
+ * before the Number_Of_Completed_Packets for anything it sends meanwhile, so what it answers
+ * piles up in its own queues. */
+void harness_l2cap_burst(harness *h, uint16_t handle, uint16_t cid, const uint8_t *const *pdus,
+			 const size_t *lens, size_t n);
+
 #endif

@@ -296,6 +296,45 @@ static void test_mcc_framing(void **state)
 	assert_int_equal(m.type, RFCOMM_MCC_FCOFF);
 }
 
+/* Issue 9: the builders write through a bounded writer. For every capacity short of the
+ * frame (TS 07.10 5.2.1) or message (5.4.6.1) they return 0 and leave the bytes past cap
+ * alone; the longest lengths the fields carry (32767 info, 16383 value) build, one more does
+ * not. */
+static void test_builders_bounded(void **state)
+{
+	(void)state;
+	uint8_t info[200], b[256];
+	memset(info, 0x3c, sizeof info);
+	size_t full = rfcomm_frame_build(b, sizeof b, 6, true, RFCOMM_UIH, false, 9, info, 150);
+	assert_int_equal(full, 2 + 2 + 1 + 150 + 1);
+	for (size_t cap = 0; cap < full; cap++) {
+		memset(b, 0xee, sizeof b);
+		assert_int_equal(rfcomm_frame_build(b, cap, 6, true, RFCOMM_UIH, false, 9, info, 150), 0);
+		for (size_t i = cap; i < sizeof b; i++)
+			assert_int_equal(b[i], 0xee);
+	}
+	size_t mfull = rfcomm_mcc_build(b, sizeof b, RFCOMM_MCC_TEST, true, info, 130);
+	assert_int_equal(mfull, 1 + 2 + 130);
+	for (size_t cap = 0; cap < mfull; cap++) {
+		memset(b, 0xee, sizeof b);
+		assert_int_equal(rfcomm_mcc_build(b, cap, RFCOMM_MCC_TEST, true, info, 130), 0);
+		for (size_t i = cap; i < sizeof b; i++)
+			assert_int_equal(b[i], 0xee);
+	}
+	static uint8_t big[40000], out[40000];
+	assert_int_equal(rfcomm_frame_build(out, sizeof out, 2, true, RFCOMM_UIH, false, -1, big, RFCOMM_MAX_INFO),
+			 RFCOMM_MAX_INFO + 5);
+	assert_int_equal(rfcomm_frame_build(out, sizeof out, 2, true, RFCOMM_UIH, false, -1, big, RFCOMM_MAX_INFO + 1), 0);
+	rfcomm_frame f;
+	assert_int_equal(rfcomm_frame_parse(out, RFCOMM_MAX_INFO + 5, &f), 0);
+	assert_int_equal(f.len, RFCOMM_MAX_INFO);
+	assert_int_equal(rfcomm_mcc_build(out, sizeof out, RFCOMM_MCC_TEST, true, big, 16383), 16386);
+	rfcomm_mcc m;
+	assert_int_equal(rfcomm_mcc_parse(out, 16386, &m), 16386);
+	assert_int_equal(m.len, 16383);
+	assert_int_equal(rfcomm_mcc_build(out, sizeof out, RFCOMM_MCC_TEST, true, big, 16384), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +347,7 @@ int main(void)
 		cmocka_unit_test(test_msc_vector),
 		cmocka_unit_test(test_rpn_rls_nsc),
 		cmocka_unit_test(test_mcc_framing),
+		cmocka_unit_test(test_builders_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

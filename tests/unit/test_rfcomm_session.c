@@ -859,6 +859,282 @@ static void test_crossing_sessions(void **state)
 	rfcomm_close(da);
 }
 
+/* ---- hostile peers (issue 9) */
+
+/* A peer's burst of frames (harness_l2cap_burst): nothing we send goes out until it ends. */
+#define BURST_MAX 400
+typedef struct {
+	uint8_t *p[BURST_MAX];
+	size_t len[BURST_MAX];
+	size_t n;
+} burst;
+
+static void burst_frame(burst *b, uint8_t dlci, bool cr, uint8_t ctrl, bool pf, const void *info, size_t len)
+{
+	uint8_t tmp[2048];
+	size_t n = rfcomm_frame_build(tmp, sizeof tmp, dlci, cr, ctrl, pf, -1, info, len);
+	assert_true(n > 0 && b->n < BURST_MAX);
+	b->p[b->n] = malloc(n);
+	memcpy(b->p[b->n], tmp, n);
+	b->len[b->n++] = n;
+}
+
+static void burst_mcc(burst *b, uint8_t type, const uint8_t *v, size_t len)
+{
+	uint8_t m[2048];
+	size_t n = rfcomm_mcc_build(m, sizeof m, type, true, v, len);
+	assert_true(n > 0);
+	burst_frame(b, 0, true, RFCOMM_UIH, false, m, n);
+}
+
+static void burst_send(fixture *f, burst *b)
+{
+	harness_l2cap_burst(f->h, f->handle, f->cid, (const uint8_t *const *)b->p, b->len, b->n);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->p[i]);
+	b->n = 0;
+}
+
+/* A Test pattern whose 256-byte queue entries fill the 2 KiB control queue exactly. */
+#define BIG_TEST 246
+
+/* Issue 9: a peer that floods commands while our frames cannot leave fills our control queue
+ * with answers; those are shed past half the queue (TS 07.10 5.4.6.2: the peer's T2 covers an
+ * unanswered command), and our own frames still go: here the UA for its DISC (5.3.4). Before,
+ * answers filled the whole queue and the UA was dropped silently: the DLC closed on our side
+ * only. */
+static void test_answer_flood_keeps_own_frames(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 500, 7);
+	static burst b;
+	uint8_t pat[BIG_TEST];
+	memset(pat, 0x5a, sizeof pat);
+	for (int i = 0; i < 40; i++)
+		burst_mcc(&b, RFCOMM_MCC_TEST, pat, sizeof pat);
+	burst_frame(&b, 2, true, RFCOMM_DISC, true, NULL, 0);
+	burst_send(f, &b);
+	int tests = 0;
+	bool ua = false;
+	while (take(f)) {
+		if (f->f.dlci == 2 && f->f.ctrl == RFCOMM_UA)
+			ua = true;
+		else if (f->f.dlci == 0 && f->f.ctrl == RFCOMM_UIH)
+			tests++;
+	}
+	assert_true(ua);
+	assert_true(tests >= 20 && tests < 40); /* some answered, the rest shed */
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, 0);
+	/* The session is still good. */
+	rfcomm_mcc m;
+	send_mcc(f, RFCOMM_MCC_TEST, true, pat, 3);
+	expect_mcc(f, RFCOMM_MCC_TEST, false, &m);
+}
+
+/* Issue 9: when even our own frames find no room (a peer that keeps demanding UAs and reads
+ * nothing), the session ends with -ENOBUFS rather than losing a frame silently. */
+static void test_own_frame_overflow_ends_session(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 500, 7);
+	static burst b;
+	uint8_t pat[BIG_TEST];
+	memset(pat, 0xa5, sizeof pat);
+	for (int i = 0; i < 40; i++)
+		burst_mcc(&b, RFCOMM_MCC_TEST, pat, sizeof pat);
+	for (int i = 0; i < 300; i++) /* repeated SABM on the open DLC: a UA each (5.4.1) */
+		burst_frame(&b, 2, true, RFCOMM_SABM, true, NULL, 0);
+	burst_send(f, &b);
+	while (take(f))
+		;
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, -ENOBUFS);
+}
+
+/* TS 07.10 5.4.6.3.4: Test is answered with exactly its pattern, so one whose response does not
+ * fit the peer's L2CAP MTU (1000 here: a frame of pattern + 8) gets no answer at all; the
+ * largest that fits is echoed whole. */
+static void test_test_longer_than_frame(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	static uint8_t pat[1500];
+	for (size_t i = 0; i < sizeof pat; i++)
+		pat[i] = (uint8_t)i;
+	uint8_t m[2048];
+	size_t n = rfcomm_mcc_build(m, sizeof m, RFCOMM_MCC_TEST, true, pat, 993);
+	send_frame(f, 0, true, RFCOMM_UIH, false, -1, m, n);
+	assert_false(take(f));
+	n = rfcomm_mcc_build(m, sizeof m, RFCOMM_MCC_TEST, true, pat, 1500);
+	send_frame(f, 0, true, RFCOMM_UIH, false, -1, m, n);
+	assert_false(take(f));
+	n = rfcomm_mcc_build(m, sizeof m, RFCOMM_MCC_TEST, true, pat, 992);
+	send_frame(f, 0, true, RFCOMM_UIH, false, -1, m, n);
+	rfcomm_mcc r;
+	expect_mcc(f, RFCOMM_MCC_TEST, false, &r);
+	assert_int_equal(r.len, 992);
+	assert_memory_equal(r.val, pat, 992);
+}
+
+/* RFCOMM spec 5.4, TS 07.10 5.3.3/5.3.4: DLCI 1 (channel 0), 62 and 63 (channel 31) are no
+ * server channel: SABM, DISC and UIH on them get DM. PN for DLCI 0 (the multiplexer itself,
+ * 5.4.6.3.1) is ignored: a DM on DLCI 0 would close the whole session at the peer - which the
+ * stack sent before. */
+static void test_hostile_dlcis(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	const uint8_t dlcis[] = { 1, 62, 63 };
+	for (size_t i = 0; i < sizeof dlcis; i++) {
+		send_frame(f, dlcis[i], true, RFCOMM_SABM, true, -1, NULL, 0);
+		expect(f, dlcis[i], RFCOMM_DM);
+		send_frame(f, dlcis[i], true, RFCOMM_DISC, true, -1, NULL, 0);
+		expect(f, dlcis[i], RFCOMM_DM);
+		send_frame(f, dlcis[i], true, RFCOMM_UIH, false, -1, "x", 1);
+		expect(f, dlcis[i], RFCOMM_DM);
+		send_pn(f, dlcis[i], true, RFCOMM_PN_CL_CFC_REQ, 100, 7);
+		expect(f, dlcis[i], RFCOMM_DM);
+	}
+	send_pn(f, 0, true, RFCOMM_PN_CL_CFC_REQ, 100, 7);
+	assert_false(take(f));
+	/* DISC of DLCs never opened, many times: each a DM, nothing kept. */
+	for (int i = 0; i < 200; i++) {
+		send_frame(f, (uint8_t)(2 + 2 * (i % 30)), true, RFCOMM_DISC, true, -1, NULL, 0);
+		expect(f, (uint8_t)(2 + 2 * (i % 30)), RFCOMM_DM);
+	}
+	assert_false(rfcomm_dlc_lingers(f->rf, &f->peer, 1));
+	/* The session is intact. */
+	open_dlc(f, 2, 200, 7);
+}
+
+/* TS 07.10 5.4.6.3.1: N1 is 1-32768, and the responder never offers more than asked
+ * (RFCOMM spec 5.5.3). N1 0 says nothing: we offer ours; 65535 is more than we take: ours. */
+static void test_pn_n1_extremes(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	rfcomm_mcc m;
+	rfcomm_pn a, b;
+	send_pn(f, 2, true, RFCOMM_PN_CL_CFC_REQ, 0, 7);
+	expect_mcc(f, RFCOMM_MCC_PN, false, &m);
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &a), 0);
+	send_pn(f, 2, true, RFCOMM_PN_CL_CFC_REQ, 65535, 7);
+	expect_mcc(f, RFCOMM_MCC_PN, false, &m);
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &b), 0);
+	assert_int_equal(a.n1, b.n1);
+	assert_true(a.n1 >= 1 && a.n1 <= PEER_MTU - 6);
+	/* Opened with N1 0, data still flows in frames of at most our N1. */
+	open_dlc(f, 2, 0, 7);
+	assert_int_equal(rfcomm_dlc_mtu(f->r.d), a.n1);
+	static uint8_t big[3000];
+	assert_int_equal(rfcomm_write(f->r.d, big, sizeof big), (ssize_t)sizeof big);
+	size_t got = 0;
+	while (take(f)) {
+		assert_true(f->f.len <= a.n1);
+		got += f->f.len;
+	}
+	assert_true(got > 0);
+}
+
+/* RFCOMM spec 6.5.2: a credit octet carries at most 255; what a peer piles up saturates at
+ * 65535 (MAX_TX_CREDITS) instead of wrapping, and data keeps flowing. */
+static void test_credit_accumulation(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 100, 0);
+	for (int i = 0; i < 300; i++) /* 76500 credits */
+		send_frame(f, 2, true, RFCOMM_UIH, true, 255, NULL, 0);
+	while (take(f))
+		;
+	static uint8_t data[4000];
+	assert_int_equal(rfcomm_write(f->r.d, data, sizeof data), (ssize_t)sizeof data);
+	size_t got = 0;
+	while (take(f))
+		got += f->f.len;
+	assert_int_equal(got, sizeof data);
+}
+
+/* TS 07.10 5.2.1.6 / 5.2.6: a data frame with a wrong FCS, or a length past its end, is
+ * discarded: nothing reaches the owner, and no credit is spent. */
+static void test_bad_data_frames_dropped(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 100, 7);
+	uint8_t b[32];
+	size_t n = rfcomm_frame_build(b, sizeof b, 2, true, RFCOMM_UIH, false, -1, (const uint8_t *)"abcd", 4);
+	b[n - 1] ^= 0x55; /* FCS */
+	send_raw(f, b, n);
+	n = rfcomm_frame_build(b, sizeof b, 2, true, RFCOMM_UIH, false, -1, (const uint8_t *)"abcd", 4);
+	b[2] = 20 << 1 | 1; /* length 20, 4 octets present */
+	send_raw(f, b, n);
+	assert_int_equal(rfcomm_readable(f->r.d), 0);
+	assert_int_equal(f->r.readable, 0);
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, "ok", 2);
+	assert_int_equal(rfcomm_readable(f->r.d), 2);
+}
+
+/* Owners that let every DLC go as soon as it closes. */
+static void cyc_closed(void *c, rfcomm_dlc *d, int err)
+{
+	((rec *)c)->closed++;
+	rfcomm_close(d);
+}
+static const rfcomm_dlc_ops cyc_ops = { r_opened, r_readable, r_writable, cyc_closed };
+static int cyc_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx)
+{
+	rec *r = srv;
+	r->accepts++;
+	*ops = &cyc_ops;
+	*ctx = r;
+	return 0;
+}
+
+/* Issue 9: 1000 open/close cycles (SABM/UA, MSC, DISC/UA: TS 07.10 5.3-5.4) and then 500
+ * MSC commands leave nothing behind (ASan/valgrind check the memory) and every frame is
+ * answered. */
+static void test_dlc_cycles_and_msc_flood(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, cyc_accept, &f->r), 1);
+	for (int i = 0; i < 1000; i++) {
+		send_frame(f, 2, true, RFCOMM_SABM, true, -1, NULL, 0);
+		expect(f, 2, RFCOMM_UA);
+		while (take(f))
+			;
+		send_frame(f, 2, true, RFCOMM_DISC, true, -1, NULL, 0);
+		expect(f, 2, RFCOMM_UA);
+		while (take(f))
+			;
+	}
+	assert_int_equal(f->r.accepts, 1000);
+	assert_int_equal(f->r.closed, 1000);
+	assert_false(rfcomm_dlc_lingers(f->rf, &f->peer, 1));
+	send_frame(f, 2, true, RFCOMM_SABM, true, -1, NULL, 0);
+	expect(f, 2, RFCOMM_UA);
+	while (take(f))
+		;
+	rfcomm_mcc m;
+	for (int i = 0; i < 500; i++) {
+		send_msc(f, 2, true, 0x8d);
+		expect_mcc(f, RFCOMM_MCC_MSC, false, &m);
+	}
+	assert_false(take(f));
+	send_frame(f, 2, true, RFCOMM_DISC, true, -1, NULL, 0);
+	expect(f, 2, RFCOMM_UA);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -882,6 +1158,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_input, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossing_sessions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_answer_flood_keeps_own_frames, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_frame_overflow_ends_session, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_test_longer_than_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_dlcis, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pn_n1_extremes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_credit_accumulation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_data_frames_dropped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dlc_cycles_and_msc_flood, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

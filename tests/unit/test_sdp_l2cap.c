@@ -165,12 +165,89 @@ static void test_client_timeout(void **state)
 	harness_free(h);
 }
 
+/* Issue 9, over L2CAP: a client with the least MTU (48, Vol 3 Part A 5.1) gets every response
+ * within it, continuation after continuation (Vol 3 Part B 4.3); a forged state is 0x0005; a
+ * burst of 100 requests sent without waiting (4.1 says a client waits) is answered at most once
+ * each, within the MTU, and leaves the channel working. */
+static void test_hostile_client_over_l2cap(void **state)
+{
+	harness *h = harness_new(8);
+	bool own;
+	sdp_server *srv = stack_sdp(h, &own);
+	char name[300];
+	memset(name, 'n', sizeof name - 1);
+	name[sizeof name - 1] = 0;
+	sdp_uuid spp = sdp_uuid16(SDP_UUID_SERIAL_PORT);
+	sdp_service_desc d = { .name = name, .classes = &spp, .n_classes = 1, .rfcomm_channel = 2 };
+	assert_int_not_equal(sdp_server_add_service(srv, &d), 0);
+	bt_addr peer = peer_addr();
+	uint16_t link = harness_link_up(h, &peer);
+	uint16_t scid = harness_open_channel(h, link, L2CAP_PSM_SDP, 0x0040, 48);
+	assert_int_not_equal(scid, 0);
+	/* SSA: pattern {SPP}, max 0xffff, IDs {0x0000-0xffff}, continuation */
+	uint8_t req[64] = { 0x06, 0x00, 0x01, 0x00, 0x00, 0x35, 0x03, 0x19, 0x11, 0x01, 0xff, 0xff,
+			    0x35, 0x05, 0x0a, 0x00, 0x00, 0xff, 0xff };
+	size_t base = 19;
+	uint8_t cont[17] = { 0 }, rsp[256];
+	size_t total = 0;
+	int rounds = 0;
+	do {
+		req[base] = cont[0];
+		memcpy(req + base + 1, cont + 1, cont[0]);
+		size_t n = base + 1 + cont[0];
+		put_be16(req + 3, (uint16_t)(n - 5));
+		harness_l2cap_in(h, link, scid, req, n);
+		int r = next_on(h, 0x0040, rsp, sizeof rsp);
+		assert_true(r >= 8 && r <= 48);
+		assert_int_equal(rsp[0], SDP_PDU_SSA_RSP);
+		uint16_t count = get_be16(rsp + 5);
+		total += count;
+		cont[0] = rsp[7 + count];
+		assert_true(cont[0] <= 16);
+		memcpy(cont + 1, rsp + 8 + count, cont[0]);
+		rounds++;
+	} while (cont[0] && rounds < 1000);
+	assert_int_equal(cont[0], 0);
+	assert_true(total > 300 && rounds > 10);
+	/* forged continuation state */
+	static const uint8_t forged[] = { 0x06, 0x00, 0x02, 0x00, 0x13, 0x35, 0x03, 0x19, 0x11, 0x01, 0xff, 0xff,
+					  0x35, 0x05, 0x0a, 0x00, 0x00, 0xff, 0xff, 0x04, 0xde, 0xad, 0xbe, 0xef };
+	harness_l2cap_in(h, link, scid, forged, sizeof forged);
+	int r = next_on(h, 0x0040, rsp, sizeof rsp);
+	assert_int_equal(r, 7);
+	assert_int_equal(rsp[0], SDP_PDU_ERROR_RSP);
+	assert_int_equal(get_be16(rsp + 5), SDP_ERR_INVALID_CONT_STATE);
+	/* a burst */
+	const uint8_t *pdus[100];
+	size_t lens[100];
+	put_be16(req + 3, (uint16_t)(base + 1 - 5));
+	req[base] = 0;
+	for (int i = 0; i < 100; i++) {
+		pdus[i] = req;
+		lens[i] = base + 1;
+	}
+	harness_l2cap_burst(h, link, scid, pdus, lens, 100);
+	int answers = 0;
+	while ((r = next_on(h, 0x0040, rsp, sizeof rsp)) >= 0) {
+		assert_true(r <= 48);
+		answers++;
+	}
+	assert_true(answers >= 1 && answers <= 100);
+	harness_l2cap_in(h, link, scid, forged, sizeof forged);
+	assert_int_equal(next_on(h, 0x0040, rsp, sizeof rsp), 7);
+	harness_link_down(h, link, 0x13);
+	if (own)
+		sdp_server_free(srv);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_server_on_psm1),
 		cmocka_unit_test(test_client_over_l2cap),
 		cmocka_unit_test(test_client_timeout),
+		cmocka_unit_test(test_hostile_client_over_l2cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

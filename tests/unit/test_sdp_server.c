@@ -538,13 +538,6 @@ static void test_error_invalid_syntax(void **state)
 	static const uint8_t bad_seq[] = { 0x35, 0x20, 0x19, 0x11, 0x01, 0x00, 0x0a };
 	n = mk_req(req, SDP_PDU_SS_REQ, bad_seq, sizeof bad_seq, NULL, 0);
 	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
-	/* continuation InfoLength above 16 */
-	sdp_w_init(&w, params, sizeof params);
-	w_pattern16(&w, 0x1101);
-	w_u16(&w, 10);
-	uint8_t c17[17] = { 0 };
-	n = mk_req(req, SDP_PDU_SS_REQ, params, w.len, c17, 17);
-	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
 	/* response PDU IDs and 0x00 as requests */
 	static const uint8_t pids[] = { 0x00, 0x01, 0x03, 0x05, 0x07 };
 	for (size_t i = 0; i < sizeof pids; i++) {
@@ -678,6 +671,158 @@ static void test_error_echoes_tid(void **state)
 	sdp_server_free(s);
 }
 
+/* ------------------------------------------------------------------ hostile clients (issue 9) */
+
+/* Vol 3 Part B 4.3/4.4.1: a continuation state longer than 16 bytes was never issued by us:
+ * 0x0005 like any forged one (it was answered 0x0003 before). A genuine state replayed gives
+ * the same slice again and holds nothing new; one from another request kind (SA vs SSA) is
+ * refused. */
+static void test_cont_state_hostile(void **state)
+{
+	sdp_server *s = sdp_server_new(NULL);
+	char big[600];
+	memset(big, 'y', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	uint32_t h = add_spp(s, 1, big);
+	uint8_t params[64], req[400], rsp[4096], rsp2[4096];
+	sdp_writer w;
+	sdp_w_init(&w, params, sizeof params);
+	w_pattern16(&w, SDP_UUID_SERIAL_PORT);
+	w_u16(&w, 100);
+	w_all_ids(&w);
+	uint8_t longc[255];
+	memset(longc, 0xee, sizeof longc);
+	size_t n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, longc, 17);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_CONT_STATE);
+	n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, longc, 255);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_CONT_STATE);
+	n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, longc, 16);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_CONT_STATE);
+
+	n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, NULL, 0);
+	run(s, req, n, 672, rsp);
+	uint16_t count = get_be16(rsp + 5);
+	uint8_t cont[4];
+	memcpy(cont, rsp + 8 + count, 4);
+	n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, cont, 4);
+	int a = run(s, req, n, 672, rsp);
+	for (int i = 0; i < 50; i++) { /* replays: each gets the same next token, no slot is spent */
+		n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, cont, 4);
+		int b = run(s, req, n, 672, rsp2);
+		assert_int_equal(a, b);
+		uint16_t c = get_be16(rsp + 5);
+		assert_memory_equal(rsp + 5, rsp2 + 5, 2u + c + 1u + rsp[7 + c]); /* same slice, token */
+	}
+	/* The SSA token offered to an SA for the same record and IDs. */
+	uint8_t sa[64];
+	sdp_writer ws;
+	sdp_w_init(&ws, sa, sizeof sa);
+	w_u32(&ws, h);
+	w_u16(&ws, 100);
+	w_all_ids(&ws);
+	n = mk_req(req, SDP_PDU_SA_REQ, sa, ws.len, cont, 4);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_CONT_STATE);
+	sdp_server_free(s);
+}
+
+/* Vol 3 Part B 3.3 / 4.5.1: sequences nested in a request whose lengths run past their
+ * parent or the PDU, or nest deeper than SDP_MAX_DEPTH, are Invalid Request Syntax. */
+static void test_nested_sequences_past_end(void **state)
+{
+	sdp_server *s = sdp_server_new(NULL);
+	uint8_t req[128];
+	/* pattern: an outer sequence of 5 holding a sequence that claims 16 */
+	static const uint8_t inner_past[] = { 0x35, 0x05, 0x35, 0x10, 0x19, 0x11, 0x01, 0x00, 0x0a };
+	size_t n = mk_req(req, SDP_PDU_SS_REQ, inner_past, sizeof inner_past, NULL, 0);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
+	/* a 16-bit length (size index 6) larger than the whole PDU */
+	static const uint8_t long_len[] = { 0x36, 0xff, 0xff, 0x19, 0x11, 0x01, 0x00, 0x0a };
+	n = mk_req(req, SDP_PDU_SS_REQ, long_len, sizeof long_len, NULL, 0);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
+	/* nested ten deep around one UUID */
+	uint8_t deep[64];
+	size_t k = 0;
+	for (int i = 0; i < 10; i++) {
+		deep[k++] = 0x35;
+		deep[k++] = (uint8_t)(2 * (10 - i - 1) + 3);
+	}
+	deep[k++] = 0x19;
+	deep[k++] = 0x11;
+	deep[k++] = 0x01;
+	deep[k++] = 0x00;
+	deep[k++] = 0x0a;
+	n = mk_req(req, SDP_PDU_SS_REQ, deep, k, NULL, 0);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
+	/* an AttributeIDList whose uint32 is cut by its sequence */
+	static const uint8_t ids_cut[] = { 0x00, 0x00, 0x00, 0x00, 0x00, 0x64, 0x35, 0x03, 0x0a, 0x00, 0x00, 0xff, 0xff };
+	n = mk_req(req, SDP_PDU_SA_REQ, ids_cut, sizeof ids_cut, NULL, 0);
+	assert_int_equal(expect_error(s, req, n), SDP_ERR_INVALID_SYNTAX);
+	sdp_server_free(s);
+}
+
+/* Vol 3 Part B 4.6.1: an AttributeIDList of 3000 overlapping ranges lists each attribute once,
+ * the answer the same as for the one range 0x0000-0xFFFF, within the MTU. */
+static void test_thousands_of_ranges(void **state)
+{
+	sdp_server *s = sdp_server_new(NULL);
+	uint32_t h = add_spp(s, 3, "ranges");
+	size_t cap = 20000;
+	uint8_t *params = malloc(cap), *req = malloc(cap + 32);
+	uint8_t one[4096], many[4096];
+	sdp_writer w;
+	sdp_w_init(&w, params, cap);
+	w_u32(&w, h);
+	w_u16(&w, 0xffff);
+	w_all_ids(&w);
+	size_t n = mk_req(req, SDP_PDU_SA_REQ, params, w.len, NULL, 0);
+	int a = run(s, req, n, 672, one);
+	sdp_w_init(&w, params, cap);
+	w_u32(&w, h);
+	w_u16(&w, 0xffff);
+	size_t m = sdp_w_seq_begin(&w);
+	for (uint32_t i = 0; i < 3000; i++)
+		sdp_w_uint32(&w, i % 2 ? 0x0000ffffu : (i & 0xff) << 16 | 0xffffu);
+	sdp_w_seq_end(&w, m);
+	assert_int_equal(sdp_w_finish(&w), (int)w.len);
+	n = mk_req(req, SDP_PDU_SA_REQ, params, w.len, NULL, 0);
+	int b = run(s, req, n, 672, many);
+	assert_int_equal(a, b);
+	assert_memory_equal(one + 5, many + 5, (size_t)a - 5);
+	free(params);
+	free(req);
+	sdp_server_free(s);
+}
+
+/* Vol 3 Part B 4.3: at every MTU and MaximumAttributeByteCount down to the least that carries
+ * one byte and a continuation state, the responses fit and concatenate to the whole answer. */
+static void test_tiny_mtus(void **state)
+{
+	sdp_server *s = sdp_server_new(NULL);
+	add_spp(s, 4, "tiny");
+	uint8_t *whole = malloc(65536), *parts = malloc(65536);
+	int rounds;
+	size_t n1 = fetch_ssa(s, SDP_UUID_SERIAL_PORT, 0xffff, 4096, whole, &rounds);
+	for (uint16_t mtu = 13; mtu <= 40; mtu += 9) {
+		size_t n2 = fetch_ssa(s, SDP_UUID_SERIAL_PORT, 7, mtu, parts, &rounds);
+		assert_int_equal(n1, n2);
+		assert_memory_equal(whole, parts, n1);
+	}
+	/* Below that nothing fits: an error, or nothing at all below an ErrorResponse. */
+	uint8_t params[64], req[128], rsp[16];
+	sdp_writer w;
+	sdp_w_init(&w, params, sizeof params);
+	w_pattern16(&w, SDP_UUID_SERIAL_PORT);
+	w_u16(&w, 7);
+	w_all_ids(&w);
+	size_t n = mk_req(req, SDP_PDU_SSA_REQ, params, w.len, NULL, 0);
+	assert_int_equal(sdp_server_handle_pdu(s, req, n, 12, rsp, sizeof rsp), 7);
+	assert_int_equal(get_be16(rsp + 5), SDP_ERR_INSUFFICIENT_RESOURCES);
+	assert_int_equal(sdp_server_handle_pdu(s, req, n, 6, rsp, sizeof rsp), 0);
+	free(whole);
+	free(parts);
+	sdp_server_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -694,6 +839,10 @@ int main(void)
 		cmocka_unit_test(test_error_invalid_cont_state),
 		cmocka_unit_test(test_error_insufficient_resources),
 		cmocka_unit_test(test_error_echoes_tid),
+		cmocka_unit_test(test_cont_state_hostile),
+		cmocka_unit_test(test_nested_sequences_past_end),
+		cmocka_unit_test(test_thousands_of_ranges),
+		cmocka_unit_test(test_tiny_mtus),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
