@@ -63,22 +63,10 @@ typedef struct {
 	harness *h;
 	uint16_t handle[2], cid[2]; /* link A, link B; the stack's channel CID on each */
 	user u;
-	unsigned echo_rsps;
+	fz_peer peer;
 } fixture;
 
-/* Takes what the stack sent and counts Echo Responses (Vol 3 Part A 4.9) on link B. */
-static void drain(fixture *f)
-{
-	uint8_t b[8192];
-	uint16_t cid, hd;
-	int n;
-	while ((n = harness_l2cap_out(f->h, &hd, &cid, b, sizeof b)) >= 0) {
-		if (cid == 0x0001 && n >= 4 && b[0] == FZ_SIG_ECHO_RSP)
-			f->echo_rsps++;
-		else if (cid == 0x0001 && n >= 8 && b[0] == FZ_SIG_DISC_REQ)
-			harness_sig_in(f->h, hd, FZ_SIG_DISC_RSP, b[1], b + 4, 4);
-	}
-}
+static void drain(fixture *f) { fz_drain(&f->peer); }
 
 /* One ACL data packet, header per Vol 4 Part E 5.4.2. */
 static void acl_in(fixture *f, uint16_t hf, const uint8_t *p, size_t n)
@@ -114,7 +102,7 @@ static void setup(fixture *f)
 	const uint8_t echo[6] = { 0x08, 0x00, 0x01, 0x00, 0x08, 0x2a };
 	acl_in(f, (uint16_t)(f->handle[1] | 0x2 << 12), echo, sizeof echo);
 	drain(f);
-	CHECK(hci_rx_partial(bt_stack_hci(s)) && f->u.sdus == 0 && f->echo_rsps == 0);
+	CHECK(hci_rx_partial(bt_stack_hci(s)) && f->u.sdus == 0 && f->peer.log.echo_rsps == 0);
 }
 
 static void chunk_in(fixture *f, const fz_chunk *c)
@@ -171,7 +159,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fixture f = { 0 };
 	f.h = harness_new(8);
+	fz_peer_init(&f.peer, f.h, NULL, NULL);
 	setup(&f);
+	fz_peer_attach(&f.peer);
 	fz_input in = { data, size, 0 };
 	fz_chunk c;
 	while (fz_next(&in, &c)) {
@@ -186,6 +176,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		l2cap_close(f.u.ch);
 	harness_link_down(f.h, f.handle[1], 0x13);
 	drain(&f);
-	fz_teardown(f.h, f.handle[0]);
+	fz_teardown(&f.peer, f.handle[0]);
 	return 0;
 }

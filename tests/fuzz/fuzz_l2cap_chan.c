@@ -10,13 +10,15 @@
  * then chunks [hdr][len][octets] (fuzz_peer.h), hdr bits 0-1:
  *   0: the octets are a C-frame on CID 0x0001 (any signalling commands)
  *   1: the octets are a B-frame on the channel's CID (SDP requests, user data)
- *   2: a Configuration Request (4.4) for the channel: [flags lo][options...], ident hdr>>4 | 1
+ *   2: a Configuration Request (4.4) for the channel: [f][options...], ident hdr>>4 | 1; f bit 0
+ *      is the continuation flag, the options are sent (f >> 4) + 1 times over
  *   3: a signalling command for the channel: [code][ident][data...], with the data's first
  *      CID field set to the stack's CID (and for a Disconnection Request the second to ours),
  *      so Configuration Responses and Disconnection Requests hit the live channel
  *   bit 2: afterwards the clock moves 3 s (RTX, ERTX, link supervision timers)
  *   bit 3: the peer answers the stack's outstanding Configuration Request with success
- *   bit 4 (user channel): the owner sends 100 octets on the channel
+ *   bit 4 (user channel): the owner sends 100 octets on the channel (bits 4-7 are also
+ *   the ident of hdr 2)
  * Everything the stack sends is taken after each chunk; the peer answers Disconnection and
  * Echo Requests. */
 #include <stddef.h>
@@ -96,7 +98,7 @@ typedef struct {
 	harness *h;
 	uint16_t handle, psm, cid; /* cid: the stack's end of the channel */
 	user u;
-	fz_peer_log log;
+	fz_peer peer;
 	unsigned sdp_rsps; /* B-frames the stack sent on the channel */
 } fixture;
 
@@ -107,7 +109,7 @@ static void on_pdu(void *ctx, uint16_t cid, const uint8_t *p, size_t n)
 		f->sdp_rsps++;
 }
 
-static void drain(fixture *f) { fz_drain(f->h, f->handle, &f->log, on_pdu, f); }
+static void drain(fixture *f) { fz_drain(&f->peer); }
 
 /* SDP ServiceSearchRequest for PublicBrowseRoot (Vol 3 Part B 4.5.1): any answer shows the
  * channel passes data. */
@@ -132,7 +134,7 @@ static void reach_config(fixture *f)
 	f->cid = get_le16(d);
 	CHECK(harness_sig_out(f->h, &id, d, sizeof d, &n) == FZ_SIG_CONF_REQ);
 	CHECK(n >= 4 && get_le16(d) == FZ_PEER_CID);
-	f->log.conf_req_ident = id;
+	f->peer.log.conf_req_ident = id;
 	/* Not open: data is dropped (3.1 basic mode before configuration ends). */
 	if (f->psm == FZ_USER_PSM) {
 		CHECK(f->u.ch && !l2cap_chan_is_open(f->u.ch) && f->u.opened == 0);
@@ -184,8 +186,10 @@ static void run_chunk(fixture *f, const fz_chunk *c)
 		harness_l2cap_in(f->h, f->handle, f->cid, c->p, c->len);
 		break;
 	case 2:
-		if (c->len >= 1 && !(FUZZ_SKIP_ISSUE9_CONF_RFC && rfc_options(c->p + 1, c->len - 1) >= 6))
-			fz_conf_req(f->h, f->handle, (uint8_t)(c->hdr >> 4 | 1), f->cid, c->p[0], c->p + 1, c->len - 1);
+		if (c->len >= 1 && !(FUZZ_SKIP_ISSUE9_CONF_RFC &&
+				     rfc_options(c->p + 1, c->len - 1) * ((c->p[0] >> 4) + 1u) >= 6))
+			fz_conf_req(f->h, f->handle, (uint8_t)(c->hdr >> 4 | 1), f->cid, c->p[0] & 1, c->p + 1,
+				    c->len - 1, (c->p[0] >> 4) + 1u);
 		break;
 	default:
 		sig_for_chan(f, c->p, c->len);
@@ -193,7 +197,7 @@ static void run_chunk(fixture *f, const fz_chunk *c)
 	}
 	drain(f);
 	if (c->hdr & 0x08)
-		fz_conf_rsp_ok(f->h, f->handle, f->cid, &f->log);
+		fz_conf_rsp_ok(&f->peer, f->handle, f->cid);
 	if ((c->hdr & 0x10) && f->u.ch) {
 		uint8_t out[100];
 		memset(out, 0x5a, sizeof out);
@@ -212,18 +216,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	f.h = harness_new(8);
 	f.psm = (data[0] & 1) ? FZ_USER_PSM : L2CAP_PSM_SDP;
 	CHECK(l2cap_listen(bt_stack_l2cap(harness_stack(f.h)), FZ_USER_PSM, 672, u_accept, &f.u) == FZ_USER_PSM);
+	fz_peer_init(&f.peer, f.h, on_pdu, &f);
 	bt_addr peer = { { 1, 2, 3, 4, 5, 6 } };
 	f.handle = harness_link_up(f.h, &peer);
 	if (data[0] & 2)
 		reach_open(&f);
 	else
 		reach_config(&f);
+	fz_peer_attach(&f.peer);
 	fz_input in = { data + 1, size - 1, 0 };
 	fz_chunk c;
 	while (fz_next(&in, &c))
 		run_chunk(&f, &c);
 	if (f.u.ch)
 		l2cap_close(f.u.ch);
-	fz_teardown(f.h, f.handle);
+	fz_teardown(&f.peer, f.handle);
 	return 0;
 }

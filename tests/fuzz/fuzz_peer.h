@@ -69,85 +69,141 @@ typedef void (*fz_pdu_fn)(void *ctx, uint16_t cid, const uint8_t *p, size_t n);
 
 typedef struct {
 	uint8_t conf_req_ident; /* ident of the stack's last Configuration Request, 0: none */
-	unsigned sig_seen, data_seen;
+	unsigned sig_seen, data_seen, echo_rsps;
 } fz_peer_log;
 
-/* Takes every PDU the stack sent. Like a real peer, answers Disconnection and Echo Requests
- * (Vol 3 Part A 4.6, 4.8) so that closing and link supervision can complete; everything on
- * another CID goes to fn. The harness holds at most 512 PDUs: call this after each chunk. */
-static inline void fz_drain(harness *h, uint16_t handle, fz_peer_log *log, fz_pdu_fn fn, void *ctx)
+#define FZ_ANSWERS 64
+
+/* The peer: takes what the stack sends (through the harness's PDU sink once attached, so
+ * that no input can overflow the harness's queue) and answers Disconnection and Echo Requests
+ * (Vol 3 Part A 4.6, 4.8) like a real peer, so that closing and link supervision complete.
+ * Answers are sent from fz_drain(), never from inside the stack's send callback. */
+typedef struct {
+	harness *h;
+	fz_peer_log log;
+	fz_pdu_fn fn; /* gets every PDU not on CID 0x0001 */
+	void *ctx;
+	struct {
+		uint16_t handle;
+		uint8_t code, ident, d[4];
+		size_t dl;
+	} ans[FZ_ANSWERS];
+	size_t nans;
+} fz_peer;
+
+static inline void fz_answer(fz_peer *p, uint16_t handle, uint8_t code, uint8_t ident, const uint8_t *d, size_t dl)
 {
-	uint8_t buf[8192];
+	if (p->nans == FZ_ANSWERS)
+		return; /* a peer that falls behind; RTX covers it */
+	p->ans[p->nans].handle = handle;
+	p->ans[p->nans].code = code;
+	p->ans[p->nans].ident = ident;
+	memcpy(p->ans[p->nans].d, d, dl);
+	p->ans[p->nans].dl = dl;
+	p->nans++;
+}
+
+/* One PDU from the stack. A C-frame may carry several commands (Vol 3 Part A 4). */
+static inline void fz_take(void *ctx, uint16_t handle, uint16_t cid, const uint8_t *b, size_t n)
+{
+	fz_peer *p = ctx;
+	if (cid != 0x0001) {
+		p->log.data_seen++;
+		if (p->fn)
+			p->fn(p->ctx, cid, b, n);
+		return;
+	}
+	p->log.sig_seen++;
+	for (size_t off = 0; off + 4 <= n;) {
+		uint8_t code = b[off], id = b[off + 1];
+		size_t dl = get_le16(b + off + 2);
+		if (off + 4 + dl > n)
+			break;
+		if (code == FZ_SIG_DISC_REQ && dl >= 4)
+			fz_answer(p, handle, FZ_SIG_DISC_RSP, id, b + off + 4, 4);
+		else if (code == FZ_SIG_ECHO_REQ)
+			fz_answer(p, handle, FZ_SIG_ECHO_RSP, id, NULL, 0);
+		else if (code == FZ_SIG_ECHO_RSP)
+			p->log.echo_rsps++;
+		else if (code == FZ_SIG_CONF_REQ)
+			p->log.conf_req_ident = id;
+		off += 4 + dl;
+	}
+}
+
+static inline void fz_peer_init(fz_peer *p, harness *h, fz_pdu_fn fn, void *ctx)
+{
+	memset(p, 0, sizeof *p);
+	p->h = h;
+	p->fn = fn;
+	p->ctx = ctx;
+}
+
+/* From now on PDUs go to the peer as they are sent (the harness_* setup helpers that read
+ * the queue must have run before). */
+static inline void fz_peer_attach(fz_peer *p) { harness_set_pdu_sink(p->h, fz_take, p); }
+
+/* Takes everything the stack sent and sends the answers due, until it is quiet. */
+static inline void fz_drain(fz_peer *p)
+{
+	uint8_t b[8192];
 	uint16_t cid, hd;
-	int n;
-	while ((n = harness_l2cap_out(h, &hd, &cid, buf, sizeof buf)) >= 0) {
-		if (cid != 0x0001) {
-			if (log)
-				log->data_seen++;
-			if (fn)
-				fn(ctx, cid, buf, (size_t)n);
-			continue;
-		}
-		if (log)
-			log->sig_seen++;
-		/* A C-frame may carry several commands (Vol 3 Part A 4). */
-		size_t off = 0;
-		while (off + 4 <= (size_t)n) {
-			uint8_t code = buf[off], id = buf[off + 1];
-			size_t dl = get_le16(buf + off + 2);
-			if (off + 4 + dl > (size_t)n)
-				break;
-			const uint8_t *d = buf + off + 4;
-			if (code == FZ_SIG_DISC_REQ && dl >= 4) {
-				uint8_t rsp[4];
-				memcpy(rsp, d, 4);
-				harness_sig_in(h, hd, FZ_SIG_DISC_RSP, id, rsp, 4);
-			} else if (code == FZ_SIG_ECHO_REQ) {
-				harness_sig_in(h, hd, FZ_SIG_ECHO_RSP, id, NULL, 0);
-			} else if (code == FZ_SIG_CONF_REQ && log) {
-				log->conf_req_ident = id;
-			}
-			off += 4 + dl;
+	for (;;) {
+		int n;
+		while ((n = harness_l2cap_out(p->h, &hd, &cid, b, sizeof b)) >= 0)
+			fz_take(p, hd, cid, b, (size_t)n);
+		if (!p->nans)
+			return;
+		size_t k = p->nans;
+		p->nans = 0;
+		for (size_t i = 0; i < k; i++) {
+			uint8_t d[4];
+			memcpy(d, p->ans[i].d, p->ans[i].dl);
+			harness_sig_in(p->h, p->ans[i].handle, p->ans[i].code, p->ans[i].ident, d, p->ans[i].dl);
 		}
 	}
 }
 
-/* Configuration Request (Vol 3 Part A 4.4): DCID, flags, then options as given. */
+/* Configuration Request (Vol 3 Part A 4.4): DCID, flags, then the options as given, reps
+ * times over (many options in one request, as a peer may send), at most FZ_OPTS_MAX octets so
+ * that the C-frame stays within our MTUsig (4). */
+#define FZ_OPTS_MAX 1000
 static inline void fz_conf_req(harness *h, uint16_t handle, uint8_t ident, uint16_t dcid, uint16_t flags,
-			       const uint8_t *opts, size_t n)
+			       const uint8_t *opts, size_t n, unsigned reps)
 {
-	uint8_t d[4 + 255];
-	if (n > 255)
-		n = 255;
+	uint8_t d[4 + FZ_OPTS_MAX];
+	size_t len = 4;
 	put_le16(d, dcid);
 	put_le16(d + 2, flags);
-	if (n)
-		memcpy(d + 4, opts, n);
-	harness_sig_in(h, handle, FZ_SIG_CONF_REQ, ident, d, 4 + n);
+	for (unsigned i = 0; i < reps && n && len + n <= sizeof d; i++, len += n)
+		memcpy(d + len, opts, n);
+	harness_sig_in(h, handle, FZ_SIG_CONF_REQ, ident, d, len);
 }
 
 /* A successful Configuration Response without options (Vol 3 Part A 4.5) to the stack's
  * outstanding request, if there is one. Its SCID names the channel at the receiver: the
  * stack's CID. */
-static inline void fz_conf_rsp_ok(harness *h, uint16_t handle, uint16_t stack_cid, fz_peer_log *log)
+static inline void fz_conf_rsp_ok(fz_peer *p, uint16_t handle, uint16_t stack_cid)
 {
-	if (!log->conf_req_ident)
+	if (!p->log.conf_req_ident)
 		return;
 	uint8_t rsp[6];
 	put_le16(rsp, stack_cid);
 	put_le16(rsp + 2, 0);
 	put_le16(rsp + 4, 0);
-	harness_sig_in(h, handle, FZ_SIG_CONF_RSP, log->conf_req_ident, rsp, 6);
-	log->conf_req_ident = 0;
+	uint8_t id = p->log.conf_req_ident;
+	p->log.conf_req_ident = 0;
+	harness_sig_in(p->h, handle, FZ_SIG_CONF_RSP, id, rsp, 6);
 }
 
 /* Ends the run cleanly: the link goes down first so that what the stack sends while it shuts
  * down is still taken, then everything is freed (LeakSanitizer is on). */
-static inline void fz_teardown(harness *h, uint16_t handle)
+static inline void fz_teardown(fz_peer *p, uint16_t handle)
 {
-	harness_link_down(h, handle, 0x13);
-	fz_drain(h, handle, NULL, NULL, NULL);
-	harness_free(h);
+	harness_link_down(p->h, handle, 0x13);
+	fz_drain(p);
+	harness_set_pdu_sink(p->h, NULL, NULL);
+	harness_free(p->h);
 }
 
 #endif

@@ -64,10 +64,11 @@ typedef struct {
 
 typedef struct {
 	harness *h;
-	bt_addr peer;
+	bt_addr addr;
 	uint16_t handle, cid; /* cid: the stack's end of the L2CAP channel */
 	owner o[4];           /* channels 1, 2, 3, and the outgoing one */
 	seen s;
+	fz_peer peer;
 } fixture;
 
 static void on_pdu(void *ctx, uint16_t cid, const uint8_t *p, size_t n)
@@ -91,7 +92,7 @@ static void on_pdu(void *ctx, uint16_t cid, const uint8_t *p, size_t n)
 	}
 }
 
-static void drain(fixture *f) { fz_drain(f->h, f->handle, NULL, on_pdu, f); }
+static void drain(fixture *f) { fz_drain(&f->peer); }
 static void look(fixture *f)
 {
 	memset(&f->s, 0, sizeof f->s);
@@ -176,7 +177,7 @@ static void setup(fixture *f)
 	look(f);
 	CHECK(f->s.uih_data[6] == 0);
 	owner *out = &f->o[3];
-	CHECK(rfcomm_connect(rf, &f->peer, OUT_CHANNEL, &o_ops, out, &out->d) == 0);
+	CHECK(rfcomm_connect(rf, &f->addr, OUT_CHANNEL, &o_ops, out, &out->d) == 0);
 	look(f);
 	CHECK(f->s.mcc[RFCOMM_MCC_PN] == 1 && f->s.pn_dlci == OUT_DLCI && out->opened == 0);
 }
@@ -238,9 +239,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fixture f = { 0 };
 	f.h = harness_new(8);
-	f.peer = (bt_addr){ { 1, 2, 3, 4, 5, 6 } };
-	f.handle = harness_link_up(f.h, &f.peer);
+	f.addr = (bt_addr){ { 1, 2, 3, 4, 5, 6 } };
+	fz_peer_init(&f.peer, f.h, on_pdu, &f);
+	f.handle = harness_link_up(f.h, &f.addr);
 	setup(&f);
+	fz_peer_attach(&f.peer);
 	fz_input in = { data, size, 0 };
 	fz_chunk c;
 	while (fz_next(&in, &c)) {
@@ -253,6 +256,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 4; i++)
 		if (f.o[i].d)
 			rfcomm_close(f.o[i].d);
-	fz_teardown(f.h, f.handle);
+	fz_teardown(&f.peer, f.handle);
 	return 0;
 }

@@ -43,6 +43,7 @@ typedef struct {
 	uint8_t req[300], last_req[300];
 	size_t req_len, last_req_len;
 	unsigned rsps, cont_rsps;
+	fz_peer peer;
 } fixture;
 
 /* Checks a response and keeps its continuation state (Vol 3 Part B 4.3, 4.6.2, 4.7.2). */
@@ -71,7 +72,7 @@ static void on_pdu(void *ctx, uint16_t cid, const uint8_t *p, size_t n)
 	f->last_req_len = f->req_len;
 }
 
-static void drain(fixture *f) { fz_drain(f->h, f->handle, NULL, on_pdu, f); }
+static void drain(fixture *f) { fz_drain(&f->peer); }
 
 /* Sends p as a request; base is its length without the ContinuationState. */
 static void pdu_in(fixture *f, const uint8_t *p, size_t n, size_t base)
@@ -185,12 +186,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fixture f = { 0 };
 	f.h = harness_new(8);
 	bt_addr peer = { { 1, 2, 3, 4, 5, 6 } };
+	fz_peer_init(&f.peer, f.h, on_pdu, &f);
 	f.handle = harness_link_up(f.h, &peer);
 	setup(&f);
+	fz_peer_attach(&f.peer);
 	fz_input in = { data, size, 0 };
 	fz_chunk c;
 	while (fz_next(&in, &c))
 		chunk_in(&f, &c);
-	fz_teardown(f.h, f.handle);
+	fz_teardown(&f.peer, f.handle);
 	return 0;
 }

@@ -57,4 +57,11 @@ uint16_t harness_open_channel(harness *h, uint16_t handle, uint16_t psm, uint16_
  * the stack's CID, or 0. */
 uint16_t harness_accept_channel(harness *h, uint16_t handle, uint16_t peer_cid, uint16_t mtu);
 
+/* Hands every L2CAP PDU the stack sends to fn as soon as it is complete, instead of queueing
+ * it for harness_l2cap_out() (whose queue holds 512): for fuzzers, where one input may make
+ * the stack send any number. fn runs inside the stack's send callback: it must not call the
+ * harness or the stack. NULL restores the queue. */
+typedef void (*harness_pdu_sink)(void *ctx, uint16_t handle, uint16_t cid, const uint8_t *p, size_t len);
+void harness_set_pdu_sink(harness *h, harness_pdu_sink fn, void *ctx);
+
 #endif
