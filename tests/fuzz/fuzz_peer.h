@@ -74,6 +74,12 @@ typedef struct {
 
 #define FZ_ANSWERS 64
 
+typedef struct {
+	uint16_t handle;
+	uint8_t code, ident, d[4];
+	size_t dl;
+} fz_answer_t;
+
 /* The peer: takes what the stack sends (through the harness's PDU sink once attached, so
  * that no input can overflow the harness's queue) and answers Disconnection and Echo Requests
  * (Vol 3 Part A 4.6, 4.8) like a real peer, so that closing and link supervision complete.
@@ -83,11 +89,7 @@ typedef struct {
 	fz_peer_log log;
 	fz_pdu_fn fn; /* gets every PDU not on CID 0x0001 */
 	void *ctx;
-	struct {
-		uint16_t handle;
-		uint8_t code, ident, d[4];
-		size_t dl;
-	} ans[FZ_ANSWERS];
+	fz_answer_t ans[FZ_ANSWERS];
 	size_t nans;
 } fz_peer;
 
@@ -98,7 +100,8 @@ static inline void fz_answer(fz_peer *p, uint16_t handle, uint8_t code, uint8_t 
 	p->ans[p->nans].handle = handle;
 	p->ans[p->nans].code = code;
 	p->ans[p->nans].ident = ident;
-	memcpy(p->ans[p->nans].d, d, dl);
+	if (dl)
+		memcpy(p->ans[p->nans].d, d, dl);
 	p->ans[p->nans].dl = dl;
 	p->nans++;
 }
@@ -154,13 +157,13 @@ static inline void fz_drain(fz_peer *p)
 			fz_take(p, hd, cid, b, (size_t)n);
 		if (!p->nans)
 			return;
+		/* Sending may bring new answers: work on a copy. */
 		size_t k = p->nans;
+		fz_answer_t due[FZ_ANSWERS];
+		memcpy(due, p->ans, k * sizeof due[0]);
 		p->nans = 0;
-		for (size_t i = 0; i < k; i++) {
-			uint8_t d[4];
-			memcpy(d, p->ans[i].d, p->ans[i].dl);
-			harness_sig_in(p->h, p->ans[i].handle, p->ans[i].code, p->ans[i].ident, d, p->ans[i].dl);
-		}
+		for (size_t i = 0; i < k; i++)
+			harness_sig_in(p->h, due[i].handle, due[i].code, due[i].ident, due[i].d, due[i].dl);
 	}
 }
 
@@ -168,15 +171,23 @@ static inline void fz_drain(fz_peer *p)
  * times over (many options in one request, as a peer may send), at most FZ_OPTS_MAX octets so
  * that the C-frame stays within our MTUsig (4). */
 #define FZ_OPTS_MAX 1000
+
+/* o[0..n) reps times over into out (FZ_OPTS_MAX octets); returns the length. */
+static inline size_t fz_repeat(uint8_t *out, const uint8_t *o, size_t n, unsigned reps)
+{
+	size_t len = 0;
+	for (unsigned i = 0; i < reps && n && len + n <= FZ_OPTS_MAX; i++, len += n)
+		memcpy(out + len, o, n);
+	return len;
+}
+
 static inline void fz_conf_req(harness *h, uint16_t handle, uint8_t ident, uint16_t dcid, uint16_t flags,
 			       const uint8_t *opts, size_t n, unsigned reps)
 {
 	uint8_t d[4 + FZ_OPTS_MAX];
-	size_t len = 4;
 	put_le16(d, dcid);
 	put_le16(d + 2, flags);
-	for (unsigned i = 0; i < reps && n && len + n <= sizeof d; i++, len += n)
-		memcpy(d + len, opts, n);
+	size_t len = 4 + fz_repeat(d + 4, opts, n, reps);
 	harness_sig_in(h, handle, FZ_SIG_CONF_REQ, ident, d, len);
 }
 
