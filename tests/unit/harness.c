@@ -36,6 +36,8 @@ struct harness {
 	uint8_t *inq;
 	size_t inq_len, inq_cap;
 	bool draining;
+	harness_pdu_sink sink; /* if set, takes completed PDUs instead of the queue */
+	void *sink_ctx;
 };
 
 static void drain(harness *h)
@@ -155,6 +157,11 @@ static void acl_out(harness *h, const uint8_t *pkt, size_t len)
 		p->cid = get_le16(p->data + 2);
 		p->len -= 4;
 		memmove(p->data, p->data + 4, p->len);
+		if (h->sink) {
+			h->sink(h->sink_ctx, p->handle, p->cid, p->data, p->len);
+			free(p);
+			return;
+		}
 		assert(h->pdu_count < OUTQ);
 		h->pdus[(h->pdu_head + h->pdu_count++) % OUTQ] = p;
 	}
@@ -424,4 +431,10 @@ void harness_l2cap_burst(harness *h, uint16_t handle, uint16_t cid, const uint8_
 		harness_l2cap_in(h, handle, cid, pdus[i], lens[i]);
 	h->draining = was;
 	drain(h);
+}
+
+void harness_set_pdu_sink(harness *h, harness_pdu_sink fn, void *ctx)
+{
+	h->sink = fn;
+	h->sink_ctx = ctx;
 }

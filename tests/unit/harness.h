@@ -63,4 +63,11 @@ uint16_t harness_accept_channel(harness *h, uint16_t handle, uint16_t peer_cid, 
 void harness_l2cap_burst(harness *h, uint16_t handle, uint16_t cid, const uint8_t *const *pdus,
 			 const size_t *lens, size_t n);
 
+/* Hands every L2CAP PDU the stack sends to fn as soon as it is complete, instead of queueing
+ * it for harness_l2cap_out() (whose queue holds 512): for fuzzers, where one input may make
+ * the stack send any number. fn runs inside the stack's send callback: it must not call the
+ * harness or the stack. NULL restores the queue. */
+typedef void (*harness_pdu_sink)(void *ctx, uint16_t handle, uint16_t cid, const uint8_t *p, size_t len);
+void harness_set_pdu_sink(harness *h, harness_pdu_sink fn, void *ctx);
+
 #endif
