@@ -555,6 +555,7 @@ static void on_l2cap(hh *h, const uint8_t *p, size_t n)
 		size_t cl = 4u + get16(p + off + 2);
 		if (off + cl > len)
 			break;
+		h->sig_rx[p[off]]++;
 		answer_sig(h, p + off, cl);
 		q_push(h, 1, p + off, cl);
 		off += cl;
@@ -591,7 +592,15 @@ int hh_wait_data(hh *h, uint16_t cid, uint8_t *out, size_t cap, int timeout_ms)
 	}
 }
 
+static int conn_req(hh *h, uint16_t psm, uint16_t lcid, uint16_t *rcid, int timeout_ms);
+
 int hh_l2_conn_req(hh *h, uint16_t psm, uint16_t lcid, uint16_t *rcid, int timeout_ms)
+{
+	h->last_conn_result = conn_req(h, psm, lcid, rcid, timeout_ms);
+	return h->last_conn_result;
+}
+
+static int conn_req(hh *h, uint16_t psm, uint16_t lcid, uint16_t *rcid, int timeout_ms)
 {
 	uint8_t req[4], rsp[64];
 	put16(req, psm); /* Connection Request: PSM, source CID (4.2) */
@@ -871,8 +880,12 @@ int hh_rfc_wait(hh *h, uint8_t dlci, uint8_t ctrl, uint8_t *info, size_t cap, in
 			rframe f;
 			if (e->cid != h->rfc_lcid || !rfc_parse(e->data, e->len, &f))
 				continue;
-			if (f.dlci != dlci || (ctrl != 0xff && (f.ctrl & ~HH_PF) != ctrl))
+			uint8_t fc = (uint8_t)(f.ctrl & ~HH_PF);
+			bool match = ctrl == 0xff || fc == ctrl ||
+				     (ctrl == HH_UA_OR_DM && (fc == HH_UA || fc == HH_DM));
+			if (f.dlci != dlci || !match)
 				continue;
+			h->last_ctrl = fc;
 			size_t k = f.len < cap ? f.len : cap;
 			if (info && k)
 				memcpy(info, f.info, k);
@@ -933,14 +946,16 @@ bool hh_rfc_sabm(hh *h, uint8_t dlci, int timeout_ms)
 {
 	if (!hh_rfc_frame(h, dlci, true, HH_SABM | HH_PF, -1, -1, NULL, 0, 0))
 		return false;
-	return hh_rfc_wait(h, dlci, HH_UA, NULL, 0, timeout_ms) >= 0;
+	h->last_ctrl = 0;
+	return hh_rfc_wait(h, dlci, HH_UA_OR_DM, NULL, 0, timeout_ms) >= 0 && h->last_ctrl == HH_UA;
 }
 
 bool hh_rfc_close_dlc(hh *h, uint8_t dlci, int timeout_ms)
 {
 	if (!hh_rfc_frame(h, dlci, true, HH_DISC | HH_PF, -1, -1, NULL, 0, 0))
 		return false;
-	return hh_rfc_wait(h, dlci, HH_UA, NULL, 0, timeout_ms) >= 0;
+	h->last_ctrl = 0;
+	return hh_rfc_wait(h, dlci, HH_UA_OR_DM, NULL, 0, timeout_ms) >= 0 && h->last_ctrl == HH_UA;
 }
 
 bool hh_rfc_open_dlc(hh *h, uint8_t dlci, uint16_t n1, int timeout_ms)

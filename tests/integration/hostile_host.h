@@ -63,6 +63,9 @@ typedef struct hh {
 	uint16_t rfc_lcid;          /* 0: none */
 	uint32_t rfc_credits[64];   /* frames we may still send per DLCI */
 	unsigned msc_answered;
+	uint8_t last_ctrl;          /* control field of the frame hh_rfc_wait returned last */
+	unsigned long sig_rx[256];  /* signalling commands received, per code */
+	int last_conn_result;       /* of the last hh_l2_conn_req: result, 0x100 rejected, -1 none */
 	unsigned long rx_bad_fcs;
 } hh;
 
@@ -129,6 +132,7 @@ bool hh_rfc_frame(hh *h, uint8_t dlci, bool cr, uint8_t ctrl, int len_field, int
 		  const void *info, size_t len, uint8_t fcs_xor);
 /* A multiplexer command on DLCI 0 (TS 07.10 5.4.6): type, C/R (command), value bytes. */
 bool hh_rfc_mux(hh *h, uint8_t type, bool command, const void *val, size_t len);
+#define HH_UA_OR_DM 0xfe /* for hh_rfc_wait: the answer to SABM or DISC */
 /* Waits for a frame on dlci with this control (P/F ignored; 0xff: any); its information
  * field to info (credit byte removed). Returns the information length, or -1. */
 int hh_rfc_wait(hh *h, uint8_t dlci, uint8_t ctrl, uint8_t *info, size_t cap, int timeout_ms);
