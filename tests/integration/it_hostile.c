@@ -37,6 +37,8 @@ static const uint8_t target_uuid[16] = { 0x6b, 0x5e, 0x0f, 0x3a, 0x9c, 0x1d, 0x4
 static btvirt_env *env;
 static child tgt;
 static bool tgt_running;
+static bool tgt_reaped; /* tgt_status holds how it ended */
+static int tgt_status;
 static char taddr[32];
 static hh *H;
 
@@ -49,22 +51,36 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static bool target_dead(char *why, size_t cap)
+{
+	if (!tgt_reaped) {
+		if (waitpid(tgt.pid, &tgt_status, WNOHANG) != tgt.pid)
+			return false;
+		tgt_reaped = true;
+	}
+	int st = tgt_status;
+	if (WIFSIGNALED(st))
+		snprintf(why, cap, "target died by signal %d", WTERMSIG(st));
+	else
+		snprintf(why, cap, "target exited with status %d", WEXITSTATUS(st));
+	return true;
+}
+
 static bool target_start(void)
 {
 	char *argv[] = { TARGET, NULL };
 	child_start(&tgt, env->adapter, argv);
 	tgt_running = true;
+	tgt_reaped = false;
 	uint64_t end = now_ms() + 20000;
 	char out[256];
 	while (now_ms() < end) {
 		read_file(tgt.out, out, sizeof out);
 		if (sscanf(out, "ready %17s", taddr) == 1)
 			return true;
-		int st;
-		if (waitpid(tgt.pid, &st, WNOHANG) == tgt.pid) {
-			tgt_running = false;
+		char why[64];
+		if (target_dead(why, sizeof why))
 			return false;
-		}
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
@@ -101,8 +117,10 @@ static void target_stop(void)
 {
 	if (!tgt_running)
 		return;
-	kill(tgt.pid, SIGKILL);
-	waitpid(tgt.pid, NULL, 0);
+	if (!tgt_reaped) {
+		kill(tgt.pid, SIGKILL);
+		waitpid(tgt.pid, NULL, 0);
+	}
 	tgt_running = false;
 	unlink(tgt.out);
 	unlink(tgt.err);
@@ -132,19 +150,6 @@ static void ensure_target(void)
 }
 
 /* --- liveness --- */
-
-static bool target_dead(char *why, size_t cap)
-{
-	int st;
-	if (waitpid(tgt.pid, &st, WNOHANG) != tgt.pid)
-		return false;
-	tgt_running = false;
-	if (WIFSIGNALED(st))
-		snprintf(why, cap, "target died by signal %d", WTERMSIG(st));
-	else
-		snprintf(why, cap, "target exited with status %d", WEXITSTATUS(st));
-	return true;
-}
 
 static bool l2_data_echo(void)
 {
@@ -179,6 +184,21 @@ static bool rfcomm_exchange(void)
 	return ok;
 }
 
+/* An Echo Request, repeated every 250 ms for up to T_MS while the target lives: a crashing
+ * target (a sanitizer report takes a while to write) is seen as soon as it is gone. */
+static bool echo_or_death(void)
+{
+	uint64_t end = now_ms() + T_MS;
+	char why[128];
+	while (now_ms() < end) {
+		if (hh_echo(H, 250))
+			return true;
+		if (target_dead(why, sizeof why))
+			return false;
+	}
+	return false;
+}
+
 /* Whether the target still serves; else why not. */
 static bool alive(char *why, size_t cap)
 {
@@ -189,7 +209,7 @@ static bool alive(char *why, size_t cap)
 	const char *step = NULL;
 	if (!H->linked && !hh_page(H, taddr, T_MS))
 		step = "cannot page it again";
-	else if (!hh_echo(H, T_MS))
+	else if (!echo_or_death())
 		step = "no L2CAP Echo Response";
 	else if (!l2_data_echo())
 		step = "no echo on L2CAP PSM 0x1001";
@@ -317,7 +337,18 @@ static const char *const variant_names[] = { "zero length", "short (nominal-1)",
 	"length field 0xFFFF, 40 bytes sent", "1000 bytes (past the signalling MTU)",
 	"nominal length field, PDU cut 2 bytes short" };
 
-static void send_sig_variant(uint8_t code, uint16_t nominal, int v)
+/* Whether the spec requires a Command Reject (Vol 3 Part A 4.1: "command not understood") for
+ * this variant: an unknown code, or a request too short to be understood. Returns its ident. */
+static bool reject_required(uint8_t code, uint16_t nominal, int v)
+{
+	bool known = code >= 0x01 && code <= 0x0b;
+	bool request = code == 0x02 || code == 0x04 || code == 0x06 || code == 0x0a;
+	if (!known)
+		return v == V_ZERO || v == V_SHORT || v == V_LONG;
+	return request && nominal > 0 && (v == V_ZERO || v == V_SHORT);
+}
+
+static uint8_t send_sig_variant(uint8_t code, uint16_t nominal, int v)
 {
 	static uint8_t d[1000];
 	memset(d, v == V_MAX_CLAIM || v == V_MAX_REAL ? 0xff : 0x01, sizeof d);
@@ -330,7 +361,7 @@ static void send_sig_variant(uint8_t code, uint16_t nominal, int v)
 	case V_MAX_REAL: hh_sig(H, code, id, d, sizeof d); break;
 	case V_TRUNCATED: hh_sig_len(H, code, id, nominal, d, nominal >= 2 ? nominal - 2u : 0); break;
 	}
-	hh_pump(H, 20);
+	return id;
 }
 
 /* Several commands in one C-frame: n well-formed echo requests, then one cut short. */
@@ -360,9 +391,13 @@ static void test_sig_lengths(void **state)
 	family_begin(&f, "signalling lengths");
 	for (size_t i = 0; i < sizeof sig_codes / sizeof sig_codes[0]; i++) {
 		for (int v = 0; v < V_COUNT; v++) {
-			case_begin(&f, "code 0x%02x, %s", sig_codes[i].code, variant_names[v]);
-			send_sig_variant(sig_codes[i].code, sig_codes[i].len, v);
-			case_end(&f);
+			uint8_t code = sig_codes[i].code;
+			case_begin(&f, "code 0x%02x, %s", code, variant_names[v]);
+			uint8_t id = send_sig_variant(code, sig_codes[i].len, v);
+			bool rejected = hh_wait_sig(H, 0x01, id, NULL, 0,
+						    reject_required(code, sig_codes[i].len, v) ? T_MS : 20) >= 0;
+			if (case_end(&f) && reject_required(code, sig_codes[i].len, v) && !rejected)
+				note_failure(&f, "code 0x%02x, %s: no Command Reject", code, variant_names[v]);
 		}
 	}
 	case_begin(&f, "100 echo requests in one C-frame, then a cut one");
@@ -1162,7 +1197,7 @@ static void test_floods(void **state)
 	char why[256];
 	if (answers < 500)
 		note_failure(&f, "500 Connection Requests: only %lu answered", answers);
-	if (!alive(why, sizeof why) && tgt_running) {
+	if (!alive(why, sizeof why) && !tgt_reaped) {
 		/* alive, yet not serving this link: says whether a fresh link is served */
 		relink();
 		char why2[256];
