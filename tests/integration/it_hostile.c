@@ -98,7 +98,9 @@ static void target_stderr_tail(char *summary, size_t cap)
 		tail = strstr(buf, "runtime error:");
 	if (!tail)
 		tail = n > 3000 ? buf + n - 3000 : buf;
-	fprintf(stderr, "---- hostile_target stderr ----\n%.3000s\n----\n", tail);
+	const char *shadow = strstr(tail, "Shadow bytes around"); /* the dump after the stacks */
+	int len = shadow ? (int)(shadow - tail) : 3000;
+	fprintf(stderr, "---- hostile_target stderr ----\n%.*s\n----\n", len < 3000 ? len : 3000, tail);
 	const char *s = strstr(buf, "SUMMARY: ");
 	if (s) { /* "SUMMARY: AddressSanitizer: KIND (where)": the kind, then the first frame in src/ */
 		s += 9;
@@ -702,7 +704,8 @@ enum {
 	S_EMPTY, S_ONE, S_HDR_ONLY, S_PLEN_FFFF, S_PLEN_SHORT, S_NEST_PAST, S_NEST_DEEP, S_DES32_HUGE,
 	S_PAT_EMPTY, S_UUID13, S_UUID100, S_BAD_UUID_SIZES, S_NON_UUID, S_MAXCOUNT0, S_SSA_HUGE,
 	S_SA_HANDLES, S_SA_REVERSED, S_SA_RANGES100, S_SA_MAXBYTES, S_CONT_RANDOM, S_CONT_FF,
-	S_CONT_MUTATED, S_CONT_OTHER_PDU, S_CONT_REPLAY_NEW_CHANNEL, S_PDU_IDS, S_PIPELINE50, S_COUNT
+	S_CONT_MUTATED, S_CONT_OTHER_PDU, S_CONT_REPLAY_NEW_CHANNEL, S_PDU_IDS, S_PIPELINE50,
+	S_ATTR_NEST_PAST, S_COUNT
 };
 static const char *const sdp_names[] = {
 	"empty PDU", "1-byte PDU", "header only", "parameter length 0xFFFF", "parameter length short",
@@ -714,6 +717,7 @@ static const char *const sdp_names[] = {
 	"continuation state of 16 random bytes", "continuation state length 0xFF past the end",
 	"continuation state mutated", "continuation state on another PDU type",
 	"continuation state replayed on a new channel", "PDU IDs 0, 1, 3, 5, 7, 8, 0xFF", "50 requests pipelined",
+	"attribute ID list of nested sequences past the end",
 };
 
 /* A ServiceSearchAttributeRequest for the whole range with a small byte count, so the
@@ -749,6 +753,7 @@ static size_t get_cont(uint16_t lcid, uint16_t rcid, uint8_t *cont)
 	if (cl == 0 || 8 + bc + cl > (size_t)n)
 		return 0;
 	memcpy(cont, rsp + 8 + bc, cl);
+	fprintf(stderr, "[SDP] the target's continuation state: %zu bytes\n", cl);
 	return cl;
 }
 
@@ -874,6 +879,12 @@ static void sdp_build(int c, pdu *p, uint16_t lcid, uint16_t rcid)
 			hh_l2_send(H, rcid, p->b, p->n);
 		}
 		p->n = 0;
+		break;
+	case S_ATTR_NEST_PAST:
+		pdu_hdr(p, 0x06, 1); pat_target(p); pb16(p, 0xffff);
+		pb(p, "\x35\x30\x35\x20\x36\xff\xf0\x0a\x00\x00", 10);
+		pb(p, "", 1);
+		pdu_end(p);
 		break;
 	default: break;
 	}
