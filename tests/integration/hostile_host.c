@@ -125,7 +125,7 @@ static void cmd_nowait(hh *h, uint16_t opcode, const uint8_t *params, uint8_t le
 bool hh_acl_raw(hh *h, uint8_t pb, const void *data, size_t len, int timeout_ms)
 {
 	uint64_t end = ms_now() + (uint64_t)timeout_ms;
-	while (h->acl_free == 0) { /* one buffer: wait for Number Of Completed Packets */
+	while (h->acl_free == 0) { /* wait for Number Of Completed Packets (7.7.19) */
 		int left = ms_left(end);
 		if (!h->linked || left == 0 || !hh_pump(h, left))
 			return false;
@@ -162,8 +162,8 @@ static void on_nocp(hh *h, const uint8_t *p, size_t n)
 	for (size_t i = 0; n >= 1 && i < p[0] && 1 + 4 * (i + 1) <= n; i++)
 		if ((get16(p + 1 + 4 * i) & 0x0fff) == h->handle)
 			h->acl_free = (uint16_t)(h->acl_free + get16(p + 3 + 4 * i));
-	if (h->acl_free > 1)
-		h->acl_free = 1;
+	if (h->acl_free > h->acl_max)
+		h->acl_free = h->acl_max;
 }
 
 /* Security requests are refused: the hostile host never pairs. */
@@ -336,7 +336,8 @@ static bool controller_init(hh *h)
 	if (hh_cmd(h, 0x1005, NULL, 0, 3000) != 0) /* Read_Buffer_Size (7.4.5) */
 		return false;
 	h->acl_mtu = get16(h->cc_params + 1);
-	h->acl_free = get16(h->cc_params + 4) ? 1 : 0;
+	h->acl_max = get16(h->cc_params + 4);
+	h->acl_free = h->acl_max;
 	if (h->acl_mtu > 1021)
 		h->acl_mtu = 1021;
 	uint8_t scan = 0x02; /* page scan only (7.3.18): connectable, not discoverable */
@@ -402,7 +403,7 @@ bool hh_page(hh *h, const char *addr, int timeout_ms)
 		if (left == 0 || !hh_pump(h, left))
 			return false;
 	}
-	h->acl_free = 1;
+	h->acl_free = h->acl_max;
 	return h->linked;
 }
 
@@ -789,6 +790,12 @@ static size_t mux_build(uint8_t *m, uint8_t type, bool command, const void *val,
 	if (len)
 		memcpy(m + n, val, len);
 	return n + len;
+}
+
+uint16_t hh_rfc_rcid(hh *h)
+{
+	hh_chan *ch = h->rfc_lcid ? chan_by_lcid(h, h->rfc_lcid) : NULL;
+	return ch ? ch->rcid : 0;
 }
 
 bool hh_rfc_frame(hh *h, uint8_t dlci, bool cr, uint8_t ctrl, int len_field, int credits,

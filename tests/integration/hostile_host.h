@@ -32,7 +32,7 @@ typedef struct {
 typedef struct hh {
 	int fd;
 	uint8_t addr[6];            /* our BD_ADDR, little-endian as on the wire */
-	uint16_t acl_mtu, acl_free;
+	uint16_t acl_mtu, acl_max, acl_free; /* ACL buffers: how many, how many free */
 	bool linked;
 	uint16_t handle;
 	uint8_t disc_reason;
@@ -138,6 +138,8 @@ bool hh_rfc_mux(hh *h, uint8_t type, bool command, const void *val, size_t len);
 int hh_rfc_wait(hh *h, uint8_t dlci, uint8_t ctrl, uint8_t *info, size_t cap, int timeout_ms);
 /* Waits for a multiplexer message of this type (TS 07.10 5.4.6.1) and C/R. */
 int hh_rfc_wait_mux(hh *h, uint8_t type, bool command, uint8_t *val, size_t cap, int timeout_ms);
+/* The peer's CID of the RFCOMM channel (0: none), for raw PDUs on it. */
+uint16_t hh_rfc_rcid(hh *h);
 /* L2CAP channel to PSM 3, SABM/UA on DLCI 0. */
 bool hh_rfc_session(hh *h, int timeout_ms);
 void hh_rfc_end(hh *h, int timeout_ms);

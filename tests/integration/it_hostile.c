@@ -997,25 +997,13 @@ static void rfc_case_body(int c)
 	case R_LEN_PAST: hh_rfc_frame(H, 0, true, HH_UIH, 100, -1, "\x83\x11", 2, 0);
 		hh_rfc_frame(H, 4, true, HH_SABM | HH_PF, 50, -1, NULL, 0, 0); break;
 	case R_LEN_7FFF: hh_rfc_frame(H, 2, true, HH_UIH, 0x7fff, -1, "abcdef", 6, 0); break;
-	case R_LEN_EA_CUT: {
-		uint8_t f[3] = { 0x0b, HH_UIH, 0x10 }; /* length EA 0, second byte missing */
-		hh_chan *ch = NULL;
-		for (int i = 0; i < HH_CHANS; i++)
-			if (H->ch[i].open && H->ch[i].lcid == H->rfc_lcid)
-				ch = &H->ch[i];
-		if (ch)
-			hh_l2_send(H, ch->rcid, f, 3);
+	case R_LEN_EA_CUT: /* length EA 0, its second byte missing */
+		hh_l2_send(H, hh_rfc_rcid(H), "\x0b\xef\x10", 3);
 		break;
-	}
-	case R_TINY: {
-		hh_chan *ch = NULL;
-		for (int i = 0; i < HH_CHANS; i++)
-			if (H->ch[i].open && H->ch[i].lcid == H->rfc_lcid)
-				ch = &H->ch[i];
-		for (size_t n = 0; ch && n <= 3; n++)
-			hh_l2_send(H, ch->rcid, "\x03\xef\x01", n);
+	case R_TINY:
+		for (size_t n = 0; n <= 3; n++)
+			hh_l2_send(H, hh_rfc_rcid(H), "\x03\xef\x01", n);
 		break;
-	}
 	case R_MUX_LEN_PAST: {
 		uint8_t m1[5] = { 0x20 << 2 | 3, 8 << 1 | 1, 2, 0xf0, 0 };         /* PN claims 8, has 3 */
 		uint8_t m2[4] = { 0x38 << 2 | 3, 100 << 1 | 1, 0x0b, 0x8d };       /* MSC claims 100 */
