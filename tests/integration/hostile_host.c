@@ -566,14 +566,12 @@ static void on_l2cap(hh *h, const uint8_t *p, size_t n)
 int hh_wait_sig(hh *h, uint8_t code, uint8_t ident, uint8_t *out, size_t cap, int timeout_ms)
 {
 	uint64_t end = ms_now() + (uint64_t)timeout_ms;
-	size_t seen = 0;
 	for (;;) {
-		for (size_t i = seen; i < h->q_count; i++) {
+		for (size_t i = 0; i < h->q_count; i++) {
 			const hh_pdu *e = &h->q[(h->q_head + i) % HH_QUEUE];
 			if (e->cid == 1 && e->len >= 4 && e->data[0] == code && (!ident || e->data[1] == ident))
 				return q_take(h, i, out, cap);
 		}
-		seen = 0; /* the queue may have shifted: scan again from the start */
 		int left = ms_left(end);
 		if (left == 0 || !hh_pump(h, left > 20 ? 20 : left))
 			return -1;

@@ -148,7 +148,7 @@ bool hh_rfc_open_dlc(hh *h, uint8_t dlci, uint16_t n1, int timeout_ms);
 /* SABM/UA on dlci alone (no PN, no MSC). */
 bool hh_rfc_sabm(hh *h, uint8_t dlci, int timeout_ms);
 bool hh_rfc_close_dlc(hh *h, uint8_t dlci, int timeout_ms);
-/* Sends data on an open DLC (credits permitting, giving the peer `give` credits) and reads
+/* Sends data on an open DLC (credits permitting, granting the peer 30 credits) and reads
  * back len bytes of echo; true if they match. */
 bool hh_rfc_echo(hh *h, uint8_t dlci, const uint8_t *data, size_t len, int timeout_ms);
 

@@ -7,7 +7,10 @@
  * 0x1001, an SDP ServiceSearch finding its record and an RFCOMM exchange. A case that kills or
  * silences the target is recorded (with the tail of the target's stderr: ASan's report) and the
  * target restarted, so one run lists every failing case; each family (one cmocka test) fails if
- * any of its cases did. */
+ * any of its cases did. Families: signalling commands of every code with zero, short, long and
+ * maximal lengths; configuration options in CONFIG and OPEN; PSM and CID edges; SDP PDUs;
+ * RFCOMM frames; floods. Each failure is one "HOSTILE CASE FAILED [family] case: why" line on
+ * stderr, and the family's list again at its end. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
