@@ -1075,6 +1075,15 @@ static void rfc_case_body(int c)
 	hh_pump(H, 20);
 }
 
+/* Cases after which DLC 2 must still carry data as before: the wrong-FCS frame discarded
+ * (TS 07.10 5.2.1.6), not echoed; credits and a repeated SABM changing nothing. */
+static bool rfc_dlc_checked(int c)
+{
+	return c == R_UIH_BAD_FCS || c == R_CREDIT_255 || c == R_CREDIT_65535 || c == R_SABM_TWICE;
+}
+
+static bool rfc_dlc_ok; /* the check's outcome, for test_rfcomm */
+
 static void rfc_case(int c)
 {
 	if (c == R_SABM0_BAD_FCS || c == R_DISC_BEFORE_SESSION || c == R_SABM_BEFORE_SESSION) {
@@ -1101,6 +1110,10 @@ static void rfc_case(int c)
 		return;
 	}
 	rfc_case_body(c);
+	if (rfc_dlc_checked(c)) {
+		static const uint8_t msg[] = "after the case";
+		rfc_dlc_ok = hh_rfc_echo(H, 2, msg, sizeof msg, T_MS);
+	}
 	hh_rfc_end(H, SHORT_MS);
 }
 
@@ -1110,8 +1123,10 @@ static void test_rfcomm(void **state)
 	family_begin(&f, "RFCOMM");
 	for (int c = 0; c < R_COUNT; c++) {
 		case_begin(&f, "%s", rfc_names[c]);
+		rfc_dlc_ok = true;
 		rfc_case(c);
-		case_end(&f);
+		if (case_end(&f) && !rfc_dlc_ok)
+			note_failure(&f, "%s: DLC 2 did not echo exactly what was sent after it", rfc_names[c]);
 	}
 	family_end(&f);
 }
