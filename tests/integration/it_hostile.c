@@ -893,6 +893,23 @@ static void sdp_build(int c, pdu *p, uint16_t lcid, uint16_t rcid)
 	}
 }
 
+/* Requests with a whole header that the server must answer, with a response or an
+ * SDP_ErrorResponse (Vol 3 Part B 4.2, 4.4.1: invalid syntax, PDU size or continuation). */
+static bool sdp_answer_required(int c)
+{
+	switch (c) {
+	case S_HDR_ONLY: case S_PLEN_FFFF: case S_PLEN_SHORT: case S_NEST_PAST: case S_NEST_DEEP:
+	case S_DES32_HUGE: case S_PAT_EMPTY: case S_UUID13: case S_UUID100: case S_BAD_UUID_SIZES:
+	case S_NON_UUID: case S_MAXCOUNT0: case S_SSA_HUGE: case S_SA_REVERSED: case S_SA_RANGES100:
+	case S_CONT_RANDOM: case S_CONT_FF: case S_ATTR_NEST_PAST:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool sdp_answered; /* for test_sdp */
+
 static void sdp_case(int c)
 {
 	uint16_t lcid, rcid;
@@ -912,7 +929,7 @@ static void sdp_case(int c)
 		if (p.n || c == S_EMPTY)
 			hh_l2_send(H, rcid, p.b, p.n);
 	}
-	hh_wait_data(H, lcid, NULL, 0, SHORT_MS);
+	sdp_answered = hh_wait_data(H, lcid, NULL, 0, sdp_answer_required(c) ? T_MS : SHORT_MS) >= 0;
 	drop_channel(lcid, rcid);
 }
 
@@ -922,8 +939,10 @@ static void test_sdp(void **state)
 	family_begin(&f, "SDP");
 	for (int c = 0; c < S_COUNT; c++) {
 		case_begin(&f, "%s", sdp_names[c]);
+		sdp_answered = false;
 		sdp_case(c);
-		case_end(&f);
+		if (case_end(&f) && sdp_answer_required(c) && !sdp_answered)
+			note_failure(&f, "%s: no answer (response or SDP_ErrorResponse)", sdp_names[c]);
 	}
 	family_end(&f);
 }
