@@ -24,6 +24,7 @@
 #define SDP_CONT_SLOTS 16
 #define SDP_CONT_LEN 4
 #define SDP_MAX_CONNS 16
+#define SDP_MAX_CONNS_PEER 4 /* one client needs one; a peer opening more loses its oldest */
 #define SDP_HDR 5 /* PDU ID, TransactionID, ParameterLength (Vol 3 Part B 4.2) */
 
 typedef struct {
@@ -600,9 +601,27 @@ static const l2cap_chan_ops conn_ops = {
 	.closed = conn_closed,
 };
 
+/* A peer that opens channels to the SDP server and leaves them (a flood of Connection Requests
+ * it never configures) must not lock other clients out, nor its own next search: beyond
+ * SDP_MAX_CONNS_PEER its oldest channel is closed to make room. */
+static void drop_oldest_of_peer(sdp_server *s, const bt_addr *peer)
+{
+	sdp_conn *oldest = NULL; /* s->conns is newest first: the last match is the oldest */
+	int n = 0;
+	for (sdp_conn *c = s->conns; c; c = c->next) {
+		if (bt_addr_eq(l2cap_chan_peer(c->ch), peer)) {
+			n++;
+			oldest = c;
+		}
+	}
+	if (n >= SDP_MAX_CONNS_PEER)
+		conn_free(oldest);
+}
+
 static int server_accept(void *srv_ctx, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
 {
 	sdp_server *s = srv_ctx;
+	drop_oldest_of_peer(s, l2cap_chan_peer(ch));
 	if (s->n_conns >= SDP_MAX_CONNS)
 		return -ENOBUFS;
 	sdp_conn *c = calloc(1, sizeof *c);

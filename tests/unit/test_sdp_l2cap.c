@@ -241,6 +241,58 @@ static void test_hostile_client_over_l2cap(void **state)
 	harness_free(h);
 }
 
+/* A peer that opens channel after channel to PSM 1 and leaves them open may not lock other
+ * clients out, nor its own next search: beyond a few its oldest are closed. Before, the 17th
+ * channel of any peer was refused (No Resources) for as long as the flooding link lived. */
+static void test_flooding_peer_keeps_server_open(void **state)
+{
+	harness *h = harness_new(8);
+	bool own;
+	sdp_server *srv = stack_sdp(h, &own);
+	bt_addr a = peer_addr(), b;
+	bt_addr_parse("00:CC:03:00:00:04", &b);
+	uint16_t la = harness_link_up(h, &a);
+	int accepted = 0, closed_by_stack = 0;
+	for (uint16_t i = 0; i < 40; i++) {
+		uint8_t req[4], d[256], id;
+		size_t n;
+		put_le16(req, L2CAP_PSM_SDP); /* Vol 3 Part A 4.2, then never configured */
+		put_le16(req + 2, (uint16_t)(0x0040 + i));
+		harness_sig_in(h, la, 0x02, (uint8_t)(1 + i), req, 4);
+		int code;
+		while ((code = harness_sig_out(h, &id, d, sizeof d, &n)) >= 0) {
+			if (code == 0x03 && n >= 8 && get_le16(d + 4) == 0)
+				accepted++;
+			if (code == 0x06 && n >= 4) { /* the stack drops our oldest: answer as a peer does */
+				uint8_t rsp[4];
+				put_le16(rsp, get_le16(d));
+				put_le16(rsp + 2, get_le16(d + 2));
+				harness_sig_in(h, la, 0x07, id, rsp, 4);
+				closed_by_stack++;
+			}
+		}
+	}
+	assert_int_equal(accepted, 40);
+	assert_true(closed_by_stack >= 40 - 4);
+	uint16_t lb = harness_link_up(h, &b);
+	uint16_t scid = harness_open_channel(h, lb, L2CAP_PSM_SDP, 0x0040, 672);
+	assert_int_not_equal(scid, 0);
+	static const uint8_t req[] = { 0x02, 0x00, 0x07, 0x00, 0x08, 0x35, 0x03, 0x19, 0x11, 0x01, 0x00, 0x05, 0x00 };
+	harness_l2cap_in(h, lb, scid, req, sizeof req);
+	uint8_t rsp[1024];
+	uint16_t handle, cid;
+	int n;
+	bool answered = false;
+	while ((n = harness_l2cap_out(h, &handle, &cid, rsp, sizeof rsp)) >= 0)
+		answered |= handle == lb && cid == 0x0040 && n > 0 && rsp[0] == SDP_PDU_SS_RSP;
+	assert_true(answered);
+	harness_link_down(h, la, 0x13);
+	harness_link_down(h, lb, 0x13);
+	if (own)
+		sdp_server_free(srv);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +300,7 @@ int main(void)
 		cmocka_unit_test(test_client_over_l2cap),
 		cmocka_unit_test(test_client_timeout),
 		cmocka_unit_test(test_hostile_client_over_l2cap),
+		cmocka_unit_test(test_flooding_peer_keeps_server_open),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
