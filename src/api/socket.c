@@ -237,9 +237,46 @@ static const rfcomm_dlc_ops r_ops = { r_opened, r_readable, r_writable, r_closed
 
 /* ------------------------------------------------------------------ accepting */
 
-static int accept_common(bsock *parent, bsock **out)
+/* Connections the core accepted that are not open yet (L2CAP configuration, RFCOMM PN/MSC) do
+ * not count against the backlog, which bounds those waiting for btsock_accept() as TCP's
+ * accept queue does. They are bounded per peer instead: a peer that opens more than
+ * RT_HALF_OPEN_PEER loses its oldest, so a peer that floods a listener with connection
+ * requests it never configures blocks no one, not even its own next connection; and all
+ * peers together hold at most RT_HALF_OPEN_MAX. */
+#define RT_HALF_OPEN_PEER 8
+#define RT_HALF_OPEN_MAX 64
+
+static bool half_open(const bsock *c, const bsock *parent)
 {
-	if (parent->state != S_LISTENING || parent->accq_n + parent->pending >= parent->backlog)
+	return c->parent == parent && !c->queued && !c->zombie && c->state == S_CONNECTING;
+}
+
+static bool half_open_room(bsock *parent, const bt_addr *peer)
+{
+	int all = 0, mine = 0;
+	bsock *oldest = NULL; /* rt_socks is newest first: the last match is the oldest */
+	for (bsock *c = rt_socks; c; c = c->next) {
+		if (!half_open(c, parent))
+			continue;
+		all++;
+		if (bt_addr_eq(&c->peer, peer)) {
+			mine++;
+			oldest = c;
+		}
+	}
+	if (mine >= RT_HALF_OPEN_PEER) {
+		oldest->state = S_FAILED; /* the loop frees it and closes its channel */
+		oldest->conn_err = -ECONNRESET;
+		oldest->zombie = true;
+		return true;
+	}
+	return all < RT_HALF_OPEN_MAX;
+}
+
+static int accept_common(bsock *parent, const bt_addr *peer, bsock **out)
+{
+	if (parent->state != S_LISTENING || parent->accq_n >= parent->backlog ||
+	    !half_open_room(parent, peer))
 		return -ENOBUFS;
 	bsock *c = sock_new(parent->proto);
 	if (!c)
@@ -256,7 +293,7 @@ static int accept_common(bsock *parent, bsock **out)
 static int l_accept(void *srv, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
 {
 	bsock *c;
-	int rc = accept_common(srv, &c);
+	int rc = accept_common(srv, l2cap_chan_peer(ch), &c);
 	if (rc < 0)
 		return rc;
 	c->ch = ch;
@@ -270,7 +307,7 @@ static int l_accept(void *srv, l2cap_chan *ch, const l2cap_chan_ops **ops, void 
 static int r_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void **ctx)
 {
 	bsock *c;
-	int rc = accept_common(srv, &c);
+	int rc = accept_common(srv, rfcomm_dlc_peer(d), &c);
 	if (rc < 0)
 		return rc;
 	c->dlc = d;
@@ -285,6 +322,12 @@ static int r_accept(void *srv, rfcomm_dlc *d, const rfcomm_dlc_ops **ops, void *
 static void child_ready(bsock *c)
 {
 	bsock *p = c->parent;
+	if (p->accq_n >= p->backlog) { /* the accept queue filled while it was half open */
+		c->state = S_FAILED;
+		c->conn_err = -ECONNREFUSED;
+		c->zombie = true; /* freed by the loop (pending counted down there), channel closed */
+		return;
+	}
 	p->pending--;
 	c->queued = true;
 	p->accq[p->accq_n++] = c;
