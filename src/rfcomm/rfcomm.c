@@ -1321,9 +1321,23 @@ static void l2_closed(void *ctx, l2cap_chan *ch, int err)
 
 static const l2cap_chan_ops l2_ops = { l2_opened, l2_data, l2_writable, l2_closed };
 
+/* One session per device pair (RFCOMM spec 5.2): a peer's new L2CAP channel to PSM 3 ends its
+ * earlier incoming sessions that carry no DLC. A peer that floods PSM 3 with Connection
+ * Requests it never uses thus holds one session slot, not all MAX_SESSIONS of them, and its
+ * own next session (or anyone else's) is served. */
+static void end_idle_sessions_of(rfcomm *r, const bt_addr *peer)
+{
+	for (session *o = r->sessions; o; o = o->next)
+		if (!o->initiator && o->state != S_DEAD && bt_addr_eq(&o->peer, peer) && !session_has_dlcs(o))
+			session_end(o, 0);
+}
+
 static int l2_accept(void *srv_ctx, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
 {
 	rfcomm *r = srv_ctx;
+	enter(r);
+	end_idle_sessions_of(r, l2cap_chan_peer(ch));
+	leave(r);
 	session *s = session_new(r, l2cap_chan_peer(ch), false);
 	if (!s)
 		return -ENOBUFS;

@@ -1157,7 +1157,7 @@ static void test_rfcomm(void **state)
  * faster than its link drains: that is defence, not a finding), so every channel is made. */
 static int flood_conn_reqs(int n)
 {
-	static const uint16_t psms[] = { 0x0001, 0x1001, 0x0001, 0x1001, 0x0000, 0x1003, 0xffff, 0x0002 };
+	static const uint16_t psms[] = { 0x0001, 0x1001, 0x0003, 0x1001, 0x0000, 0x1003, 0xffff, 0x0002 };
 	uint8_t d[4];
 	int answered = 0;
 	for (int i = 0; i < n; i++) {
@@ -1229,7 +1229,7 @@ static void test_floods(void **state)
 {
 	family f;
 	family_begin(&f, "floods");
-	case_begin(&f, "500 Connection Requests (PSM 1, 0x1001, invalid) never closed");
+	case_begin(&f, "500 Connection Requests (PSM 1, 3, 0x1001, invalid) never closed");
 	int answers = flood_conn_reqs(500);
 	fprintf(stderr, "[floods] 500 Connection Requests: %d answered\n", answers);
 	char why[256];

@@ -1135,6 +1135,37 @@ static void test_dlc_cycles_and_msc_flood(void **state)
 	expect(f, 2, RFCOMM_UA);
 }
 
+/* A peer that opens channel after channel to PSM 3 and never starts a multiplexer on them holds
+ * one session, not all of them (one session per device pair, RFCOMM spec 5.2): its earlier idle
+ * sessions end, and its next real session is served. Before, the 17th was refused (No
+ * Resources) for as long as the link lived. */
+static void test_idle_session_flood(void **state)
+{
+	fixture *f = *state;
+	int accepted = 0, closed_by_stack = 0;
+	for (uint16_t i = 0; i < 40; i++) {
+		uint8_t req[4], d[256], id;
+		size_t n;
+		put_le16(req, 0x0003); /* Vol 3 Part A 4.2, then nothing */
+		put_le16(req + 2, (uint16_t)(0x0100 + i));
+		harness_sig_in(f->h, f->handle, 0x02, (uint8_t)(1 + i), req, 4);
+		int code;
+		while ((code = harness_sig_out(f->h, &id, d, sizeof d, &n)) >= 0) {
+			if (code == 0x03 && n >= 8 && get_le16(d + 4) == 0)
+				accepted++;
+			if (code == 0x06 && n >= 4) { /* an idle session ends: answer as a peer does */
+				uint8_t rsp[4];
+				put_le16(rsp, get_le16(d));
+				put_le16(rsp + 2, get_le16(d + 2));
+				harness_sig_in(f->h, f->handle, 0x07, id, rsp, 4);
+				closed_by_stack++;
+			}
+		}
+	}
+	assert_int_equal(accepted, 40);
+	assert_int_equal(closed_by_stack, 39);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1166,6 +1197,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_credit_accumulation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_data_frames_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dlc_cycles_and_msc_flood, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_session_flood, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
