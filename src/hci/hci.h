@@ -102,8 +102,10 @@ int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void 
 int hci_connect(hci *h, const bt_addr *peer);
 /* Finds a connected link's handle; -ENOTCONN if none. */
 int hci_link_handle(const hci *h, const bt_addr *peer);
-/* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
-void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* Disconnects a link (reason 0x13, remote user terminated). link_down follows. 0, -ENOTCONN,
+ * or -ENOBUFS if even the command slots reserved for link control are full (counted in
+ * hci_get_faults()->cmd_dropped; the caller may retry later). */
+int hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
 /* Authenticates the link (pairing if no key is known, Secure Simple Pairing replies come from
  * GAP) and switches encryption on: Vol 4 Part E 7.1.15 then 7.1.16, as Security Mode 4 needs
  * before most channels (Vol 3 Part C 5.2.2). Returns 1 if the link is encrypted already,
@@ -145,6 +147,15 @@ typedef struct {
 } hci_info;
 const hci_info *hci_get_info(const hci *h);
 bool hci_is_ready(const hci *h);
+/* Controller misbehaviour seen and survived (or, for hw_errors, not). */
+typedef struct {
+	uint32_t cmd_dropped;  /* link control commands lost to a full command queue */
+	uint32_t nocp_unknown; /* Number_Of_Completed_Packets entries for a handle not ours */
+	uint32_t acl_oversize; /* ACL packets longer than the announced buffer size, dropped */
+	uint32_t hw_errors;    /* Hardware Error events (fatal) */
+} hci_faults;
+const hci_faults *hci_get_faults(const hci *h);
+
 /* The latest error explained in words (e.g. "controller did not answer HCI_Reset"). */
 const char *hci_error(const hci *h);
 
