@@ -1049,13 +1049,9 @@ static void acl_input(hci *h, const uint8_t *p, size_t len)
 	size_t n = len - 4;
 	if (n > h->info.acl_mtu) {
 		/* Longer than the HC_ACL_Data_Packet_Length the controller announced (Vol 4 Part E
-		 * 7.4.5, 5.4.2): a broken controller. Dropped; a PDU it was part of is abandoned. */
+		 * 7.4.5, 5.4.2): a broken controller. Dropped alone, unread: a PDU being reassembled
+		 * goes on with the next proper fragment (its length check still guards it). */
 		h->faults.acl_oversize++;
-		hci_link *bad = link_by_handle(h, handle);
-		if (bad) {
-			bad->rx_len = bad->rx_expect = 0;
-			bad->rx_skip = true;
-		}
 		return;
 	}
 	hci_link *l = link_by_handle(h, handle);
