@@ -8,6 +8,9 @@
  *   - a Hardware Error event (Vol 4 Part E 7.7.16) ................ within 2 s
  *   - the controller stops answering commands (a command is then
  *     issued: a new connect), 3 s command timeout (Vol 4 Part E 4.4) within 5 s
+ *   - the controller hangs (nothing in or out): A's socket fails on the
+ *     4 s transmit stall within 6 s, the adapter is dead (its Disconnect
+ *     unanswered) within 10 s
  * After each, btsock_error() of a call on the dead adapter names the fault, the dead adapter
  * closes without hanging, no file descriptor is left behind, and a new adapter (pair) opens
  * and transfers again.
@@ -15,7 +18,8 @@
  *   - Number_Of_Completed_Packets for a handle that is not a link, and one crediting more
  *     packets than were sent (7.7.19)
  *   - an ACL packet longer than the announced buffer size (7.4.5), and one with the largest
- *     length H4 can frame (65535) on an unknown handle.
+ *     length H4 can frame (65535) on an unknown handle
+ *   - a slow controller (packets from it held 200 ms each for a while).
  * Every wait has a timeout; the whole program takes well under 60 s under ASan. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -330,6 +334,44 @@ static void test_commands_unanswered(void **state)
 	assert_new_adapter_works();
 }
 
+/* The controller hangs: nothing goes in or out any more (the proxy drops every packet both
+ * ways). The data A has in flight is never completed: its link is declared lost after the
+ * 4 s transmit stall and A's socket fails, within 6 s; the Disconnect that follows goes
+ * unanswered, and 3 s later the adapter is dead: a connect waiting on it fails, within 10 s
+ * of the hang in all. */
+static void test_controller_hangs(void **state)
+{
+	(void)state;
+	pair p;
+	pair_open(&p);
+	h4p_rule in = { .dir = H4P_TO_HOST, .code = -1, .action = H4P_DROP };
+	h4p_rule out = { .dir = H4P_TO_CTRL, .code = -1, .action = H4P_DROP };
+	h4p_add_rule(p.px, &in);
+	h4p_add_rule(p.px, &out);
+	uint64_t t0 = now_ms();
+	if (pump(&p.a, &p.b, a_failed, 0, 6000) < 0)
+		fail_msg("A's socket still open 6 s after the controller hung");
+	assert_a_dead(&p);
+	/* A connect on the hung adapter waits until the adapter is declared dead. */
+	int t = btsock_socket(BTSOCK_RFCOMM);
+	assert_true(t >= 0);
+	assert_int_equal(btsock_bind(t, p.A, 0), 0);
+	assert_int_equal(btsock_setblocking(t, false), 0);
+	int rc = btsock_connect(t, "00:AA:FF:00:00:02", 1);
+	if (rc < 0 && errno == EINPROGRESS) {
+		int left = (int)(10000 - (int64_t)(now_ms() - t0));
+		struct pollfd pf = { t, POLLOUT, 0 };
+		assert_int_equal(poll(&pf, 1, left > 0 ? left : 0), 1);
+		rc = btsock_connect_result(t);
+	}
+	close(t);
+	assert_int_equal(rc, -1);
+	assert_true(now_ms() - t0 <= 10000);
+	assert_adapter_says(&p, "did not answer HCI command");
+	pair_close(&p);
+	assert_new_adapter_works();
+}
+
 /* ------------------------------------------------------------------ survivable faults */
 
 /* Number_Of_Completed_Packets (7.7.19) for a handle that is no link and for A's link with
@@ -349,6 +391,24 @@ static void test_completions_for_unknown_handle(void **state)
 		size_t goal = p.a.rx > p.b.rx ? p.a.rx : p.b.rx;
 		assert_true(pump(&p.a, &p.b, both_moved, goal + 16384, 20000) >= 0);
 	}
+	assert_false(end_over(&p.a) || end_over(&p.b));
+	assert_int_equal(p.a.bad + p.b.bad, 0);
+	pair_close(&p);
+}
+
+/* A slow controller is not a dead one: the next 40 packets from it (completions, data) are
+ * each held 200 ms, well within the 3 s command and 4 s transmit stall bounds; the transfer
+ * goes on intact and nothing is declared lost. */
+static void test_slow_controller_survives(void **state)
+{
+	(void)state;
+	pair p;
+	pair_open(&p);
+	h4p_rule slow = { .dir = H4P_TO_HOST, .code = -1, .action = H4P_DELAY, .delay_ms = 200, .count = 40 };
+	int id = h4p_add_rule(p.px, &slow);
+	size_t goal = p.a.rx > p.b.rx ? p.a.rx : p.b.rx;
+	assert_true(pump(&p.a, &p.b, both_moved, goal + 32768, 30000) >= 0);
+	assert_int_equal(h4p_matched(p.px, id), 40);
 	assert_false(end_over(&p.a) || end_over(&p.b));
 	assert_int_equal(p.a.bad + p.b.bad, 0);
 	pair_close(&p);
@@ -412,8 +472,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transport_closes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hardware_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commands_unanswered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_controller_hangs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_completions_for_unknown_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_acl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_controller_survives, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
