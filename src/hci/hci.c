@@ -223,18 +223,41 @@ bool hci_is_ready(const hci *h) { return h->ready; }
 const char *hci_error(const hci *h) { return h->err; }
 const hci_faults *hci_get_faults(const hci *h) { return &h->faults; }
 
-/* The controller is unusable (no answer, hardware error): tell the stack once. */
+static void link_gone(hci *h, hci_link *l, int err);
+static void link_release(hci *h, hci_link *l);
+
+/* Every link and page ends with the controller: upper layers learn it through their normal
+ * callbacks (link_down / connect_failed with -ENETDOWN), so no channel waits for a timer. */
+static void links_all_gone(hci *h)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		hci_link *l = &h->links[i];
+		if (l->state == LINK_UP) {
+			link_gone(h, l, -ENETDOWN);
+		} else if (l->state == LINK_PAGING) {
+			bt_addr peer = l->peer;
+			link_release(h, l);
+			if (h->up.connect_failed)
+				h->up.connect_failed(h->up.ctx, &peer, -ENETDOWN);
+		}
+	}
+}
+
+/* The controller is unusable (no answer, hardware error): tell the stack once, then end every
+ * link. Its error message stays the first fault's (no later timer overwrites it). */
 static void go_dead(hci *h, int err)
 {
 	if (h->dead)
 		return;
 	h->dead = true;
+	bt_timer_stop(h->timers, &h->cmd_timer);
 	bool was_ready = h->ready;
 	h->ready = false;
 	if (!was_ready && h->up.ready)
 		h->up.ready(h->up.ctx, err);
 	else if (h->up.fatal)
 		h->up.fatal(h->up.ctx, err);
+	links_all_gone(h);
 }
 
 /* ------------------------------------------------------------------ 2. commands */
@@ -335,6 +358,8 @@ static void cmd_timeout(bt_timer *t, void *ctx)
 {
 	hci *h = ctx;
 	(void)t;
+	if (h->dead)
+		return;
 	char op[16];
 	snprintf(op, sizeof op, "0x%04x", h->cmdq[h->cmd_head].opcode);
 	set_err(h, "the controller did not answer HCI command %s%s", op,

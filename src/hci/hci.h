@@ -56,7 +56,9 @@ typedef struct {
 	size_t (*pull)(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap);
 	/* Any HCI event HCI does not consume itself (for GAP: inquiry, names, pairing...). */
 	void (*event)(void *ctx, uint8_t code, const uint8_t *params, size_t len);
-	/* The controller stopped answering a command: the stack is unusable. */
+	/* The controller is unusable (a command unanswered: -ETIMEDOUT; Hardware Error: -EIO;
+	 * hci_error() says which). Then every link goes down (link_down) and every page fails
+	 * (connect_failed), both with -ENETDOWN; no command is sent any more. */
 	void (*fatal)(void *ctx, int err);
 	/* hci_secure_link() finished: 0 (authenticated and encrypted) or -errno (-EACCES:
 	 * pairing or encryption refused, -ETIMEDOUT). Not called if the link goes down first. */

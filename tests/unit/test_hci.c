@@ -197,11 +197,41 @@ static void test_link_control_overflow_is_reported(void **state)
 	harness_free(h);
 }
 
-/* 7.7.16: a Hardware Error event kills the stack: fatal(-EIO) with the code in the message. */
+static int srv_accept(void *srv, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
+{
+	(void)ch;
+	*ops = &rec_ops;
+	*ctx = srv;
+	return 0;
+}
+
+/* A link from a peer carrying an open channel to r, and a page to another peer under way. */
+static void busy_stack(harness *h, rec *r, rec *paging, l2cap_chan **pch)
+{
+	l2cap *l = bt_stack_l2cap(harness_stack(h));
+	assert_int_equal(l2cap_listen(l, 0x1001, 1000, srv_accept, r), 0x1001);
+	bt_addr p = addr("00:BB:12:00:00:12"), q = addr("00:BB:13:00:00:13");
+	uint16_t handle = harness_link_up(h, &p);
+	assert_int_not_equal(harness_open_channel(h, handle, 0x1001, 0x0040, 800), 0);
+	assert_int_equal(r->opened, 1);
+	assert_int_equal(l2cap_connect(l, &q, 0x1001, 672, &rec_ops, paging, pch), 0);
+	harness_advance(h, 0);
+}
+
+/* 7.7.16: a Hardware Error event kills the stack: fatal(-EIO) with the code in the message;
+ * every link goes down and every page fails, so each channel's owner hears closed(-ENETDOWN)
+ * at once; no command goes out any more, and the command that was outstanding timing out
+ * later does not replace the message. */
 static void test_hardware_error_is_fatal(void **state)
 {
 	(void)state;
 	harness *h = harness_new(1);
+	rec r = { 0 }, pg = { 0 };
+	l2cap_chan *pch;
+	busy_stack(h, &r, &pg, &pch);
+	harness_mute(h, true);
+	uint8_t scan = 0x03;
+	assert_int_equal(hci_cmd(H(h), HCI_OP_WRITE_SCAN_ENABLE, &scan, 1, NULL, NULL), 0);
 	const uint8_t ev[] = { 0x04, HCI_EV_HARDWARE_ERROR, 1, 0x42 };
 	harness_h4_in(h, ev, sizeof ev);
 	assert_int_equal(harness_fatal(h), -EIO);
@@ -209,25 +239,41 @@ static void test_hardware_error_is_fatal(void **state)
 	assert_non_null(strstr(e, "hardware error"));
 	assert_non_null(strstr(e, "0x42"));
 	assert_int_equal(hci_get_faults(H(h))->hw_errors, 1);
-	/* Dead: no command goes out any more. */
-	uint8_t scan = 0x03;
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -ENETDOWN);
+	assert_int_equal(pg.closed, 1);
+	assert_int_equal(pg.close_err, -ENETDOWN);
+	assert_int_equal(hci_link_count(H(h)), 0);
 	assert_int_equal(hci_cmd(H(h), HCI_OP_WRITE_SCAN_ENABLE, &scan, 1, NULL, NULL), -ENETDOWN);
+	harness_advance(h, 5000);
+	assert_non_null(strstr(bt_stack_error(harness_stack(h)), "hardware error"));
+	l2cap_close(pch);
 	harness_free(h);
 }
 
-/* 4.4: a command unanswered for 3 s declares the controller dead (fatal -ETIMEDOUT). */
+/* 4.4: a command unanswered for 3 s declares the controller dead (fatal -ETIMEDOUT), and
+ * every channel's owner hears closed(-ENETDOWN). */
 static void test_unanswered_command_is_fatal(void **state)
 {
 	(void)state;
 	harness *h = harness_new(1);
+	rec r = { 0 }, pg = { 0 };
+	l2cap_chan *pch;
+	busy_stack(h, &r, &pg, &pch);
 	harness_mute(h, true);
 	uint8_t scan = 0x03;
 	assert_int_equal(hci_cmd(H(h), HCI_OP_WRITE_SCAN_ENABLE, &scan, 1, NULL, NULL), 0);
 	harness_advance(h, 2900);
 	assert_int_equal(harness_fatal(h), 0);
+	assert_int_equal(r.closed, 0);
 	harness_advance(h, 200);
 	assert_int_equal(harness_fatal(h), -ETIMEDOUT);
 	assert_non_null(strstr(bt_stack_error(harness_stack(h)), "did not answer HCI command 0x0c1a"));
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -ENETDOWN);
+	assert_int_equal(pg.closed, 1);
+	assert_int_equal(hci_link_count(H(h)), 0);
+	l2cap_close(pch);
 	harness_free(h);
 }
 
@@ -253,14 +299,6 @@ static void test_nocp_unknown_handle_ignored(void **state)
 	assert_int_equal(hci_get_faults(H(h))->nocp_unknown, 1);
 	assert_int_equal(hci_link_count(H(h)), 1); /* the link is untouched */
 	harness_free(h);
-}
-
-static int srv_accept(void *srv, l2cap_chan *ch, const l2cap_chan_ops **ops, void **ctx)
-{
-	(void)ch;
-	*ops = &rec_ops;
-	*ctx = srv;
-	return 0;
 }
 
 /* 7.4.5 / 5.4.2: an ACL packet longer than the HC_ACL_Data_Packet_Length the controller
