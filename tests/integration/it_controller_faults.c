@@ -11,9 +11,9 @@
  *   - the controller hangs (nothing in or out): A's socket fails on the
  *     4 s transmit stall within 6 s, the adapter is dead (its Disconnect
  *     unanswered) within 10 s
- * After each, btsock_error() of a call on the dead adapter names the fault, the dead adapter
- * closes without hanging, no file descriptor is left behind, and a new adapter (pair) opens
- * and transfers again.
+ * After each, a listener on A fails its accept at once and a new connect fails, btsock_error()
+ * naming the fault each time; the dead adapter closes without hanging (within 5 s), no file
+ * descriptor is left behind, and a new adapter pair opens and transfers again.
  * Faults the stack survives, the transfer going on intact:
  *   - Number_Of_Completed_Packets for a handle that is not a link, and one crediting more
  *     packets than were sent (7.7.19)
@@ -157,6 +157,7 @@ typedef struct {
 	h4_proxy *px;
 	char A[BTSOCK_ADDRSTRLEN], B[BTSOCK_ADDRSTRLEN];
 	int l;       /* B's listener */
+	int la;      /* a listener on A, waiting when the fault hits */
 	end a, b;    /* A's client, B's accepted socket */
 	unsigned ch;
 } pair;
@@ -175,6 +176,12 @@ static void pair_open(pair *p)
 	assert_int_equal(btsock_bind(p->l, p->B, 0), 0);
 	assert_int_equal(btsock_listen(p->l, 1), 0);
 	assert_int_equal(btsock_getsockname(p->l, NULL, &p->ch), 0);
+	unsigned lach = 0;
+	p->la = btsock_socket(BTSOCK_RFCOMM);
+	assert_true(p->la >= 0);
+	assert_int_equal(btsock_bind(p->la, p->A, 0), 0);
+	assert_int_equal(btsock_listen(p->la, 1), 0);
+	assert_int_equal(btsock_getsockname(p->la, NULL, &lach), 0);
 	p->a.fd = btsock_socket(BTSOCK_RFCOMM);
 	assert_true(p->a.fd >= 0);
 	assert_int_equal(btsock_settimeout(p->a.fd, 10000), 0);
@@ -200,6 +207,7 @@ static void pair_close(pair *p)
 	close(p->a.fd);
 	close(p->b.fd);
 	close(p->l);
+	close(p->la);
 	uint64_t t0 = now_ms();
 	btsock_adapter_close(p->A);
 	btsock_adapter_close(p->B);
@@ -217,9 +225,17 @@ static void assert_a_dead(pair *p)
 	assert_int_not_equal(errno, EAGAIN);
 }
 
-/* A call on the dead adapter fails with a sentence naming the fault. */
+/* Calls on the dead adapter fail with a sentence naming the fault: accept on A's listener (at
+ * once, though it would wait 3 s), and a new connect. */
 static void assert_adapter_says(pair *p, const char *needle)
 {
+	assert_int_equal(btsock_settimeout(p->la, 3000), 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(btsock_accept(p->la, NULL, NULL), -1);
+	assert_int_equal(errno, ENETDOWN);
+	assert_true(now_ms() - t0 < 1000);
+	if (!strstr(btsock_error(), needle))
+		fail_msg("accept: btsock_error() \"%s\" does not name the fault (\"%s\")", btsock_error(), needle);
 	int t = btsock_socket(BTSOCK_RFCOMM);
 	assert_true(t >= 0);
 	int rc = btsock_bind(t, p->A, 0);
