@@ -291,7 +291,7 @@ int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb
 /* Link control that must reach the controller: it uses the reserved slots, and if even those
  * are full (a controller that stopped answering: cmd_timeout is near) the loss is counted and
  * named in hci_error(), never silent. */
-static int cmd_urgent(hci *h, uint16_t opcode, const bt_writer *w)
+int hci_cmd_urgent(hci *h, uint16_t opcode, const bt_writer *w)
 {
 	int err = w->err ? -EMSGSIZE
 			 : cmd_queue(h, CMD_RING, opcode, w->p, (uint8_t)bt_writer_len(w), NULL, NULL);
@@ -320,6 +320,14 @@ int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void 
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_bytes(&w, a->b, 6);
 	return hci_cmd_w(h, opcode, &w, cb, ctx);
+}
+
+int hci_cmd_addr_urgent(hci *h, uint16_t opcode, const bt_addr *a)
+{
+	uint8_t p[6];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	return hci_cmd_urgent(h, opcode, &w);
 }
 
 /* Sends the head of the queue if the controller can take a command (Vol 4 Part E 4.4). */
@@ -633,10 +641,7 @@ static void link_timer(bt_timer *t, void *ctx)
 	if (l->state == LINK_PAGING) {
 		/* No Connection_Complete in time: cancel the page (Vol 4 Part E 7.1.7). */
 		bt_addr peer = l->peer;
-		uint8_t p[6];
-		bt_writer w = bt_writer_init(p, sizeof p);
-		bt_write_bytes(&w, peer.b, 6);
-		cmd_urgent(h, HCI_OP_CREATE_CONN_CANCEL, &w);
+		hci_cmd_addr_urgent(h, HCI_OP_CREATE_CONN_CANCEL, &peer);
 		link_release(h, l);
 		if (h->up.connect_failed)
 			h->up.connect_failed(h->up.ctx, &peer, -ETIMEDOUT);
@@ -654,7 +659,7 @@ static int send_disconnect(hci *h, uint16_t handle, uint8_t reason)
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_le16(&w, handle);
 	bt_write_u8(&w, reason);
-	return cmd_urgent(h, HCI_OP_DISCONNECT, &w);
+	return hci_cmd_urgent(h, HCI_OP_DISCONNECT, &w);
 }
 
 void hci_link_lost(hci *h, uint16_t handle, int err)
@@ -963,10 +968,10 @@ static void ev_conn_request(hci *h, bt_reader *r)
 		if (l && l->state == LINK_PAGING) /* both sides paging: two completions follow */
 			l->crossed_until = h->timers->now + h->cfg.connect_timeout_ms;
 		bt_write_u8(&w, 0x01); /* remain peripheral */
-		cmd_urgent(h, HCI_OP_ACCEPT_CONN_REQUEST, &w);
+		hci_cmd_urgent(h, HCI_OP_ACCEPT_CONN_REQUEST, &w);
 	} else {
 		bt_write_u8(&w, HCI_ERR_REJECTED_LIMITED_RESOURCES);
-		cmd_urgent(h, HCI_OP_REJECT_CONN_REQUEST, &w);
+		hci_cmd_urgent(h, HCI_OP_REJECT_CONN_REQUEST, &w);
 	}
 }
 

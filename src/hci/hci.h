@@ -99,6 +99,13 @@ int hci_cmd_w(hci *h, uint16_t opcode, const bt_writer *w, hci_cmd_cb cb, void *
  * negative replies). */
 int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void *ctx);
 
+/* Link control that must not be lost to a queue full of ordinary commands: replies to the
+ * controller's requests (connection, link key, IO capability, confirmation), cancels and
+ * Disconnect. Reserved queue slots beyond the ordinary ones; 0, or -ENOBUFS if even those are
+ * full (counted in hci_get_faults()->cmd_dropped and named in hci_error()). No callback. */
+int hci_cmd_urgent(hci *h, uint16_t opcode, const bt_writer *w);
+int hci_cmd_addr_urgent(hci *h, uint16_t opcode, const bt_addr *a);
+
 /* Pages peer. Returns 1 if a link is already up (no callback follows), 0 if paging started
  * or was already under way (upper.link_up or upper.connect_failed follows), or -errno. */
 int hci_connect(hci *h, const bt_addr *peer);

@@ -177,6 +177,21 @@ static void test_page_cancel_survives_full_queue(void **state)
 	harness_free(h);
 }
 
+/* 7.7.23 / 7.1.11: the controller's Link_Key_Request must be answered (pairing waits for it);
+ * with the ordinary queue full, GAP's negative reply still goes out once commands flow. */
+static void test_pairing_reply_survives_full_queue(void **state)
+{
+	(void)state;
+	harness *h = harness_new(1);
+	harness_mute(h, true);
+	fill_queue(h);
+	uint8_t ev[3 + 6] = { 0x04, HCI_EV_LINK_KEY_REQUEST, 6, 0x14, 0, 0, 0x14, 0xbb, 0x00 };
+	harness_h4_in(h, ev, sizeof ev);
+	unstick(h);
+	assert_true(harness_cmd_seen(h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY));
+	harness_free(h);
+}
+
 /* Every reserved slot in use too (a controller that stopped answering): the lost Disconnect is
  * counted and named in the stack's error, hci_disconnect says -ENOBUFS; no silent drop. */
 static void test_link_control_overflow_is_reported(void **state)
@@ -339,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_accept_survives_full_queue),
 		cmocka_unit_test(test_disconnect_survives_full_queue),
 		cmocka_unit_test(test_page_cancel_survives_full_queue),
+		cmocka_unit_test(test_pairing_reply_survives_full_queue),
 		cmocka_unit_test(test_link_control_overflow_is_reported),
 		cmocka_unit_test(test_hardware_error_is_fatal),
 		cmocka_unit_test(test_unanswered_command_is_fatal),
