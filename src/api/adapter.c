@@ -127,7 +127,11 @@ static void ad_send(void *ctx, const uint8_t *pkt, size_t len)
 	int err = bt_transport_send(ad->tr, pkt, len);
 	if (err < 0 && !ad->dead) {
 		ad->dead = true;
-		snprintf(ad->err, sizeof ad->err, "adapter %s: writing to the controller failed: %s", ad->name,
+		/* A peer that closed is the same fault however it is noticed first (read or write). */
+		bool closed = err == -EPIPE || err == -ECONNRESET;
+		snprintf(ad->err, sizeof ad->err, "adapter %s: %s: %s", ad->name,
+			 closed ? "the controller connection closed (writing to it failed)"
+				: "writing to the controller failed",
 			 strerror(-err));
 	}
 }

@@ -144,7 +144,8 @@ static void inq_status(void *ctx, uint8_t status, const uint8_t *ret, size_t len
 static void inq_timeout(bt_timer *t, void *ctx)
 {
 	gap *g = ctx;
-	hci_cmd(g->h, HCI_OP_INQUIRY_CANCEL, NULL, 0, NULL, NULL);
+	bt_writer none = bt_writer_init(NULL, 0);
+	hci_cmd_urgent(g->h, HCI_OP_INQUIRY_CANCEL, &none);
 	inq_end(g, -ETIMEDOUT);
 }
 
@@ -178,7 +179,8 @@ int gap_inquiry_cancel(gap *g)
 {
 	if (g->inq == INQ_IDLE)
 		return -EALREADY;
-	hci_cmd(g->h, HCI_OP_INQUIRY_CANCEL, NULL, 0, NULL, NULL); /* Vol 4 Part E 7.1.2 */
+	bt_writer none = bt_writer_init(NULL, 0);
+	hci_cmd_urgent(g->h, HCI_OP_INQUIRY_CANCEL, &none); /* Vol 4 Part E 7.1.2 */
 	inq_end(g, -ECANCELED);
 	return 0;
 }
@@ -307,7 +309,7 @@ static void name_timeout(bt_timer *t, void *ctx)
 	gap_name_cb cb = r->cb;
 	r->cb = NULL;
 	/* Vol 4 Part E 7.1.20: cancel; its Remote Name Request Complete ends the request. */
-	hci_cmd_addr(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer, NULL, NULL);
+	hci_cmd_addr_urgent(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer);
 	bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
 	cb(r->ctx, -ETIMEDOUT, &r->peer, "");
 }
@@ -363,7 +365,7 @@ void gap_remote_name_cancel(gap *g, gap_name_req *r)
 	if (r == g->names && g->name_busy) {
 		if (r->cb) {
 			r->cb = NULL;
-			hci_cmd_addr(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer, NULL, NULL);
+			hci_cmd_addr_urgent(g->h, HCI_OP_REMOTE_NAME_REQUEST_CANCEL, &r->peer);
 			bt_timer_start(g->timers, &g->name_timer, GAP_NAME_GRACE_MS);
 		}
 		return;
@@ -499,14 +501,14 @@ static void ev_link_key_request(gap *g, const bt_addr *a)
 {
 	uint8_t key[16];
 	if (gap_link_key_get(g, a, key) != 0) {
-		hci_cmd_addr(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, a, NULL, NULL); /* 7.1.11 */
+		hci_cmd_addr_urgent(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, a); /* 7.1.11 */
 		return;
 	}
 	uint8_t p[22]; /* 7.1.10: BD_ADDR, Link_Key (16 octets) */
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_bytes(&w, a->b, 6);
 	bt_write_bytes(&w, key, sizeof key);
-	hci_cmd_w(g->h, HCI_OP_LINK_KEY_REQUEST_REPLY, &w, NULL, NULL);
+	hci_cmd_urgent(g->h, HCI_OP_LINK_KEY_REQUEST_REPLY, &w);
 }
 
 /* Link_Key_Notification (7.7.24): BD_ADDR, Link_Key, Key_Type. */
@@ -572,12 +574,12 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 	bt_write_u8(&w, 0x03); /* NoInputNoOutput */
 	bt_write_u8(&w, 0x00); /* OOB authentication data not present */
 	bt_write_u8(&w, auth);
-	hci_cmd_w(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, &w, NULL, NULL);
+	hci_cmd_urgent(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, &w);
 }
 
 static void reply_addr(gap *g, uint16_t op, const bt_addr *a)
 {
-	hci_cmd_addr(g->h, op, a, NULL, NULL); /* 7.1.13, 7.1.30, 7.1.33, 7.1.35: BD_ADDR only */
+	hci_cmd_addr_urgent(g->h, op, a); /* 7.1.13, 7.1.30, 7.1.33, 7.1.35: BD_ADDR only */
 }
 
 static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)

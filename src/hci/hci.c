@@ -19,8 +19,13 @@
 #include "core/bytes.h"
 #include "hci/hci_defs.h"
 
-#define CMD_QUEUE_LEN 32
+#define CMD_QUEUE_LEN 32 /* ordinary commands queued at most */
 #define MAX_LINKS 32
+/* Link control commands that must not be lost to a queue full of ordinary ones (Disconnect,
+ * Accept/Reject_Connection_Request, Create_Connection_Cancel) have slots of their own beyond
+ * CMD_QUEUE_LEN: one per link plus a few for connection requests. */
+#define CMD_URGENT_LEN (MAX_LINKS + 8)
+#define CMD_RING (CMD_QUEUE_LEN + CMD_URGENT_LEN)
 #define H4_RX_MAX (4 + 65535) /* the largest ACL packet H4 can frame */
 
 typedef struct {
@@ -74,12 +79,13 @@ struct hci {
 	uint8_t *h4_buf;
 
 	/* commands (section 2) */
-	hci_cmd_entry cmdq[CMD_QUEUE_LEN];
+	hci_cmd_entry cmdq[CMD_RING];
 	unsigned cmd_head, cmd_count;
 	bool cmd_busy; /* cmdq[cmd_head] sent, waiting for its answer */
 	uint8_t cmd_credits;
 	bt_timer cmd_timer;
 	int init_step;
+	hci_faults faults;
 
 	/* links (section 3) */
 	hci_link links[MAX_LINKS];
@@ -215,30 +221,57 @@ void hci_free(hci *h)
 const hci_info *hci_get_info(const hci *h) { return &h->info; }
 bool hci_is_ready(const hci *h) { return h->ready; }
 const char *hci_error(const hci *h) { return h->err; }
+const hci_faults *hci_get_faults(const hci *h) { return &h->faults; }
 
-/* The controller is unusable (no answer, hardware error): tell the stack once. */
+static void link_gone(hci *h, hci_link *l, int err);
+static void link_release(hci *h, hci_link *l);
+
+/* Every link and page ends with the controller: upper layers learn it through their normal
+ * callbacks (link_down / connect_failed with -ENETDOWN), so no channel waits for a timer. */
+static void links_all_gone(hci *h)
+{
+	for (int i = 0; i < MAX_LINKS; i++) {
+		hci_link *l = &h->links[i];
+		if (l->state == LINK_UP) {
+			link_gone(h, l, -ENETDOWN);
+		} else if (l->state == LINK_PAGING) {
+			bt_addr peer = l->peer;
+			link_release(h, l);
+			if (h->up.connect_failed)
+				h->up.connect_failed(h->up.ctx, &peer, -ENETDOWN);
+		}
+	}
+}
+
+/* The controller is unusable (no answer, hardware error): tell the stack once, then end every
+ * link. Its error message stays the first fault's (no later timer overwrites it). */
 static void go_dead(hci *h, int err)
 {
 	if (h->dead)
 		return;
 	h->dead = true;
+	bt_timer_stop(h->timers, &h->cmd_timer);
 	bool was_ready = h->ready;
 	h->ready = false;
 	if (!was_ready && h->up.ready)
 		h->up.ready(h->up.ctx, err);
 	else if (h->up.fatal)
 		h->up.fatal(h->up.ctx, err);
+	links_all_gone(h);
 }
 
 /* ------------------------------------------------------------------ 2. commands */
 
-int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb cb, void *ctx)
+/* Queues a command if fewer than `limit` are queued (CMD_QUEUE_LEN for ordinary commands,
+ * CMD_RING for urgent link control). */
+static int cmd_queue(hci *h, unsigned limit, uint16_t opcode, const void *params, uint8_t len,
+		     hci_cmd_cb cb, void *ctx)
 {
 	if (h->dead)
 		return -ENETDOWN;
-	if (h->cmd_count == CMD_QUEUE_LEN)
+	if (h->cmd_count >= limit)
 		return -ENOBUFS;
-	hci_cmd_entry *c = &h->cmdq[(h->cmd_head + h->cmd_count) % CMD_QUEUE_LEN];
+	hci_cmd_entry *c = &h->cmdq[(h->cmd_head + h->cmd_count) % CMD_RING];
 	c->opcode = opcode;
 	c->len = len;
 	if (len)
@@ -248,6 +281,27 @@ int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb
 	h->cmd_count++;
 	cmd_pump(h);
 	return 0;
+}
+
+int hci_cmd(hci *h, uint16_t opcode, const void *params, uint8_t len, hci_cmd_cb cb, void *ctx)
+{
+	return cmd_queue(h, CMD_QUEUE_LEN, opcode, params, len, cb, ctx);
+}
+
+/* Link control that must reach the controller: it uses the reserved slots, and if even those
+ * are full (a controller that stopped answering: cmd_timeout is near) the loss is counted and
+ * named in hci_error(), never silent. */
+int hci_cmd_urgent(hci *h, uint16_t opcode, const bt_writer *w)
+{
+	int err = w->err ? -EMSGSIZE
+			 : cmd_queue(h, CMD_RING, opcode, w->p, (uint8_t)bt_writer_len(w), NULL, NULL);
+	if (err == -ENOBUFS) {
+		char op[16];
+		snprintf(op, sizeof op, "0x%04x", opcode);
+		h->faults.cmd_dropped++;
+		set_err(h, "HCI command queue full: link control command %s not sent%s", op, "");
+	}
+	return err;
 }
 
 int hci_cmd_w(hci *h, uint16_t opcode, const bt_writer *w, hci_cmd_cb cb, void *ctx)
@@ -266,6 +320,14 @@ int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void 
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_bytes(&w, a->b, 6);
 	return hci_cmd_w(h, opcode, &w, cb, ctx);
+}
+
+int hci_cmd_addr_urgent(hci *h, uint16_t opcode, const bt_addr *a)
+{
+	uint8_t p[6];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	return hci_cmd_urgent(h, opcode, &w);
 }
 
 /* Sends the head of the queue if the controller can take a command (Vol 4 Part E 4.4). */
@@ -292,7 +354,7 @@ static void cmd_done(hci *h, uint16_t opcode, uint8_t status, const uint8_t *ret
 	if (!h->cmd_busy || h->cmdq[h->cmd_head].opcode != opcode)
 		return; /* unsolicited or stale: only the credits matter */
 	hci_cmd_entry c = h->cmdq[h->cmd_head];
-	h->cmd_head = (h->cmd_head + 1) % CMD_QUEUE_LEN;
+	h->cmd_head = (h->cmd_head + 1) % CMD_RING;
 	h->cmd_count--;
 	h->cmd_busy = false;
 	bt_timer_stop(h->timers, &h->cmd_timer);
@@ -304,6 +366,8 @@ static void cmd_timeout(bt_timer *t, void *ctx)
 {
 	hci *h = ctx;
 	(void)t;
+	if (h->dead)
+		return;
 	char op[16];
 	snprintf(op, sizeof op, "0x%04x", h->cmdq[h->cmd_head].opcode);
 	set_err(h, "the controller did not answer HCI command %s%s", op,
@@ -577,7 +641,7 @@ static void link_timer(bt_timer *t, void *ctx)
 	if (l->state == LINK_PAGING) {
 		/* No Connection_Complete in time: cancel the page (Vol 4 Part E 7.1.7). */
 		bt_addr peer = l->peer;
-		hci_cmd_addr(h, HCI_OP_CREATE_CONN_CANCEL, &peer, NULL, NULL);
+		hci_cmd_addr_urgent(h, HCI_OP_CREATE_CONN_CANCEL, &peer);
 		link_release(h, l);
 		if (h->up.connect_failed)
 			h->up.connect_failed(h->up.ctx, &peer, -ETIMEDOUT);
@@ -589,13 +653,13 @@ static void link_timer(bt_timer *t, void *ctx)
 }
 
 /* HCI_Disconnect, Vol 4 Part E 7.1.6: Connection_Handle, Reason. */
-static void send_disconnect(hci *h, uint16_t handle, uint8_t reason)
+static int send_disconnect(hci *h, uint16_t handle, uint8_t reason)
 {
 	uint8_t p[3];
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_le16(&w, handle);
 	bt_write_u8(&w, reason);
-	hci_cmd_w(h, HCI_OP_DISCONNECT, &w, NULL, NULL);
+	return hci_cmd_urgent(h, HCI_OP_DISCONNECT, &w);
 }
 
 void hci_link_lost(hci *h, uint16_t handle, int err)
@@ -654,10 +718,11 @@ bool hci_link_encrypted(hci *h, uint16_t handle)
 	return l && l->encrypted;
 }
 
-void hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
+int hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 {
-	if (link_by_handle(h, handle))
-		send_disconnect(h, handle, reason);
+	if (!link_by_handle(h, handle))
+		return -ENOTCONN;
+	return send_disconnect(h, handle, reason);
 }
 
 /* ------------------------------------------------------------------ link security */
@@ -802,19 +867,22 @@ size_t hci_link_count(const hci *h)
 	return n;
 }
 
-/* A failing Create_Connection command status: the page never started. */
+/* A failing Create_Connection Command Status (Vol 4 Part E 7.7.15): the page never started.
+ * The event names no BD_ADDR; the refused command is the one outstanding (one at a time, see
+ * cmd_pump), and its parameters start with the BD_ADDR paged (7.1.5). Only that page fails. */
 static void create_conn_failed(hci *h, uint8_t status)
 {
-	for (int i = 0; i < MAX_LINKS; i++) {
-		hci_link *l = &h->links[i];
-		if (l->state == LINK_PAGING && l->handle == 0xffff) {
-			bt_addr peer = l->peer;
-			link_release(h, l);
-			if (h->up.connect_failed)
-				h->up.connect_failed(h->up.ctx, &peer, hci_status_to_errno(status));
-			return;
-		}
-	}
+	const hci_cmd_entry *c = &h->cmdq[h->cmd_head];
+	if (!h->cmd_busy || c->opcode != HCI_OP_CREATE_CONN || c->len < 6)
+		return; /* stale or unsolicited: no page of ours was refused */
+	bt_addr peer;
+	memcpy(peer.b, c->params, 6);
+	hci_link *l = link_by_addr(h, &peer);
+	if (!l || l->state != LINK_PAGING)
+		return;
+	link_release(h, l);
+	if (h->up.connect_failed)
+		h->up.connect_failed(h->up.ctx, &peer, hci_status_to_errno(status));
 }
 
 /* Connection Complete, Vol 4 Part E 7.7.3: status, handle, BD_ADDR, link type, encryption. */
@@ -900,10 +968,10 @@ static void ev_conn_request(hci *h, bt_reader *r)
 		if (l && l->state == LINK_PAGING) /* both sides paging: two completions follow */
 			l->crossed_until = h->timers->now + h->cfg.connect_timeout_ms;
 		bt_write_u8(&w, 0x01); /* remain peripheral */
-		hci_cmd_w(h, HCI_OP_ACCEPT_CONN_REQUEST, &w, NULL, NULL);
+		hci_cmd_urgent(h, HCI_OP_ACCEPT_CONN_REQUEST, &w);
 	} else {
 		bt_write_u8(&w, HCI_ERR_REJECTED_LIMITED_RESOURCES);
-		hci_cmd_w(h, HCI_OP_REJECT_CONN_REQUEST, &w, NULL, NULL);
+		hci_cmd_urgent(h, HCI_OP_REJECT_CONN_REQUEST, &w);
 	}
 }
 
@@ -933,12 +1001,18 @@ static void ev_num_completed(hci *h, bt_reader *r)
 		uint16_t handle = bt_read_le16(r) & 0x0fff;
 		uint16_t count = bt_read_le16(r);
 		hci_link *l = link_by_handle(h, handle);
-		if (!l)
-			continue; /* already released: its credits were returned then */
+		if (!l) {
+			/* Released already (its credits were returned then) or never ours: nothing
+			 * to credit, and no other link's buffers may be (7.7.19 counts per handle). */
+			h->faults.nocp_unknown++;
+			continue;
+		}
 		if (count > l->in_flight)
 			count = l->in_flight; /* never trust more than we sent */
 		l->in_flight = (uint16_t)(l->in_flight - count);
 		h->acl_free = (uint16_t)(h->acl_free + count);
+		if (h->acl_free > h->info.acl_pkts)
+			h->acl_free = h->info.acl_pkts; /* never above the controller's buffer count */
 		if (l->in_flight)
 			bt_timer_start(h->timers, &l->timer, h->cfg.tx_stall_ms);
 		else
@@ -1003,6 +1077,13 @@ static void acl_input(hci *h, const uint8_t *p, size_t len)
 	uint8_t pb = (hf >> 12) & 0x3;
 	const uint8_t *data = p + 4;
 	size_t n = len - 4;
+	if (n > h->info.acl_mtu) {
+		/* Longer than the HC_ACL_Data_Packet_Length the controller announced (Vol 4 Part E
+		 * 7.4.5, 5.4.2): a broken controller. Dropped alone, unread: a PDU being reassembled
+		 * goes on with the next proper fragment (its length check still guards it). */
+		h->faults.acl_oversize++;
+		return;
+	}
 	hci_link *l = link_by_handle(h, handle);
 	if (!l)
 		return;
@@ -1079,10 +1160,19 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 		if (h->up.event)
 			h->up.event(h->up.ctx, code, p + 2, len - 2);
 		break;
-	case HCI_EV_HARDWARE_ERROR:
-		set_err(h, "the controller reported a hardware error%s%s", "", "");
+	case HCI_EV_HARDWARE_ERROR: {
+		/* Vol 4 Part E 7.7.16: the controller failed (Hardware_Code is vendor specific);
+		 * what it holds is lost and only an HCI_Reset could revive it, with every link gone.
+		 * btsock declares the stack dead instead: sockets fail now, a new adapter may be
+		 * opened. */
+		char hw[8];
+		snprintf(hw, sizeof hw, "0x%02x", len > 2 ? p[2] : 0);
+		h->faults.hw_errors++;
+		set_err(h, "the controller reported a hardware error (Hardware_Code %s, Vol 4 Part E 7.7.16)%s",
+			hw, "");
 		go_dead(h, -EIO);
 		break;
+	}
 	default:
 		if (h->up.event)
 			h->up.event(h->up.ctx, code, p + 2, len - 2);

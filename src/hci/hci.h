@@ -56,7 +56,9 @@ typedef struct {
 	size_t (*pull)(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap);
 	/* Any HCI event HCI does not consume itself (for GAP: inquiry, names, pairing...). */
 	void (*event)(void *ctx, uint8_t code, const uint8_t *params, size_t len);
-	/* The controller stopped answering a command: the stack is unusable. */
+	/* The controller is unusable (a command unanswered: -ETIMEDOUT; Hardware Error: -EIO;
+	 * hci_error() says which). Then every link goes down (link_down) and every page fails
+	 * (connect_failed), both with -ENETDOWN; no command is sent any more. */
 	void (*fatal)(void *ctx, int err);
 	/* hci_secure_link() finished: 0 (authenticated and encrypted) or -errno (-EACCES:
 	 * pairing or encryption refused, -ETIMEDOUT). Not called if the link goes down first. */
@@ -97,13 +99,22 @@ int hci_cmd_w(hci *h, uint16_t opcode, const bt_writer *w, hci_cmd_cb cb, void *
  * negative replies). */
 int hci_cmd_addr(hci *h, uint16_t opcode, const bt_addr *a, hci_cmd_cb cb, void *ctx);
 
+/* Link control that must not be lost to a queue full of ordinary commands: replies to the
+ * controller's requests (connection, link key, IO capability, confirmation), cancels and
+ * Disconnect. Reserved queue slots beyond the ordinary ones; 0, or -ENOBUFS if even those are
+ * full (counted in hci_get_faults()->cmd_dropped and named in hci_error()). No callback. */
+int hci_cmd_urgent(hci *h, uint16_t opcode, const bt_writer *w);
+int hci_cmd_addr_urgent(hci *h, uint16_t opcode, const bt_addr *a);
+
 /* Pages peer. Returns 1 if a link is already up (no callback follows), 0 if paging started
  * or was already under way (upper.link_up or upper.connect_failed follows), or -errno. */
 int hci_connect(hci *h, const bt_addr *peer);
 /* Finds a connected link's handle; -ENOTCONN if none. */
 int hci_link_handle(const hci *h, const bt_addr *peer);
-/* Disconnects a link (reason 0x13, remote user terminated). link_down follows. */
-void hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
+/* Disconnects a link (reason 0x13, remote user terminated). link_down follows. 0, -ENOTCONN,
+ * or -ENOBUFS if even the command slots reserved for link control are full (counted in
+ * hci_get_faults()->cmd_dropped; the caller may retry later). */
+int hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
 /* Authenticates the link (pairing if no key is known, Secure Simple Pairing replies come from
  * GAP) and switches encryption on: Vol 4 Part E 7.1.15 then 7.1.16, as Security Mode 4 needs
  * before most channels (Vol 3 Part C 5.2.2). Returns 1 if the link is encrypted already,
@@ -145,6 +156,15 @@ typedef struct {
 } hci_info;
 const hci_info *hci_get_info(const hci *h);
 bool hci_is_ready(const hci *h);
+/* Controller misbehaviour seen and survived (or, for hw_errors, not). */
+typedef struct {
+	uint32_t cmd_dropped;  /* link control commands lost to a full command queue */
+	uint32_t nocp_unknown; /* Number_Of_Completed_Packets entries for a handle not ours */
+	uint32_t acl_oversize; /* ACL packets longer than the announced buffer size, dropped */
+	uint32_t hw_errors;    /* Hardware Error events (fatal) */
+} hci_faults;
+const hci_faults *hci_get_faults(const hci *h);
+
 /* The latest error explained in words (e.g. "controller did not answer HCI_Reset"). */
 const char *hci_error(const hci *h);
 

@@ -138,6 +138,7 @@ struct l2cap {
 };
 
 static void chan_notify_all(l2cap *l);
+static void disc_req_send(l2cap_chan *ch);
 static void link_check_idle(l2cap *l, l2link *k);
 static void sig_conn_req_send(l2cap_chan *ch);
 static void conf_req_send(l2cap_chan *ch);
@@ -279,7 +280,8 @@ static void idle_fire(bt_timer *t, void *ctx)
 {
 	l2link *k = ctx;
 	(void)t;
-	hci_disconnect(k->l->hci, k->handle, HCI_ERR_REMOTE_USER_TERMINATED);
+	if (hci_disconnect(k->l->hci, k->handle, HCI_ERR_REMOTE_USER_TERMINATED) == -ENOBUFS)
+		bt_timer_start(k->l->timers, &k->idle, IDLE_LINK_MS); /* the command queue is full: later */
 }
 
 static bool link_has_chans(l2cap *l, uint16_t handle, const bt_addr *peer)
@@ -421,7 +423,11 @@ static void chan_maybe_open(l2cap_chan *ch)
 		return;
 	bt_timer_stop(ch->l->timers, &ch->rtx);
 	if (chan_alloc_tx(ch) < 0) {
-		l2cap_close(ch);
+		/* No memory for the channel's transmit ring: it cannot open. It is disconnected
+		 * (Vol 3 Part A 4.6) and stays its owner's: closed(-ENOMEM) tells the owner once the
+		 * disconnection is done, and the owner's l2cap_close() then frees it. */
+		ch->close_err = -ENOMEM;
+		disc_req_send(ch);
 		return;
 	}
 	ch->state = CH_OPEN;
@@ -433,7 +439,9 @@ static void disc_req_send(l2cap_chan *ch)
 {
 	l2link *k = link_find(ch->l, ch->handle);
 	if (!k) {
-		chan_free(ch);
+		/* No link to send it on: the channel ends here (freed if its owner is gone,
+		 * else closed() is owed to the owner, who frees it). */
+		chan_end(ch, ch->close_err ? ch->close_err : -ENOTCONN);
 		return;
 	}
 	uint8_t p[4];

@@ -32,7 +32,9 @@ typedef struct {
 	void (*trace_in)(void *ctx, const uint8_t *pkt, size_t len);
 	/* Initialisation finished (0) or failed (-errno; bt_stack_error() says why). */
 	void (*ready)(void *ctx, int err);
-	/* The controller stopped answering: every channel has been closed with err. */
+	/* The controller is unusable (a command unanswered: -ETIMEDOUT; a Hardware Error: -EIO;
+	 * bt_stack_error() says which). Right after this call every link goes down, so every
+	 * channel's owner is told closed(-ENETDOWN) through its normal callback. */
 	void (*fatal)(void *ctx, int err);
 	hci_config hci;
 	l2cap_config l2cap;

@@ -14,6 +14,21 @@
 #include "harness.h"
 #include "hci/hci_defs.h"
 
+/* Allocation failure injection: this program links with -Wl,--wrap=realloc (tests/
+ * CMakeLists.txt), so every realloc of the stack comes here. fail_realloc_size != 0 makes the
+ * next realloc(NULL, fail_realloc_size) fail once. */
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static size_t fail_realloc_size;
+void *__wrap_realloc(void *p, size_t n)
+{
+	if (fail_realloc_size && !p && n == fail_realloc_size) {
+		fail_realloc_size = 0;
+		return NULL;
+	}
+	return __real_realloc(p, n);
+}
+
 static bt_addr peer_addr(void)
 {
 	bt_addr a;
@@ -1180,6 +1195,40 @@ static void test_disc_req_before_connection_response(void **state)
 	l2cap_close(ch);
 }
 
+/* 6.1.4: a channel whose transmit ring cannot be allocated when configuration completes does
+ * not open. It is disconnected (4.6) and its owner learns it through closed(-ENOMEM), once;
+ * the channel stays the owner's until l2cap_close(), which frees it exactly once (ASan and
+ * valgrind watch). Before the fix the stack closed it behind the owner's back: no closed(),
+ * and the owner's own l2cap_close() then touched freed memory. */
+static void test_enomem_at_open_reaches_owner(void **state)
+{
+	fixture *f = *state;
+	/* The stack's ring is 2 * (peer MTU + 2) octets: 6004 for an MTU of 3000. */
+	fail_realloc_size = 2u * (3000u + 2u);
+	uint16_t cid = harness_open_channel(f->h, f->handle, 0x1001, 0x0040, 3000);
+	assert_int_not_equal(cid, 0);
+	assert_int_equal(fail_realloc_size, 0); /* the injected failure happened */
+	assert_int_equal(f->r.opened, 0);
+	uint8_t d[256], id;
+	size_t n;
+	int code;
+	while ((code = sig(f, &id, d, &n)) >= 0 && code != 0x06)
+		;
+	assert_int_equal(code, 0x06); /* Disconnection Request: DCID 0x0040, SCID ours */
+	assert_int_equal(get_le16(d), 0x0040);
+	assert_int_equal(get_le16(d + 2), cid);
+	assert_int_equal(f->r.closed, 0);
+	harness_sig_in(f->h, f->handle, 0x07, id, d, 4); /* Disconnection Response */
+	assert_int_equal(f->r.closed, 1);
+	assert_int_equal(f->r.close_err, -ENOMEM);
+	l2cap_close(f->r.ch); /* the owner's close frees it, once */
+	/* The link carries another channel afterwards. */
+	f->r.opened = 0;
+	assert_int_not_equal(harness_open_channel(f->h, f->handle, 0x1001, 0x0041, 800), 0);
+	assert_int_equal(f->r.opened, 1);
+	assert_int_equal(f->r.closed, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1218,6 +1267,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconfigure_open_raises_mtu, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_acl_reassembly_bad_lengths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disc_req_before_connection_response, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enomem_at_open_reaches_owner, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("l2cap", tests, NULL, NULL);
 }
