@@ -52,7 +52,10 @@ struct bsock {
 	uint16_t peer_port;
 	int timeout_ms;     /* connect/accept/data; -1 forever, 0 non-blocking */
 	uint16_t imtu;
-	int conn_err;       /* negative errno of a failed connect / ended channel */
+	int conn_err;       /* negative errno of a failed connect / ended channel (0: orderly) */
+	bool rd_shut;       /* a fault ended the channel: rt_fd's read side is shut, so the
+			     * application's writes fail with EPIPE while it reads the rest */
+	size_t unsent;      /* stream bytes the application wrote that never left (fault) */
 
 	l2cap_chan *ch;
 	rfcomm_dlc *dlc;

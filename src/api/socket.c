@@ -187,6 +187,23 @@ static void sock_opened(bsock *s)
 		child_ready(s);
 }
 
+/* A fault ended an established channel (link lost, timed out, adapter gone): what the
+ * application wrote and the stack never took is lost, and so is everything it writes from now
+ * on. Shutting rt_fd's read side makes its writes fail with EPIPE at once (not vanish into the
+ * socketpair), while what arrived before the fault stays readable; btsock_sock_error() says
+ * why. A stream's unread bytes are counted for that sentence. */
+static void sock_fault(bsock *s)
+{
+	if (s->rd_shut || s->shut)
+		return;
+	int q = 0;
+	if (s->proto == BTSOCK_RFCOMM && ioctl(s->rt_fd, FIONREAD, &q) == 0 && q > 0)
+		s->unsent += (size_t)q;
+	shutdown(s->rt_fd, SHUT_RD);
+	s->rd_shut = true;
+	s->want_in = false;
+}
+
 static void sock_ended(bsock *s, int err)
 {
 	if (s->state == S_CONNECTING) {
@@ -206,6 +223,8 @@ static void sock_ended(bsock *s, int err)
 	s->conn_err = err;
 	s->peer_done = true;
 	s->want_out = true;
+	if (err)
+		sock_fault(s);
 }
 
 static void l_opened(void *ctx, l2cap_chan *ch) { sock_opened(ctx); }
@@ -303,7 +322,7 @@ void rt_sock_poll_events(bsock *s, short *events)
 		*events |= POLLIN;
 	if (s->want_out && !s->shut)
 		*events |= POLLOUT;
-	if (!s->app_gone && !s->shut && s->state != S_CONNECTED)
+	if (!s->app_gone && !s->shut && !s->rd_shut && s->state != S_CONNECTED)
 		*events |= POLLRDHUP; /* notice an application that closes its fd */
 }
 
@@ -478,7 +497,7 @@ void rt_sock_service(bsock *s)
 	}
 	/* While rt_fd is not polled for input, POLLHUP cannot say the application closed its fd:
 	 * look at the fd itself, a few times a second (an fstat per round cost ~2 % of a transfer). */
-	if ((s->shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent) {
+	if ((s->shut || s->rd_shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent) {
 		uint64_t now = rt_now_ms();
 		if (now - s->alive_checked >= 100) {
 			s->alive_checked = now;
@@ -509,9 +528,12 @@ void rt_sock_adapter_gone(bsock *s, int err)
 	if (s->state == S_CONNECTING) {
 		s->state = S_FAILED;
 		s->conn_err = err;
-	} else if (s->state == S_CONNECTED) {
+	} else if (s->state == S_CONNECTED || (s->state == S_CLOSED && !s->shut && !s->conn_err)) {
+		/* Connected, or ended by the peer with bytes the application has not read yet:
+		 * those die with the adapter. */
 		s->state = S_CLOSED;
 		s->conn_err = err;
+		sock_fault(s);
 	}
 	if (!s->shut) {
 		shutdown(s->rt_fd, SHUT_RDWR);
@@ -849,6 +871,46 @@ int btsock_set_mtu(int fd, unsigned incoming)
 	UNLOCK_RET(0);
 }
 
+/* Why an ended connection ended by a fault, as a sentence; 0 if it did not (still open,
+ * never connected, or closed in order). */
+static int sock_fault_text(const bsock *s, char *buf, size_t cap)
+{
+	if ((s->state != S_CLOSED && s->state != S_FAILED) || s->conn_err == 0)
+		return 0;
+	int err = -s->conn_err;
+	char a[BT_ADDR_STRLEN];
+	bt_addr_format(&s->peer, a);
+	const char *why;
+	switch (err) {
+	case ECONNRESET: why = "the link went down (the peer vanished or reset it)"; break;
+	case ETIMEDOUT: why = "the link timed out (the peer stopped answering)"; break;
+	case ENETDOWN: why = s->ad && s->ad->err[0] ? s->ad->err : "the adapter went away"; break;
+	default: why = conn_reason(s->conn_err); break;
+	}
+	if (s->state == S_FAILED) {
+		snprintf(buf, cap, "connect %s %s %s: %.200s", a, port_word(s), port_str(s, s->peer_port), why);
+		return err;
+	}
+	int n = snprintf(buf, cap, "link lost to %s %s %s: %.200s", a, port_word(s), port_str(s, s->peer_port), why);
+	if (s->unsent && n >= 0 && (size_t)n < cap)
+		snprintf(buf + n, cap - (size_t)n, "; %zu bytes written were never sent", s->unsent);
+	return err;
+}
+
+int btsock_sock_error(int fd)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "sock_error");
+	char why[300];
+	int err = sock_fault_text(s, why, sizeof why);
+	if (!err) {
+		rt_clear_error();
+		UNLOCK_RET(0);
+	}
+	rt_fail(err, "%s", why);
+	UNLOCK_RET(err);
+}
+
 int btsock_close(int fd)
 {
 	rt_enter();
@@ -870,7 +932,8 @@ int btsock_close(int fd)
 	s->held++; /* the loop must not free s while we wait */
 	size_t left = 0;
 	int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
-	if (s->state == S_CONNECTED) {
+	bool was_connected = s->state == S_CONNECTED;
+	if (was_connected) {
 		shutdown(s->app_fd, SHUT_WR);
 		s->want_in = true;
 		rt_wake(s->ad);
@@ -905,11 +968,19 @@ int btsock_close(int fd)
 			l2cap_unlisten(bt_stack_l2cap(s->ad->st), s->port);
 		s->registered = false;
 	}
+	/* A fault while data may still have been on its way (or known to be lost) is no
+	 * orderly close. */
+	char why[300];
+	int fault = sock_fault_text(s, why, sizeof why);
+	if (fault && s->state == S_CLOSED && !was_connected && !s->unsent)
+		fault = 0; /* ended before close was called, nothing known lost: reported by read/sock_error */
 	s->app_gone = true;
 	s->zombie = true;
 	adapter *ad = s->ad;
 	close(fd);
 	rt_wake(ad);
+	if (fault && s->state == S_CLOSED)
+		UNLOCK_RET(rt_fail(fault, "close: %s", why));
 	if (left)
 		UNLOCK_RET(rt_fail(ETIMEDOUT, "close: %zu bytes not delivered: the peer took nothing for %d ms",
 				   left, grace));
