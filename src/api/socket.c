@@ -59,6 +59,27 @@ bsock *rt_sock_find(int fd)
 	if (!s)                                                                                         \
 	UNLOCK_RET(rt_fail(EBADF, "%s: %d is not an open btsock socket", call, fd))
 
+/* A call blocked on a socket gives up when its adapter died or is being closed (ad_close
+ * then waits for it to let go: see rt_sock_release). 0, or -1 with errno ENETDOWN and the
+ * message. */
+static int ad_down(const bsock *s, const char *call)
+{
+	if (s->ad->closing)
+		return rt_fail(ENETDOWN, "%s: the adapter was closed (btsock_adapter_close or btsock_shutdown)", call);
+	if (s->ad->dead)
+		return rt_fail(ENETDOWN, "%s: %s", call, s->ad->err);
+	return 0;
+}
+
+/* The end of a blocked call's hold on s (s->held): an adapter being closed waits for the
+ * last one before it frees its sockets. */
+static void rt_sock_release(bsock *s)
+{
+	s->held--;
+	if (s->ad && s->ad->closing)
+		pthread_cond_broadcast(&rt_cond);
+}
+
 static void set_bufs(int fd)
 {
 	int sz = RT_SOCKBUF;
@@ -653,18 +674,20 @@ int btsock_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
 		UNLOCK_RET(rt_fail(EINVAL, "accept: socket %d is not listening", fd));
 	uint64_t t0 = rt_now_ms();
 	s->held++;
-	while (s->accq_n == 0) {
+	int rc = 0;
+	while (s->accq_n == 0 && rc == 0) {
 		if (s->timeout_ms == 0)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EAGAIN, "accept: no connection is waiting");
-		if (s->ad->dead)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(ENETDOWN, "accept: %s", s->ad->err);
-		if (rt_wait(s->timeout_ms, t0) < 0)
-			return s->held--, pthread_mutex_unlock(&rt_lock),
-			       rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms);
-		if (s->app_gone || s->state != S_LISTENING)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EBADF, "accept: socket %d was closed", fd);
+			rc = rt_fail(EAGAIN, "accept: no connection is waiting");
+		else if (ad_down(s, "accept") < 0)
+			rc = -1;
+		else if (rt_wait(s->timeout_ms, t0) < 0)
+			rc = rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms);
+		else if (s->app_gone || s->state != S_LISTENING)
+			rc = rt_fail(EBADF, "accept: socket %d was closed", fd);
 	}
-	s->held--;
+	rt_sock_release(s);
+	if (rc < 0)
+		UNLOCK_RET(-1);
 	bsock *c = s->accq[0];
 	memmove(s->accq, s->accq + 1, (size_t)(--s->accq_n) * sizeof s->accq[0]);
 	c->parent = NULL; /* the application's now */
@@ -717,8 +740,8 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 		UNLOCK_RET(rt_fail(EINVAL, "connect: socket %d cannot connect in its state", fd));
 	if (!s->ad && !(s->ad = rt_default_adapter()))
 		UNLOCK_RET(-1);
-	if (s->ad->dead)
-		UNLOCK_RET(rt_fail(ENETDOWN, "connect: %s", s->ad->err));
+	if (ad_down(s, "connect") < 0)
+		UNLOCK_RET(-1);
 	if (bt_addr_eq(&peer, &s->ad->addr))
 		UNLOCK_RET(rt_fail(EINVAL, "connect: %s is this adapter's own address", addr));
 	bt_stack_run_timers(s->ad->st, rt_now_ms());
@@ -738,9 +761,20 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 	uint64_t t0 = rt_now_ms();
 	s->held++;
 	while (s->state == S_CONNECTING) {
+		if (s->ad->closing) { /* the adapter goes: the attempt ends with it */
+			rt_sock_release(s);
+			if (s->dlc)
+				rfcomm_close(s->dlc);
+			if (s->ch)
+				l2cap_close(s->ch);
+			s->dlc = NULL;
+			s->ch = NULL;
+			s->state = s->bound ? S_BOUND : S_NEW;
+			UNLOCK_RET(ad_down(s, "connect"));
+		}
 		int w = rt_wait(s->timeout_ms, t0);
 		if (w < 0 && s->state == S_CONNECTING) {
-			s->held--;
+			rt_sock_release(s);
 			if (s->dlc)
 				rfcomm_close(s->dlc);
 			if (s->ch)
@@ -752,7 +786,7 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 					   port_word(s), port_str(s, port), s->timeout_ms));
 		}
 	}
-	s->held--;
+	rt_sock_release(s);
 	/* S_CLOSED: it connected, and the peer has already closed it again (the application
 	 * reads what was sent, then end of file), which is a successful connect. */
 	if (s->state != S_CONNECTED && s->state != S_CLOSED) {
@@ -932,7 +966,7 @@ int btsock_close(int fd)
 	s->held++; /* the loop must not free s while we wait */
 	size_t left = 0;
 	int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
-	bool was_connected = s->state == S_CONNECTED;
+	bool was_connected = s->state == S_CONNECTED, down = false;
 	if (was_connected) {
 		shutdown(s->app_fd, SHUT_WR);
 		s->want_in = true;
@@ -943,8 +977,12 @@ int btsock_close(int fd)
 			rfcomm *rf = bt_stack_rfcomm(s->ad->st);
 			bool busy = s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st) ||
 				    (s->proto == BTSOCK_RFCOMM && rfcomm_dlc_lingers(rf, &s->peer, (uint8_t)s->peer_port));
-			if (!busy || s->ad->dead)
+			if (!busy)
 				break;
+			if (s->ad->dead || s->ad->closing) {
+				down = true; /* what is left goes (or not) with the adapter's close */
+				break;
+			}
 			/* Progress: the loop took bytes from the socketpair, or RFCOMM sent some. */
 			int q = 0;
 			size_t pair = ioctl(s->rt_fd, FIONREAD, &q) == 0 && q > 0 ? (size_t)q : 0;
@@ -960,7 +998,7 @@ int btsock_close(int fd)
 			left = 0;
 		}
 	}
-	s->held--;
+	rt_sock_release(s);
 	if (s->registered) { /* the port is free again when close returns */
 		if (s->proto == BTSOCK_RFCOMM)
 			rfcomm_unlisten(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port);
@@ -981,6 +1019,8 @@ int btsock_close(int fd)
 	rt_wake(ad);
 	if (fault && s->state == S_CLOSED)
 		UNLOCK_RET(rt_fail(fault, "close: %s", why));
+	if (down)
+		UNLOCK_RET(ad_down(s, "close"));
 	if (left)
 		UNLOCK_RET(rt_fail(ETIMEDOUT, "close: %zu bytes not delivered: the peer took nothing for %d ms",
 				   left, grace));

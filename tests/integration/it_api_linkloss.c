@@ -383,5 +383,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_peer_process_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_controller_killed, setup, teardown),
 	};
+	if (getenv("IT_FILTER")) /* run one test: IT_FILTER=test_name */
+		cmocka_set_test_filter(getenv("IT_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
