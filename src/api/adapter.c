@@ -340,6 +340,7 @@ static void *ad_loop(void *arg)
 		if (p[0].revents & POLLOUT)
 			bt_transport_flush(ad->tr);
 		bt_stack_run_timers(ad->st, now);
+		bt_snoop_tick(rt_snoop, now); /* the capture reaches its file within a moment */
 		for (size_t i = 2; i < n; i++)
 			if (p[i].revents && !map[i]->zombie)
 				rt_sock_io(map[i], p[i].revents);
@@ -379,6 +380,7 @@ static void ad_destroy(adapter *ad)
 	}
 	if (ad->st)
 		bt_stack_free(ad->st);
+	ks_writer_free(ad->keys); /* a failed open: nothing was queued */
 	if (ad->tr) {
 		bt_transport_close(ad->tr);
 		free(ad->tr);
@@ -415,15 +417,14 @@ static void ad_key_loaded(void *ctx, const bt_addr *peer, const uint8_t key[16],
 	gap_link_key_set(ctx, peer, key, type);
 }
 
-/* A bond was made: keep its key for the next run. On the loop thread, rt_lock held (a short
- * file rewrite, once per pairing). */
+/* A bond was made: keep its key for the next run, in the keystore the adapter was opened
+ * with. On the loop thread, rt_lock held: the file work (a lock another process may hold,
+ * fsync, rename) is the key writer's thread's. */
 static void ad_key_new(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type)
 {
 	adapter *ad = ctx;
-	const char *path = keys_path();
-	char err[256];
-	if (path && ks_store(path, &ad->addr, peer, key, type, err, sizeof err) < 0)
-		fprintf(stderr, "btsock: %s\n", err);
+	if (ad->keys)
+		ks_writer_post(ad->keys, peer, key, type);
 }
 
 /* With a keystore the adapter bonds: the keys of its bonds are loaded, and new ones saved.
@@ -437,6 +438,11 @@ static void ad_keys_open(adapter *ad)
 	char err[256];
 	if (ks_load(path, &ad->addr, ad_key_loaded, g, err, sizeof err) < 0)
 		fprintf(stderr, "btsock: %s\n", err);
+	ad->keys = ks_writer_new(path, &ad->addr, KS_LOCK_WAIT_MS);
+	if (!ad->keys) {
+		fprintf(stderr, "btsock: %s: out of memory: this adapter does not bond\n", path);
+		return;
+	}
 	gap_set_bondable(g, true);
 	gap_set_key_hook(g, ad_key_new, ad);
 }
@@ -608,8 +614,11 @@ static void ad_close(adapter *ad, int grace_ms)
 	}
 	ad->stop = true;
 	rt_wake(ad);
+	ks_writer *keys = ad->keys; /* no pairing can post a key once the loop has stopped */
+	ad->keys = NULL;
 	pthread_mutex_unlock(&rt_lock);
 	pthread_join(ad->thread, NULL);
+	ks_writer_free(keys); /* keys still queued are written (each lock waited for within bounds) */
 	pthread_mutex_lock(&rt_lock);
 	ad->thread_started = false;
 	ad_wait_unused(ad); /* a call that came in while the lock was free gives up too */
@@ -624,6 +633,7 @@ static void ad_close(adapter *ad, int grace_ms)
 		}
 	}
 	ad_destroy(ad);
+	bt_snoop_flush(rt_snoop);
 	pthread_cond_broadcast(&rt_cond); /* a btsock_shutdown may wait for this close to end */
 }
 

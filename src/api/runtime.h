@@ -99,6 +99,7 @@ struct adapter {
 	int api_ops;       /* API calls waiting on an operation of this stack (query, inquiry) */
 	int ready_err;
 	char err[256];
+	struct ks_writer *keys; /* writes keys from pairings to the keystore it was opened with */
 	uint8_t *rx;       /* drained from the transport outside the lock */
 	size_t rx_len;
 	bool rx_eof;

@@ -5,7 +5,8 @@
  *   - the loop thread's poll failing: the adapter is dead and a caller without a timeout
  *     hears of it (it used to hang);
  *   - more sockets than the loop's old fixed poll set (512): the oldest still move data;
- *   - a keystore file locked by another process: pairing still completes, data still moves.
+ *   - a keystore file locked by another process: the key of a pairing waits for the lock on
+ *     a thread of its own while data keeps moving, and goes to the adapter's own keystore.
  * One btvirt for the whole file; each test opens and closes its own adapters. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,12 +25,17 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "api/keystore.h"
+#include "api/runtime.h"
 #include "api_util.h"
 #include "btsock.h"
 #include "btvirt_env.h"
+#include "gap/gap.h"
+#include "hci/hci_defs.h"
 
 static btvirt_env *env;
 
@@ -271,6 +277,140 @@ static void test_many_sockets_all_polled(void **state)
 	assert_int_equal(btsock_adapter_close(B), 0);
 }
 
+/* A child process holding PATH.lock until a byte arrives on *release. */
+static pid_t lock_holder(const char *path, int *release)
+{
+	int ready[2], go[2];
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char lock[160];
+		snprintf(lock, sizeof lock, "%s.lock", path);
+		int fd = open(lock, O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || flock(fd, LOCK_EX) < 0)
+			_exit(1);
+		char b = 1;
+		if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	char b;
+	assert_int_equal(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	*release = go[1];
+	return pid;
+}
+
+static const uint8_t test_key[16] = { 0x77, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+
+/* The controller reports a new bond (Link_Key_Notification, Vol 4 Part E 7.7.24) to the
+ * adapter: fed to its GAP under the runtime lock, as the loop does with controller events
+ * (two btsock stacks on btvirt never pair by themselves). */
+static void *notify_key(void *arg)
+{
+	const char *local = arg;
+	bt_addr a, peer;
+	assert_int_equal(bt_addr_parse(local, &a), 0);
+	assert_int_equal(bt_addr_parse("00:AA:01:77:00:07", &peer), 0);
+	uint8_t p[23];
+	memcpy(p, peer.b, 6);
+	memcpy(p + 6, test_key, 16);
+	p[22] = 0x04; /* unauthenticated combination key */
+	rt_enter();
+	adapter *ad = rt_adapter_by_addr(&a);
+	if (ad)
+		gap_event(bt_stack_gap(ad->st), HCI_EV_LINK_KEY_NOTIFICATION, p, sizeof p);
+	pthread_mutex_unlock(&rt_lock);
+	return ad ? arg : NULL;
+}
+
+static void count_key(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type)
+{
+	(void)peer, (void)type;
+	if (memcmp(key, test_key, 16) == 0)
+		(*(int *)ctx)++;
+}
+
+/* A pairing's key, while another process holds the keystore's lock: the loop is not held up
+ * (data keeps moving), and the key lands, once the lock is free, in the keystore the adapter
+ * was opened with, not in the one named since. */
+static void test_keystore_locked_by_another_process(void **state)
+{
+	(void)state;
+	char p1[96], p2[96], lock1[112];
+	snprintf(p1, sizeof p1, "/tmp/btsock-it-keys-%d-1", (int)getpid());
+	snprintf(p2, sizeof p2, "/tmp/btsock-it-keys-%d-2", (int)getpid());
+	snprintf(lock1, sizeof lock1, "%s.lock", p1);
+	unlink(p1), unlink(p2), unlink(lock1);
+	char A[BTSOCK_ADDRSTRLEN], B[BTSOCK_ADDRSTRLEN];
+	assert_int_equal(btsock_set_keystore(p1), 0);
+	assert_int_equal(btsock_adapter_open(env->adapter, A), 0);
+	assert_int_equal(btsock_adapter_open(env->adapter, B), 0);
+	assert_int_equal(btsock_set_keystore(p2), 0); /* for adapters opened later only */
+	int release;
+	pid_t holder = lock_holder(p1, &release);
+
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, notify_key, A), 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 3;
+	void *res = NULL;
+	if (pthread_timedjoin_np(t, &res, &ts) != 0) {
+		char b = 1;
+		assert_int_equal(write(release, &b, 1), 1); /* let the stuck loop go, then fail */
+		pthread_join(t, NULL);
+		fail_msg("the key's write held the adapter for 3 s while another process held the lock");
+	}
+	assert_non_null(res);
+
+	unsigned port;
+	int l = listener(A, BTSOCK_RFCOMM, &port);
+	int c = client(B, BTSOCK_RFCOMM, A, port);
+	int s = track(btsock_accept(l, NULL, NULL));
+	assert_true(s >= 0);
+	xfer x[2] = {
+		{ .fd = s, .seed = 5, .chunk = 4096, .tx_total = 64 * 1024, .rx_expect = 64 * 1024 },
+		{ .fd = c, .seed = 6, .chunk = 4096, .tx_total = 64 * 1024, .rx_expect = 64 * 1024 },
+	};
+	bool moved = xfer_run(x, 2, 20000);
+	int n = 0;
+	char err[256];
+	bt_addr a;
+	assert_int_equal(bt_addr_parse(A, &a), 0);
+	int before = ks_load(p1, &a, count_key, &n, err, sizeof err);
+
+	char b = 1;
+	assert_int_equal(write(release, &b, 1), 1);
+	close(release);
+	int st;
+	assert_int_equal(waitpid(holder, &st, 0), holder);
+	assert_true(moved);
+	assert_int_equal(before, 0); /* the lock was held: nothing written yet */
+	uint64_t end = now_ms() + 10000;
+	n = 0;
+	while (n == 0 && now_ms() < end) {
+		if (ks_load(p1, &a, count_key, &n, err, sizeof err) < 0)
+			n = 0;
+		const struct timespec nap = { 0, 20 * 1000 * 1000 };
+		if (n == 0)
+			nanosleep(&nap, NULL);
+	}
+	assert_int_equal(n, 1);
+	assert_int_equal(access(p2, F_OK), -1); /* not the keystore named after the adapter opened */
+	assert_int_equal(btsock_adapter_close(A), 0);
+	assert_int_equal(btsock_adapter_close(B), 0);
+	assert_int_equal(btsock_set_keystore(NULL), 0);
+	unlink(p1), unlink(p2), unlink(lock1);
+	char lock2[112];
+	snprintf(lock2, sizeof lock2, "%s.lock", p2);
+	unlink(lock2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +419,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_close_adapter_under_close, close_all),
 		cmocka_unit_test_teardown(test_loop_poll_failure, close_all),
 		cmocka_unit_test_teardown(test_many_sockets_all_polled, close_all),
+		cmocka_unit_test_teardown(test_keystore_locked_by_another_process, close_all),
 	};
 	if (getenv("IT_FILTER")) /* run one test: IT_FILTER=test_name */
 		cmocka_set_test_filter(getenv("IT_FILTER"));
