@@ -33,7 +33,11 @@
  *     userchan:hciN             the Linux HCI user channel (takes hciN away from the kernel)
  * btsock_adapter_open() opens further adapters; a socket uses the one whose address it is
  * bound to, or the default one. BTSOCK_SNOOP=FILE records all HCI traffic in btsnoop format
- * (btmon -r FILE, Wireshark).
+ * (btmon -r FILE, Wireshark); records reach the file within about a second, and all of them
+ * once the adapter is closed.
+ *
+ * A connection that ends reads as end of file; btsock_sock_error() tells an orderly close by
+ * the peer (0) from a lost link (ECONNRESET, ETIMEDOUT, ENETDOWN). See there.
  *
  * Thread safety: all calls may be made from any thread. */
 #ifndef BTSOCK_H
@@ -138,7 +142,9 @@ int btsock_sock_error(int fd);
  * the default one. */
 int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN]);
 
-/* Closes an adapter opened by btsock_adapter_open(), disconnecting its sockets. */
+/* Closes an adapter opened by btsock_adapter_open(), disconnecting its sockets. Calls blocked
+ * on it in other threads (btsock_accept, btsock_connect, btsock_close, searches) fail at once
+ * with ENETDOWN ("... the adapter was closed"); the adapter is freed after they returned. */
 int btsock_adapter_close(const char *addr);
 
 /* Facts about an open adapter ("" = the default one). */

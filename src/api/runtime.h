@@ -5,7 +5,16 @@
  * loop moves bytes between `rt_fd` and the protocol core. Every access to an adapter's stack
  * and to socket state happens under the one runtime lock (rt_lock), by the loop thread or by
  * an API call; API calls that wait (connect, accept, close) sleep on rt_cond, which the loops
- * broadcast after each round of events. */
+ * broadcast after each round of events.
+ *
+ * Lifetimes: a call that sleeps holds its socket (bsock.held), a query or inquiry holds its
+ * adapter (adapter.api_ops). Closing an adapter sets `closing` and broadcasts: every such call
+ * gives up with ENETDOWN, and nothing of the adapter is freed until the last has let go. A
+ * loop that cannot go on (poll failed) marks its adapter dead before it ends.
+ *
+ * Faults: a channel ended by a fault (closed callback with err != 0, or the adapter gone)
+ * keeps its reason in bsock.conn_err for btsock_sock_error() and shuts rt_fd's read side, so
+ * the application's writes fail with EPIPE while it reads what had arrived. */
 #ifndef BTSOCK_API_RUNTIME_H
 #define BTSOCK_API_RUNTIME_H
 
