@@ -33,7 +33,11 @@
  *     userchan:hciN             the Linux HCI user channel (takes hciN away from the kernel)
  * btsock_adapter_open() opens further adapters; a socket uses the one whose address it is
  * bound to, or the default one. BTSOCK_SNOOP=FILE records all HCI traffic in btsnoop format
- * (btmon -r FILE, Wireshark).
+ * (btmon -r FILE, Wireshark); records reach the file within about a second, and all of them
+ * once the adapter is closed.
+ *
+ * A connection that ends reads as end of file; btsock_sock_error() tells an orderly close by
+ * the peer (0) from a lost link (ECONNRESET, ETIMEDOUT, ENETDOWN). See there.
  *
  * Thread safety: all calls may be made from any thread. */
 #ifndef BTSOCK_H
@@ -103,11 +107,32 @@ int btsock_set_mtu(int fd, unsigned incoming);
 /* Closes a socket and disconnects it once the data written to it has gone out, waiting as long
  * as the peer keeps taking it (plain close() works too, but returns at once). The fd is closed
  * in any case; -1 with ETIMEDOUT if data was left because the peer took nothing for the
- * socket's timeout (btsock_settimeout; 5 s if none). */
+ * socket's timeout (btsock_settimeout; 5 s if none); -1 with ECONNRESET, ETIMEDOUT or
+ * ENETDOWN (btsock_sock_error) if the connection was lost while data was on its way. */
 int btsock_close(int fd);
 
 /* The sentence explaining this thread's last btsock failure ("" if none). */
 const char *btsock_error(void);
+
+/* How a connection ended: the equivalent of getsockopt(SO_ERROR). A btsock socket is one end
+ * of a socketpair, so recv() cannot return ECONNRESET: when a connection ends, read()/recv()
+ * return what arrived, then 0 (end of file), whether the peer closed it in order or the link
+ * was lost. Ask this call which one it was:
+ *     0           still connected, or the peer closed the connection in order;
+ *     ECONNRESET  the link was lost or reset (the peer vanished, was killed, or disconnected
+ *                 the link without closing the channel);
+ *     ETIMEDOUT   the link or channel timed out (the peer stopped answering);
+ *     ENETDOWN    the adapter went away (its controller died or its connection closed);
+ *     another errno for another fault (after a failed connect: why it failed).
+ * When it is not 0, btsock_error() (and errno) say the same for this thread, e.g. "link lost to
+ * 00:AA:01:00:00:00 channel 1: the link timed out (the peer stopped answering); 4096 bytes
+ * written were never sent" (the bytes the application wrote that never left this host, when
+ * known; bytes the controller took may still have been lost). The value stays until the socket
+ * is closed. -1 with errno EBADF if fd is not a btsock socket.
+ * After a fault, write()/send() on the socket fail with EPIPE at once (use MSG_NOSIGNAL or
+ * ignore SIGPIPE), while the data that arrived before it can still be read; btsock_close()
+ * returns -1 with this errno if the fault came while it waited for written data to leave. */
+int btsock_sock_error(int fd);
 
 /* --- Adapters --- */
 
@@ -117,7 +142,9 @@ const char *btsock_error(void);
  * the default one. */
 int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN]);
 
-/* Closes an adapter opened by btsock_adapter_open(), disconnecting its sockets. */
+/* Closes an adapter opened by btsock_adapter_open(), disconnecting its sockets. Calls blocked
+ * on it in other threads (btsock_accept, btsock_connect, btsock_close, searches) fail at once
+ * with ENETDOWN ("... the adapter was closed"); the adapter is freed after they returned. */
 int btsock_adapter_close(const char *addr);
 
 /* Facts about an open adapter ("" = the default one). */

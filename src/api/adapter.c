@@ -170,7 +170,72 @@ static void ad_mark_dead(adapter *ad)
 
 /* ------------------------------------------------------------------ the loop */
 
-#define MAX_POLL 512
+/* The loop's poll set: the transport, the wake pipe, and every socket that waits for
+ * something; it grows with the number of sockets (no socket is ever left unpolled). */
+typedef struct {
+	struct pollfd *p;
+	bsock **map;
+	size_t cap;
+} pollset;
+
+static bool pollset_room(pollset *ps, size_t n)
+{
+	if (n <= ps->cap)
+		return true;
+	size_t cap = ps->cap ? ps->cap : 64;
+	while (cap < n)
+		cap *= 2;
+	struct pollfd *p = realloc(ps->p, cap * sizeof *p);
+	if (p)
+		ps->p = p;
+	bsock **map = p ? realloc(ps->map, cap * sizeof *map) : NULL;
+	if (map)
+		ps->map = map;
+	if (!p || !map)
+		return false;
+	ps->cap = cap;
+	return true;
+}
+
+/* The loop cannot go on (poll failed, no memory for the poll set): the adapter is dead, its
+ * sockets end and every caller waiting on it hears of it. rt_lock held. */
+static void ad_loop_failed(adapter *ad, const char *what, int err)
+{
+	if (!ad->dead) {
+		ad->dead = true;
+		snprintf(ad->err, sizeof ad->err, "adapter %s: its loop stopped: %s: %s", ad->name, what, strerror(err));
+		ad_mark_dead(ad);
+	}
+	pthread_cond_broadcast(&rt_cond);
+}
+
+/* Fills the poll set for one round; the number of entries, or 0 without memory. */
+static size_t ad_poll_fill(adapter *ad, pollset *ps)
+{
+	size_t n = 2;
+	for (bsock *s = rt_socks; s; s = s->next)
+		n += s->ad == ad && !s->zombie;
+	if (!pollset_room(ps, n))
+		return 0;
+	struct pollfd *p = ps->p;
+	p[0] = (struct pollfd){ ad->tr->fd, (short)(ad->dead ? 0 : POLLIN), 0 };
+	if (bt_transport_pending(ad->tr))
+		p[0].events |= POLLOUT;
+	p[1] = (struct pollfd){ ad->wake[0], POLLIN, 0 };
+	ps->map[0] = ps->map[1] = NULL;
+	n = 2;
+	for (bsock *s = rt_socks; s; s = s->next) {
+		if (s->ad != ad || s->zombie)
+			continue;
+		short ev = 0;
+		rt_sock_poll_events(s, &ev);
+		if (!ev)
+			continue;
+		p[n] = (struct pollfd){ s->rt_fd, ev, 0 };
+		ps->map[n++] = s;
+	}
+	return n;
+}
 
 /* Drains the transport WITHOUT the runtime lock into ad->rx (bounded): btvirt drops ACL data a
  * host does not read in time, so another adapter or an API call holding the lock must never
@@ -228,7 +293,7 @@ static bool ad_coalesce(adapter *ad)
 static void *ad_loop(void *arg)
 {
 	adapter *ad = arg;
-	bsock *map[MAX_POLL];
+	pollset ps = { 0 };
 	pthread_mutex_lock(&rt_lock);
 	ad->rx = malloc(RT_ADAPTER_RX);
 	if (!ad->rx) {
@@ -240,27 +305,13 @@ static void *ad_loop(void *arg)
 	uint64_t now = rt_now_ms(); /* read once per round: a clock read costs on every wake-up */
 	bt_stack_start(ad->st, now);
 	while (!ad->stop) {
-		struct pollfd p[MAX_POLL];
-		int n = 0;
-		p[n].fd = ad->tr->fd;
-		p[n].events = ad->dead ? 0 : POLLIN;
-		if (bt_transport_pending(ad->tr))
-			p[n].events |= POLLOUT;
-		map[n++] = NULL;
-		p[n].fd = ad->wake[0];
-		p[n].events = POLLIN;
-		map[n++] = NULL;
-		for (bsock *s = rt_socks; s && n < MAX_POLL; s = s->next) {
-			if (s->ad != ad || s->zombie)
-				continue;
-			short ev = 0;
-			rt_sock_poll_events(s, &ev);
-			if (!ev)
-				continue;
-			p[n].fd = s->rt_fd;
-			p[n].events = ev;
-			map[n++] = s;
+		size_t n = ad_poll_fill(ad, &ps);
+		if (n == 0) {
+			ad_loop_failed(ad, "poll set", ENOMEM);
+			break;
 		}
+		struct pollfd *p = ps.p;
+		bsock **map = ps.map;
 		uint64_t next = bt_stack_next_deadline(ad->st);
 		int wait = next == UINT64_MAX ? 1000 : next > now ? (int)(next - now) : 0;
 		if (wait > 1000)
@@ -272,13 +323,16 @@ static void *ad_loop(void *arg)
 			nanosleep(&ts, NULL);
 		}
 		int r = poll(p, (nfds_t)n, wait);
+		int poll_err = errno;
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
 			ad_drain_transport(ad);
 		pthread_mutex_lock(&rt_lock);
 		if (ad->stop)
 			break;
-		if (r < 0 && errno != EINTR)
+		if (r < 0 && poll_err != EINTR) {
+			ad_loop_failed(ad, "poll", poll_err);
 			break;
+		}
 		if (p[1].revents & POLLIN) {
 			uint8_t junk[64];
 			while (read(ad->wake[0], junk, sizeof junk) > 0)
@@ -290,7 +344,8 @@ static void *ad_loop(void *arg)
 		if (p[0].revents & POLLOUT)
 			bt_transport_flush(ad->tr);
 		bt_stack_run_timers(ad->st, now);
-		for (int i = 2; i < n; i++)
+		bt_snoop_tick(rt_snoop, now); /* the capture reaches its file within a moment */
+		for (size_t i = 2; i < n; i++)
 			if (p[i].revents && !map[i]->zombie)
 				rt_sock_io(map[i], p[i].revents);
 		for (bsock *s = rt_socks; s; s = s->next)
@@ -311,6 +366,8 @@ static void *ad_loop(void *arg)
 		pthread_cond_broadcast(&rt_cond);
 	}
 	pthread_mutex_unlock(&rt_lock);
+	free(ps.p);
+	free(ps.map);
 	return NULL;
 }
 
@@ -327,6 +384,7 @@ static void ad_destroy(adapter *ad)
 	}
 	if (ad->st)
 		bt_stack_free(ad->st);
+	ks_writer_free(ad->keys); /* a failed open: nothing was queued */
 	if (ad->tr) {
 		bt_transport_close(ad->tr);
 		free(ad->tr);
@@ -363,15 +421,14 @@ static void ad_key_loaded(void *ctx, const bt_addr *peer, const uint8_t key[16],
 	gap_link_key_set(ctx, peer, key, type);
 }
 
-/* A bond was made: keep its key for the next run. On the loop thread, rt_lock held (a short
- * file rewrite, once per pairing). */
+/* A bond was made: keep its key for the next run, in the keystore the adapter was opened
+ * with. On the loop thread, rt_lock held: the file work (a lock another process may hold,
+ * fsync, rename) is the key writer's thread's. */
 static void ad_key_new(void *ctx, const bt_addr *peer, const uint8_t key[16], uint8_t type)
 {
 	adapter *ad = ctx;
-	const char *path = keys_path();
-	char err[256];
-	if (path && ks_store(path, &ad->addr, peer, key, type, err, sizeof err) < 0)
-		fprintf(stderr, "btsock: %s\n", err);
+	if (ad->keys)
+		ks_writer_post(ad->keys, peer, key, type);
 }
 
 /* With a keystore the adapter bonds: the keys of its bonds are loaded, and new ones saved.
@@ -385,6 +442,11 @@ static void ad_keys_open(adapter *ad)
 	char err[256];
 	if (ks_load(path, &ad->addr, ad_key_loaded, g, err, sizeof err) < 0)
 		fprintf(stderr, "btsock: %s\n", err);
+	ad->keys = ks_writer_new(path, &ad->addr, KS_LOCK_WAIT_MS);
+	if (!ad->keys) {
+		fprintf(stderr, "btsock: %s: out of memory: this adapter does not bond\n", path);
+		return;
+	}
 	gap_set_bondable(g, true);
 	gap_set_key_hook(g, ad_key_new, ad);
 }
@@ -459,7 +521,7 @@ static adapter *ad_open(const char *spec)
 adapter *rt_default_adapter(void)
 {
 	for (adapter *ad = rt_adapters; ad; ad = ad->next)
-		if (!ad->dead)
+		if (!ad->dead && !ad->closing)
 			return ad;
 	const char *spec = getenv("BTSOCK_ADAPTER");
 	if (!spec || !*spec) {
@@ -473,7 +535,7 @@ adapter *rt_default_adapter(void)
 adapter *rt_adapter_by_addr(const bt_addr *a)
 {
 	for (adapter *ad = rt_adapters; ad; ad = ad->next)
-		if (bt_addr_eq(&ad->addr, a))
+		if (bt_addr_eq(&ad->addr, a) && !ad->closing)
 			return ad;
 	return NULL;
 }
@@ -496,13 +558,32 @@ int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN])
 	return ad ? 0 : -1;
 }
 
+/* Whether an API call still uses ad or one of its sockets (a blocked accept, connect, close
+ * holds its socket; a query or inquiry holds the adapter). */
+static bool ad_in_use(const adapter *ad)
+{
+	if (ad->api_ops > 0)
+		return true;
+	for (const bsock *s = rt_socks; s; s = s->next)
+		if (s->ad == ad && s->held > 0)
+			return true;
+	return false;
+}
+
+/* Every blocked call on ad fails (ENETDOWN, "the adapter was closed"): they see `closing` on
+ * the broadcast and let go; nothing of ad is freed before the last one has. */
+static void ad_wait_unused(adapter *ad)
+{
+	pthread_cond_broadcast(&rt_cond);
+	while (ad_in_use(ad))
+		pthread_cond_wait(&rt_cond, &rt_lock);
+}
+
 /* Ends every socket of ad, gives queued data up to `grace_ms` to leave, then frees it. */
 static void ad_close(adapter *ad, int grace_ms)
 {
-	ad->closing = true; /* API calls waiting on the stack give up first */
-	pthread_cond_broadcast(&rt_cond);
-	while (ad->api_ops > 0)
-		pthread_cond_wait(&rt_cond, &rt_lock);
+	ad->closing = true; /* API calls waiting on the stack or a socket give up first */
+	ad_wait_unused(ad);
 	for (bsock *s = rt_socks; s; s = s->next) {
 		if (s->ad != ad || s->zombie)
 			continue;
@@ -537,10 +618,14 @@ static void ad_close(adapter *ad, int grace_ms)
 	}
 	ad->stop = true;
 	rt_wake(ad);
+	ks_writer *keys = ad->keys; /* no pairing can post a key once the loop has stopped */
+	ad->keys = NULL;
 	pthread_mutex_unlock(&rt_lock);
 	pthread_join(ad->thread, NULL);
+	ks_writer_free(keys); /* keys still queued are written (each lock waited for within bounds) */
 	pthread_mutex_lock(&rt_lock);
 	ad->thread_started = false;
+	ad_wait_unused(ad); /* a call that came in while the lock was free gives up too */
 	for (bsock **pp = &rt_socks; *pp;) {
 		bsock *s = *pp;
 		if (s->ad == ad) {
@@ -552,6 +637,8 @@ static void ad_close(adapter *ad, int grace_ms)
 		}
 	}
 	ad_destroy(ad);
+	bt_snoop_flush(rt_snoop);
+	pthread_cond_broadcast(&rt_cond); /* a btsock_shutdown may wait for this close to end */
 }
 
 int btsock_adapter_close(const char *addr)
@@ -559,9 +646,10 @@ int btsock_adapter_close(const char *addr)
 	rt_enter();
 	bt_addr a;
 	adapter *ad = NULL;
-	if (!addr || !*addr)
-		ad = rt_adapters;
-	else if (bt_addr_parse(addr, &a) == 0)
+	if (!addr || !*addr) {
+		for (ad = rt_adapters; ad && ad->closing; ad = ad->next)
+			;
+	} else if (bt_addr_parse(addr, &a) == 0)
 		ad = rt_adapter_by_addr(&a);
 	if (!ad) {
 		pthread_mutex_unlock(&rt_lock);
@@ -645,8 +733,13 @@ void btsock_shutdown(void)
 {
 	pthread_once(&rt_once, rt_init);
 	pthread_mutex_lock(&rt_lock);
-	while (rt_adapters)
+	while (rt_adapters) {
+		if (rt_adapters->closing) { /* another thread is closing it: wait for the end */
+			pthread_cond_wait(&rt_cond, &rt_lock);
+			continue;
+		}
 		ad_close(rt_adapters, 2000);
+	}
 	/* Sockets never bound to an adapter. */
 	while (rt_socks) {
 		bsock *s = rt_socks;

@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 static int hex_byte(const char *s)
@@ -129,16 +131,43 @@ static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *pee
 int ks_store(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16], uint8_t type,
 	     char *err, size_t errlen)
 {
+	return ks_store_timed(path, local, peer, key, type, KS_LOCK_WAIT_MS, err, errlen);
+}
+
+/* Takes the exclusive lock, waiting at most wait_ms for another holder to let go. */
+static int lock_within(int fd, int wait_ms)
+{
+	for (int waited = 0;; waited += 20) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		if (waited >= wait_ms)
+			return -ETIMEDOUT;
+		const struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+int ks_store_timed(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		   uint8_t type, int lock_wait_ms, char *err, size_t errlen)
+{
 	char lock[4096];
 	if (snprintf(lock, sizeof lock, "%s.lock", path) >= (int)sizeof lock)
 		return fail(err, errlen, ENAMETOOLONG, path, "lock");
 	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return fail(err, errlen, errno, lock, "open");
-	if (flock(fd, LOCK_EX) < 0) {
-		int e = errno;
+	int lr = lock_within(fd, lock_wait_ms);
+	if (lr < 0) {
 		close(fd);
-		return fail(err, errlen, e, lock, "flock");
+		if (lr == -ETIMEDOUT) {
+			char a[BT_ADDR_STRLEN];
+			snprintf(err, errlen, "%s: another process held the lock for %d ms: the key of %s was not saved",
+				 lock, lock_wait_ms, bt_addr_format(peer, a));
+			return -ETIMEDOUT;
+		}
+		return fail(err, errlen, -lr, lock, "flock");
 	}
 	int rc = ks_rewrite(path, local, peer, key, type, err, errlen);
 	close(fd); /* releases the lock */
@@ -198,4 +227,117 @@ static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *pee
 		return fail(err, errlen, e, path, "rename");
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------ the writer thread */
+
+typedef struct ks_job {
+	bt_addr peer;
+	uint8_t key[16];
+	uint8_t type;
+	struct ks_job *next;
+} ks_job;
+
+struct ks_writer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	ks_job *head, **tail;
+	bool stop, started, busy;
+	pthread_t thread;
+	bt_addr local;
+	int lock_wait_ms;
+	char path[]; /* fixed when the adapter opened */
+};
+
+ks_writer *ks_writer_new(const char *path, const bt_addr *local, int lock_wait_ms)
+{
+	size_t n = strlen(path) + 1;
+	ks_writer *w = calloc(1, sizeof *w + n);
+	if (!w)
+		return NULL;
+	memcpy(w->path, path, n);
+	w->local = *local;
+	w->lock_wait_ms = lock_wait_ms;
+	w->tail = &w->head;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	return w;
+}
+
+/* Writes the queued keys one by one, without w->mu while it writes; ends on stop once the
+ * queue is empty. */
+static void *ks_writer_main(void *arg)
+{
+	ks_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->head && !w->stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		ks_job *j = w->head;
+		if (!j)
+			break;
+		w->head = j->next;
+		if (!w->head)
+			w->tail = &w->head;
+		w->busy = true;
+		pthread_mutex_unlock(&w->mu);
+		char err[512];
+		if (ks_store_timed(w->path, &w->local, &j->peer, j->key, j->type, w->lock_wait_ms, err, sizeof err) < 0)
+			fprintf(stderr, "btsock: %s\n", err);
+		free(j);
+		pthread_mutex_lock(&w->mu);
+		w->busy = false;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+void ks_writer_post(ks_writer *w, const bt_addr *peer, const uint8_t key[16], uint8_t type)
+{
+	ks_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		fprintf(stderr, "btsock: %s: out of memory: a link key was not saved\n", w->path);
+		return;
+	}
+	j->peer = *peer;
+	memcpy(j->key, key, 16);
+	j->type = type;
+	pthread_mutex_lock(&w->mu);
+	*w->tail = j;
+	w->tail = &j->next;
+	if (!w->started && pthread_create(&w->thread, NULL, ks_writer_main, w) == 0)
+		w->started = true;
+	if (!w->started) { /* no thread: the key stays queued for ks_writer_free */
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+bool ks_writer_idle(ks_writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool idle = !w->head && !w->busy;
+	pthread_mutex_unlock(&w->mu);
+	return idle;
+}
+
+void ks_writer_free(ks_writer *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cv);
+	bool started = w->started;
+	pthread_mutex_unlock(&w->mu);
+	if (started)
+		pthread_join(w->thread, NULL);
+	else
+		ks_writer_main(w); /* the thread never started: write what is queued here */
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w);
 }

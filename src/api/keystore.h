@@ -12,6 +12,7 @@
 #ifndef BTSOCK_API_KEYSTORE_H
 #define BTSOCK_API_KEYSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,24 @@ int ks_load(const char *path, const bt_addr *local, ks_key_fn fn, void *ctx, cha
 /* Records (or replaces) the bond local-peer. 0 or -errno with a sentence in err. */
 int ks_store(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16], uint8_t type,
 	     char *err, size_t errlen);
+
+/* The same, waiting at most lock_wait_ms for PATH.lock (-ETIMEDOUT, a sentence in err). ks_store
+ * waits KS_LOCK_WAIT_MS. */
+#define KS_LOCK_WAIT_MS 5000
+int ks_store_timed(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		   uint8_t type, int lock_wait_ms, char *err, size_t errlen);
+
+/* An adapter's key writer: keys from pairings are written to the file at path (fixed when
+ * the adapter opened) by a thread of its own, so that a lock held by another process, the
+ * fsync and the rename never stall the adapter's loop. Failures go to stderr. */
+typedef struct ks_writer ks_writer;
+ks_writer *ks_writer_new(const char *path, const bt_addr *local, int lock_wait_ms); /* NULL: no memory */
+/* Queues the bond local-peer for writing; returns at once (the thread starts on first use). */
+void ks_writer_post(ks_writer *w, const bt_addr *peer, const uint8_t key[16], uint8_t type);
+/* Whether every queued key has been written (or failed). */
+bool ks_writer_idle(ks_writer *w);
+/* Writes what is still queued (each within lock_wait_ms of the lock), then frees w. */
+void ks_writer_free(ks_writer *w);
 
 /* Parses one line: 0 and the fields if it is a bond, -EINVAL if not. */
 int ks_parse_line(const char *line, bt_addr *local, bt_addr *peer, uint8_t key[16], uint8_t *type);

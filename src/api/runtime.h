@@ -5,7 +5,16 @@
  * loop moves bytes between `rt_fd` and the protocol core. Every access to an adapter's stack
  * and to socket state happens under the one runtime lock (rt_lock), by the loop thread or by
  * an API call; API calls that wait (connect, accept, close) sleep on rt_cond, which the loops
- * broadcast after each round of events. */
+ * broadcast after each round of events.
+ *
+ * Lifetimes: a call that sleeps holds its socket (bsock.held), a query or inquiry holds its
+ * adapter (adapter.api_ops). Closing an adapter sets `closing` and broadcasts: every such call
+ * gives up with ENETDOWN, and nothing of the adapter is freed until the last has let go. A
+ * loop that cannot go on (poll failed) marks its adapter dead before it ends.
+ *
+ * Faults: a channel ended by a fault (closed callback with err != 0, or the adapter gone)
+ * keeps its reason in bsock.conn_err for btsock_sock_error() and shuts rt_fd's read side, so
+ * the application's writes fail with EPIPE while it reads what had arrived. */
 #ifndef BTSOCK_API_RUNTIME_H
 #define BTSOCK_API_RUNTIME_H
 
@@ -52,7 +61,10 @@ struct bsock {
 	uint16_t peer_port;
 	int timeout_ms;     /* connect/accept/data; -1 forever, 0 non-blocking */
 	uint16_t imtu;
-	int conn_err;       /* negative errno of a failed connect / ended channel */
+	int conn_err;       /* negative errno of a failed connect / ended channel (0: orderly) */
+	bool rd_shut;       /* a fault ended the channel: rt_fd's read side is shut, so the
+			     * application's writes fail with EPIPE while it reads the rest */
+	size_t unsent;      /* stream bytes the application wrote that never left (fault) */
 
 	l2cap_chan *ch;
 	rfcomm_dlc *dlc;
@@ -96,6 +108,7 @@ struct adapter {
 	int api_ops;       /* API calls waiting on an operation of this stack (query, inquiry) */
 	int ready_err;
 	char err[256];
+	struct ks_writer *keys; /* writes keys from pairings to the keystore it was opened with */
 	uint8_t *rx;       /* drained from the transport outside the lock */
 	size_t rx_len;
 	bool rx_eof;

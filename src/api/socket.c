@@ -59,6 +59,27 @@ bsock *rt_sock_find(int fd)
 	if (!s)                                                                                         \
 	UNLOCK_RET(rt_fail(EBADF, "%s: %d is not an open btsock socket", call, fd))
 
+/* A call blocked on a socket gives up when its adapter died or is being closed (ad_close
+ * then waits for it to let go: see rt_sock_release). 0, or -1 with errno ENETDOWN and the
+ * message. */
+static int ad_down(const bsock *s, const char *call)
+{
+	if (s->ad->closing)
+		return rt_fail(ENETDOWN, "%s: the adapter was closed (btsock_adapter_close or btsock_shutdown)", call);
+	if (s->ad->dead)
+		return rt_fail(ENETDOWN, "%s: %s", call, s->ad->err);
+	return 0;
+}
+
+/* The end of a blocked call's hold on s (s->held): an adapter being closed waits for the
+ * last one before it frees its sockets. */
+static void rt_sock_release(bsock *s)
+{
+	s->held--;
+	if (s->ad && s->ad->closing)
+		pthread_cond_broadcast(&rt_cond);
+}
+
 static void set_bufs(int fd)
 {
 	int sz = RT_SOCKBUF;
@@ -187,6 +208,23 @@ static void sock_opened(bsock *s)
 		child_ready(s);
 }
 
+/* A fault ended an established channel (link lost, timed out, adapter gone): what the
+ * application wrote and the stack never took is lost, and so is everything it writes from now
+ * on. Shutting rt_fd's read side makes its writes fail with EPIPE at once (not vanish into the
+ * socketpair), while what arrived before the fault stays readable; btsock_sock_error() says
+ * why. A stream's unread bytes are counted for that sentence. */
+static void sock_fault(bsock *s)
+{
+	if (s->rd_shut || s->shut)
+		return;
+	int q = 0;
+	if (s->proto == BTSOCK_RFCOMM && ioctl(s->rt_fd, FIONREAD, &q) == 0 && q > 0)
+		s->unsent += (size_t)q;
+	shutdown(s->rt_fd, SHUT_RD);
+	s->rd_shut = true;
+	s->want_in = false;
+}
+
 static void sock_ended(bsock *s, int err)
 {
 	if (s->state == S_CONNECTING) {
@@ -206,6 +244,8 @@ static void sock_ended(bsock *s, int err)
 	s->conn_err = err;
 	s->peer_done = true;
 	s->want_out = true;
+	if (err)
+		sock_fault(s);
 }
 
 static void l_opened(void *ctx, l2cap_chan *ch) { sock_opened(ctx); }
@@ -346,7 +386,7 @@ void rt_sock_poll_events(bsock *s, short *events)
 		*events |= POLLIN;
 	if (s->want_out && !s->shut)
 		*events |= POLLOUT;
-	if (!s->app_gone && !s->shut && s->state != S_CONNECTED)
+	if (!s->app_gone && !s->shut && !s->rd_shut && s->state != S_CONNECTED)
 		*events |= POLLRDHUP; /* notice an application that closes its fd */
 }
 
@@ -521,7 +561,7 @@ void rt_sock_service(bsock *s)
 	}
 	/* While rt_fd is not polled for input, POLLHUP cannot say the application closed its fd:
 	 * look at the fd itself, a few times a second (an fstat per round cost ~2 % of a transfer). */
-	if ((s->shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent) {
+	if ((s->shut || s->rd_shut || (s->state == S_CONNECTED && !s->want_in)) && !s->app_gone && !s->parent) {
 		uint64_t now = rt_now_ms();
 		if (now - s->alive_checked >= 100) {
 			s->alive_checked = now;
@@ -552,9 +592,12 @@ void rt_sock_adapter_gone(bsock *s, int err)
 	if (s->state == S_CONNECTING) {
 		s->state = S_FAILED;
 		s->conn_err = err;
-	} else if (s->state == S_CONNECTED) {
+	} else if (s->state == S_CONNECTED || (s->state == S_CLOSED && !s->shut && !s->conn_err)) {
+		/* Connected, or ended by the peer with bytes the application has not read yet:
+		 * those die with the adapter. */
 		s->state = S_CLOSED;
 		s->conn_err = err;
+		sock_fault(s);
 	}
 	if (!s->shut) {
 		shutdown(s->rt_fd, SHUT_RDWR);
@@ -674,18 +717,20 @@ int btsock_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
 		UNLOCK_RET(rt_fail(EINVAL, "accept: socket %d is not listening", fd));
 	uint64_t t0 = rt_now_ms();
 	s->held++;
-	while (s->accq_n == 0) {
+	int rc = 0;
+	while (s->accq_n == 0 && rc == 0) {
 		if (s->timeout_ms == 0)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EAGAIN, "accept: no connection is waiting");
-		if (s->ad->dead)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(ENETDOWN, "accept: %s", s->ad->err);
-		if (rt_wait(s->timeout_ms, t0) < 0)
-			return s->held--, pthread_mutex_unlock(&rt_lock),
-			       rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms);
-		if (s->app_gone || s->state != S_LISTENING)
-			return s->held--, pthread_mutex_unlock(&rt_lock), rt_fail(EBADF, "accept: socket %d was closed", fd);
+			rc = rt_fail(EAGAIN, "accept: no connection is waiting");
+		else if (ad_down(s, "accept") < 0)
+			rc = -1;
+		else if (rt_wait(s->timeout_ms, t0) < 0)
+			rc = rt_fail(ETIMEDOUT, "accept: no connection within %d ms", s->timeout_ms);
+		else if (s->app_gone || s->state != S_LISTENING)
+			rc = rt_fail(EBADF, "accept: socket %d was closed", fd);
 	}
-	s->held--;
+	rt_sock_release(s);
+	if (rc < 0)
+		UNLOCK_RET(-1);
 	bsock *c = s->accq[0];
 	memmove(s->accq, s->accq + 1, (size_t)(--s->accq_n) * sizeof s->accq[0]);
 	c->parent = NULL; /* the application's now */
@@ -738,8 +783,8 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 		UNLOCK_RET(rt_fail(EINVAL, "connect: socket %d cannot connect in its state", fd));
 	if (!s->ad && !(s->ad = rt_default_adapter()))
 		UNLOCK_RET(-1);
-	if (s->ad->dead)
-		UNLOCK_RET(rt_fail(ENETDOWN, "connect: %s", s->ad->err));
+	if (ad_down(s, "connect") < 0)
+		UNLOCK_RET(-1);
 	if (bt_addr_eq(&peer, &s->ad->addr))
 		UNLOCK_RET(rt_fail(EINVAL, "connect: %s is this adapter's own address", addr));
 	bt_stack_run_timers(s->ad->st, rt_now_ms());
@@ -759,9 +804,20 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 	uint64_t t0 = rt_now_ms();
 	s->held++;
 	while (s->state == S_CONNECTING) {
+		if (s->ad->closing) { /* the adapter goes: the attempt ends with it */
+			rt_sock_release(s);
+			if (s->dlc)
+				rfcomm_close(s->dlc);
+			if (s->ch)
+				l2cap_close(s->ch);
+			s->dlc = NULL;
+			s->ch = NULL;
+			s->state = s->bound ? S_BOUND : S_NEW;
+			UNLOCK_RET(ad_down(s, "connect"));
+		}
 		int w = rt_wait(s->timeout_ms, t0);
 		if (w < 0 && s->state == S_CONNECTING) {
-			s->held--;
+			rt_sock_release(s);
 			if (s->dlc)
 				rfcomm_close(s->dlc);
 			if (s->ch)
@@ -773,7 +829,7 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 					   port_word(s), port_str(s, port), s->timeout_ms));
 		}
 	}
-	s->held--;
+	rt_sock_release(s);
 	/* S_CLOSED: it connected, and the peer has already closed it again (the application
 	 * reads what was sent, then end of file), which is a successful connect. */
 	if (s->state != S_CONNECTED && s->state != S_CLOSED) {
@@ -892,6 +948,46 @@ int btsock_set_mtu(int fd, unsigned incoming)
 	UNLOCK_RET(0);
 }
 
+/* Why an ended connection ended by a fault, as a sentence; 0 if it did not (still open,
+ * never connected, or closed in order). */
+static int sock_fault_text(const bsock *s, char *buf, size_t cap)
+{
+	if ((s->state != S_CLOSED && s->state != S_FAILED) || s->conn_err == 0)
+		return 0;
+	int err = -s->conn_err;
+	char a[BT_ADDR_STRLEN];
+	bt_addr_format(&s->peer, a);
+	const char *why;
+	switch (err) {
+	case ECONNRESET: why = "the link went down (the peer vanished or reset it)"; break;
+	case ETIMEDOUT: why = "the link timed out (the peer stopped answering)"; break;
+	case ENETDOWN: why = s->ad && s->ad->err[0] ? s->ad->err : "the adapter went away"; break;
+	default: why = conn_reason(s->conn_err); break;
+	}
+	if (s->state == S_FAILED) {
+		snprintf(buf, cap, "connect %s %s %s: %.200s", a, port_word(s), port_str(s, s->peer_port), why);
+		return err;
+	}
+	int n = snprintf(buf, cap, "link lost to %s %s %s: %.200s", a, port_word(s), port_str(s, s->peer_port), why);
+	if (s->unsent && n >= 0 && (size_t)n < cap)
+		snprintf(buf + n, cap - (size_t)n, "; %zu bytes written were never sent", s->unsent);
+	return err;
+}
+
+int btsock_sock_error(int fd)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "sock_error");
+	char why[300];
+	int err = sock_fault_text(s, why, sizeof why);
+	if (!err) {
+		rt_clear_error();
+		UNLOCK_RET(0);
+	}
+	rt_fail(err, "%s", why);
+	UNLOCK_RET(err);
+}
+
 int btsock_close(int fd)
 {
 	rt_enter();
@@ -913,7 +1009,8 @@ int btsock_close(int fd)
 	s->held++; /* the loop must not free s while we wait */
 	size_t left = 0;
 	int grace = s->timeout_ms > 0 ? s->timeout_ms : 5000;
-	if (s->state == S_CONNECTED) {
+	bool was_connected = s->state == S_CONNECTED, down = false;
+	if (was_connected) {
 		shutdown(s->app_fd, SHUT_WR);
 		s->want_in = true;
 		rt_wake(s->ad);
@@ -923,8 +1020,12 @@ int btsock_close(int fd)
 			rfcomm *rf = bt_stack_rfcomm(s->ad->st);
 			bool busy = s->dlc || s->ch || !bt_stack_tx_idle(s->ad->st) ||
 				    (s->proto == BTSOCK_RFCOMM && rfcomm_dlc_lingers(rf, &s->peer, (uint8_t)s->peer_port));
-			if (!busy || s->ad->dead)
+			if (!busy)
 				break;
+			if (s->ad->dead || s->ad->closing) {
+				down = true; /* what is left goes (or not) with the adapter's close */
+				break;
+			}
 			/* Progress: the loop took bytes from the socketpair, or RFCOMM sent some. */
 			int q = 0;
 			size_t pair = ioctl(s->rt_fd, FIONREAD, &q) == 0 && q > 0 ? (size_t)q : 0;
@@ -940,7 +1041,7 @@ int btsock_close(int fd)
 			left = 0;
 		}
 	}
-	s->held--;
+	rt_sock_release(s);
 	if (s->registered) { /* the port is free again when close returns */
 		if (s->proto == BTSOCK_RFCOMM)
 			rfcomm_unlisten(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port);
@@ -948,11 +1049,21 @@ int btsock_close(int fd)
 			l2cap_unlisten(bt_stack_l2cap(s->ad->st), s->port);
 		s->registered = false;
 	}
+	/* A fault while data may still have been on its way (or known to be lost) is no
+	 * orderly close. */
+	char why[300];
+	int fault = sock_fault_text(s, why, sizeof why);
+	if (fault && s->state == S_CLOSED && !was_connected && !s->unsent)
+		fault = 0; /* ended before close was called, nothing known lost: reported by read/sock_error */
 	s->app_gone = true;
 	s->zombie = true;
 	adapter *ad = s->ad;
 	close(fd);
 	rt_wake(ad);
+	if (fault && s->state == S_CLOSED)
+		UNLOCK_RET(rt_fail(fault, "close: %s", why));
+	if (down)
+		UNLOCK_RET(ad_down(s, "close"));
 	if (left)
 		UNLOCK_RET(rt_fail(ETIMEDOUT, "close: %zu bytes not delivered: the peer took nothing for %d ms",
 				   left, grace));

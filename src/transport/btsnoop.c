@@ -12,9 +12,11 @@
  * or event, 0 = data.
  *
  * Threads: one bt_snoop may be shared by several stacks (threads); a mutex keeps each record
- * whole. Every record is flushed to the file as it is written, so a capture survives a crash
- * or a hang (it is read while the program still runs). After a write error the capture stops
- * rather than leave a torn record followed by garbage. */
+ * whole. Records reach the file at most BT_SNOOP_FLUSH_MS after they were written (on the next
+ * write or bt_snoop_tick), not one fflush per packet: a packet's write happens on a stack's
+ * loop under its lock, where a write(2) per packet cost throughput and could stall. So a
+ * capture read while the program runs, or after a crash, lacks at most the last moment.
+ * After a write error the capture stops rather than leave a torn record followed by garbage. */
 #include "transport/btsnoop.h"
 
 #include <errno.h>
@@ -39,7 +41,24 @@ struct bt_snoop {
 	FILE *f;
 	pthread_mutex_t lock;
 	bool failed; /* a write failed: stop recording */
+	bool dirty;  /* records written since the last flush */
+	uint64_t dirty_since_ms; /* CLOCK_MONOTONIC: when the oldest unflushed record was written */
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* s->lock held. */
+static void snoop_flush_locked(bt_snoop *s)
+{
+	if (s->dirty && !s->failed && fflush(s->f) != 0)
+		s->failed = true;
+	s->dirty = false;
+}
 
 static uint64_t snoop_now_us(void)
 {
@@ -103,9 +122,35 @@ void bt_snoop_write(bt_snoop *s, const uint8_t *pkt, size_t len, bool received)
 	uint64_t ts = snoop_now_us();
 	put_be32(rec + 16, (uint32_t)(ts >> 32));
 	put_be32(rec + 20, (uint32_t)ts);
+	uint64_t now = mono_ms();
 	pthread_mutex_lock(&s->lock);
-	if (!s->failed && (!snoop_put(s, rec, sizeof rec) || !snoop_put(s, pkt, len) || fflush(s->f) != 0))
+	if (!s->failed && (!snoop_put(s, rec, sizeof rec) || !snoop_put(s, pkt, len)))
 		s->failed = true;
+	if (!s->dirty) {
+		s->dirty = true;
+		s->dirty_since_ms = now;
+	} else if (now - s->dirty_since_ms >= BT_SNOOP_FLUSH_MS) {
+		snoop_flush_locked(s);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void bt_snoop_tick(bt_snoop *s, uint64_t now_ms)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->dirty && now_ms >= s->dirty_since_ms + BT_SNOOP_FLUSH_MS)
+		snoop_flush_locked(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void bt_snoop_flush(bt_snoop *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	snoop_flush_locked(s);
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -190,7 +190,9 @@ bool msgx_run(msgx *x, int n, int timeout_ms)
 	return true;
 }
 
-void child_start(child *c, const char *adapter, char *const argv[])
+void child_start(child *c, const char *adapter, char *const argv[]) { child_start_in(c, adapter, argv, NULL); }
+
+void child_start_in(child *c, const char *adapter, char *const argv[], const char *in_path)
 {
 	static int seq;
 	snprintf(c->out, sizeof c->out, "/tmp/btsock-it-%d-%d.out", (int)getpid(), seq);
@@ -201,6 +203,9 @@ void child_start(child *c, const char *adapter, char *const argv[])
 		int e = open(c->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		dup2(o, STDOUT_FILENO);
 		dup2(e, STDERR_FILENO);
+		int in = in_path ? open(in_path, O_RDONLY) : -1;
+		if (in >= 0)
+			dup2(in, STDIN_FILENO);
 		setenv("BTSOCK_ADAPTER", adapter, 1);
 		execv(argv[0], argv);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));

@@ -53,6 +53,8 @@ typedef struct {
 	char out[256], err[256];
 } child;
 void child_start(child *c, const char *adapter, char *const argv[]);
+/* The same with stdin read from the file at in_path (e.g. "/dev/zero"). */
+void child_start_in(child *c, const char *adapter, char *const argv[], const char *in_path);
 /* Waits up to timeout_ms for the child; returns its exit status, or -1 (killed) on timeout. */
 int child_wait(child *c, int timeout_ms);
 /* Waits until the child's stderr contains `needle`; copies that line into line. */

@@ -270,6 +270,54 @@ static void test_snoop_shared_by_threads(void **state)
 }
 
 /* btsnoop.h: a file that cannot be created gives NULL and a sentence naming it. */
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t size_of(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	return (size_t)st.st_size;
+}
+
+/* No fflush per packet (each was a write(2) on the adapter's loop under its lock): records
+ * reach the file once they are BT_SNOOP_FLUSH_MS old (bt_snoop_tick, the loop's round), on
+ * bt_snoop_flush, or on close. */
+static void test_snoop_flushes_on_a_timer(void **state)
+{
+	(void)state;
+	char *path = temp_path("timer.btsnoop");
+	char err[256];
+	bt_snoop *s = bt_snoop_open(path, err, sizeof err);
+	assert_non_null(s);
+	assert_int_equal(size_of(path), 16); /* the header is there at once */
+	size_t rec = 24 + sizeof hci_reset;
+	uint64_t before = mono_ms();
+	bt_snoop_write(s, hci_reset, sizeof hci_reset, false);
+	bt_snoop_write(s, hci_reset, sizeof hci_reset, false);
+	uint64_t after = mono_ms();
+	if (after - before < BT_SNOOP_FLUSH_MS) /* (a very slow machine may flush on the 2nd write) */
+		assert_int_equal(size_of(path), 16);
+	bt_snoop_tick(s, before); /* not old enough yet */
+	if (after - before < BT_SNOOP_FLUSH_MS)
+		assert_int_equal(size_of(path), 16);
+	bt_snoop_tick(s, after + BT_SNOOP_FLUSH_MS);
+	assert_int_equal(size_of(path), 16 + 2 * rec);
+	bt_snoop_write(s, hci_reset, sizeof hci_reset, false);
+	bt_snoop_flush(s);
+	assert_int_equal(size_of(path), 16 + 3 * rec);
+	bt_snoop_write(s, hci_reset, sizeof hci_reset, false);
+	bt_snoop_close(s);
+	assert_int_equal(size_of(path), 16 + 4 * rec);
+	bt_snoop_tick(NULL, 0);
+	bt_snoop_flush(NULL);
+	remove_temp(path);
+}
+
 static void test_snoop_open_error(void **state)
 {
 	char err[256];
@@ -287,6 +335,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_snoop_known_bytes),
 		cmocka_unit_test(test_snoop_btmon_decodes),
+		cmocka_unit_test(test_snoop_flushes_on_a_timer),
 		cmocka_unit_test(test_snoop_shared_by_threads),
 		cmocka_unit_test(test_snoop_open_error),
 	};

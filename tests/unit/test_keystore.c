@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,6 +225,103 @@ static void test_concurrent_writers(void **state)
 	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), WRITERS * EACH);
 }
 
+/* A child process holding PATH.lock until told to let go (a byte on *release). */
+static pid_t lock_holder(int *release)
+{
+	int ready[2], go[2];
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char lock[160];
+		snprintf(lock, sizeof lock, "%s.lock", path);
+		int fd = open(lock, O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || flock(fd, LOCK_EX) < 0)
+			_exit(1);
+		char b = 1;
+		if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	char b;
+	assert_int_equal(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	*release = go[1];
+	return pid;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Another process holds the lock: a store gives up after its bound with a sentence, and the
+ * key writer never makes its poster wait; it writes the key once the lock is free. */
+static void test_locked_file(void **state)
+{
+	(void)state;
+	bt_addr me = addr("00:AA:01:01:00:42"), peer = addr("00:AA:01:00:00:07");
+	uint8_t key[16];
+	memset(key, 0x5a, sizeof key);
+	int release;
+	pid_t holder = lock_holder(&release);
+	char err[256];
+	uint64_t t0 = mono_ms();
+	assert_int_equal(ks_store_timed(path, &me, &peer, key, 4, 300, err, sizeof err), -ETIMEDOUT);
+	assert_true(mono_ms() - t0 >= 300 && mono_ms() - t0 < 3000);
+	assert_non_null(strstr(err, "lock"));
+	assert_non_null(strstr(err, "00:AA:01:00:00:07"));
+
+	ks_writer *w = ks_writer_new(path, &me, 10000);
+	assert_non_null(w);
+	t0 = mono_ms();
+	ks_writer_post(w, &peer, key, 4);
+	assert_true(mono_ms() - t0 < 500); /* returns at once, the lock notwithstanding */
+	assert_false(ks_writer_idle(w));
+	seen s = { 0 };
+	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), 0);
+	char b = 1;
+	assert_int_equal(write(release, &b, 1), 1); /* the holder lets go */
+	close(release);
+	int st;
+	assert_int_equal(waitpid(holder, &st, 0), holder);
+	uint64_t end = mono_ms() + 10000;
+	while (!ks_writer_idle(w) && mono_ms() < end) {
+		const struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	assert_true(ks_writer_idle(w));
+	ks_writer_free(w);
+	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), 1);
+	assert_memory_equal(s.key[0], key, 16);
+	assert_true(bt_addr_eq(&s.peer[0], &peer));
+}
+
+/* Freeing a writer writes what is still queued. */
+static void test_writer_free_writes_queue(void **state)
+{
+	(void)state;
+	bt_addr me = addr("00:AA:01:01:00:42");
+	ks_writer *w = ks_writer_new(path, &me, 1000);
+	assert_non_null(w);
+	for (int i = 0; i < 5; i++) {
+		bt_addr peer = { { (uint8_t)i, 1, 0, 0, 0xaa, 0 } };
+		uint8_t key[16];
+		memset(key, i, sizeof key);
+		ks_writer_post(w, &peer, key, 4);
+	}
+	ks_writer_free(w);
+	char err[256];
+	seen s = { 0 };
+	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), 5);
+	ks_writer_free(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +330,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replace_keeps_other_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bounds_and_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_locked_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_free_writes_queue, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,8 @@
  *   peer -> stdout, unchanged.
  * It ends when the peer closes (exit 0), when the input ends (the socket is closed, exit 0;
  * with -k on stdin the connection instead stays up until the peer closes), or on an error
- * (exit 1). At most one chunk is pending at a time, so a slow peer throttles the input. */
+ * (exit 1). A lost link is an error, never a close: end of file or EPIPE is checked with
+ * btsock_sock_error(), and "link lost to ...: why; N bytes written were never sent" printed. At most one chunk is pending at a time, so a slow peer throttles the input. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -72,6 +73,17 @@ static enum relay_step fail_step(struct relay *r, int code)
 	return STEP_FAILED;
 }
 
+/* The connection ended (end of file, or EPIPE on a write): a lost link is a failure, never
+ * an orderly close. Returns STEP_FAILED with "link lost ..." printed, or `orderly`. */
+static enum relay_step ended(struct relay *r, enum relay_step orderly)
+{
+	if (btsock_sock_error(r->sock) > 0) {
+		tool_msg("%s", btsock_error());
+		return fail_step(r, TOOL_EXIT_FAILURE);
+	}
+	return orderly;
+}
+
 /* Peer -> stdout. */
 static enum relay_step relay_receive(struct relay *r, short revents)
 {
@@ -87,7 +99,7 @@ static enum relay_step relay_receive(struct relay *r, short revents)
 		/* An L2CAP message may be empty; only a hang-up is the end. */
 		if (r->seqpacket && !(revents & (POLLHUP | POLLERR)))
 			return STEP_CONTINUE;
-		return STEP_PEER_CLOSED;
+		return ended(r, STEP_PEER_CLOSED);
 	}
 	if (!write_all(STDOUT_FILENO, buf, (size_t)n)) {
 		tool_msg("writing to stdout: %s", strerror(errno));
@@ -104,6 +116,8 @@ static enum relay_step relay_send(struct relay *r)
 	if (n < 0) {
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return STEP_CONTINUE;
+		if (errno == EPIPE && ended(r, STEP_CONTINUE) == STEP_FAILED)
+			return STEP_FAILED;
 		return fail_step(r, tool_fail("send"));
 	}
 	r->out_off += (size_t)n;
@@ -235,6 +249,9 @@ static int serve(int sock, const struct session *s, bool *stdin_eof)
 		r.exit_code = TOOL_EXIT_FAILURE;
 		step = STEP_FAILED;
 	}
+	/* The link may have been lost after the input ended, before the channel closed. */
+	if (step == STEP_INPUT_DONE && ended(&r, step) == STEP_FAILED)
+		step = STEP_FAILED;
 	/* btsock_close() returns once queued data went out and the channel is down. */
 	if (btsock_close(sock) < 0 && step == STEP_INPUT_DONE) {
 		r.exit_code = tool_fail("close");
