@@ -1,17 +1,18 @@
 #!/bin/sh
-# Run from a build: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/sdp-check.sh /tmp/vm &&
-#   ../shared/tools/kernel-vm/run-in-vm -d /tmp/vm "sh sdp-check.sh"
+# In CTest as kernel/sdp (tests/kernel; BTSOCK_KERNEL_TESTS=ON): ctest --test-dir build/gcc -R kernel/sdp
+# By hand: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/sdp-check.sh /tmp/vm &&
+#   taskset -c 1 tests/kernel-vm/run-in-vm -d /tmp/vm "sh sdp-check.sh"
 # btsock's SDP client and server against bluetoothd's SDP server / sdptool (kernel L2CAP).
 # Prints every output; exits 1 if any step failed (a FAIL line says which).
-bt-up -l1 -s > /tmp/addrs || exit 1
+bt-up -l1 -s > /tmp/addrs || { echo "FAIL: bt-up (btvirt controllers)"; exit 1; }
 cat /tmp/addrs
 K=00:AA:01:00:00:00
 fail=0
 check() { if [ "$1" = 0 ]; then echo "ok: $2"; else echo "FAIL: $2"; fail=1; fi; }
 export BTSOCK_ADAPTER=unix:/tmp/bt-server-bredr
-start-bluetoothd || exit 1
+start-bluetoothd || { echo "FAIL: start-bluetoothd"; exit 1; }
 sleep 1
-sdptool add --channel=10 SP || exit 1
+sdptool add --channel=10 SP || { echo "FAIL: sdptool add"; exit 1; }
 echo "== 1. btsock sdp browse $K (bluetoothd's records)"
 ./btsock sdp browse $K > /tmp/browse.txt; check $? "sdp browse"
 grep -E "Service Name|Channel|PSM" /tmp/browse.txt
