@@ -17,11 +17,18 @@ rctest -r -i hci0 -P 10 > /tmp/rx.log 2>&1 &
 head -c 5000 /dev/zero > /tmp/z
 fail=0
 check() { if [ "$1" = 0 ]; then echo "ok: $2"; else echo "FAIL: $2"; fail=1; fi; }
+# listen_addr FILE: btsock listen's address from its "listening on ADDR" line, waiting up to
+# 10 s (under TCG on a loaded host the first start takes seconds; see rfcomm-check.sh)
+listen_addr() {
+	i=0
+	while ! grep -q "listening on" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.2; done
+	sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' "$1"
+}
 for i in 1 2 3 4; do
 	./btsock listen -d 11 > /tmp/l.out 2> /tmp/l.err &
 	LP=$!
 	sleep 1.5
-	B=$(sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' /tmp/l.err)
+	B=$(listen_addr /tmp/l.err)
 	rctest -s -i hci0 -P 11 -N 5 -b 100 "$B" > /tmp/rc.log 2>&1
 	check $? "round $i: kernel -> btsock $B (rctest -s)"
 	sleep 0.5

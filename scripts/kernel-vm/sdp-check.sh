@@ -10,6 +10,13 @@ K=00:AA:01:00:00:00
 fail=0
 check() { if [ "$1" = 0 ]; then echo "ok: $2"; else echo "FAIL: $2"; fail=1; fi; }
 export BTSOCK_ADAPTER=unix:/tmp/bt-server-bredr
+# listen_addr FILE: btsock listen's address from its "listening on ADDR" line, waiting up to
+# 10 s (under TCG on a loaded host the first start takes seconds; see rfcomm-check.sh)
+listen_addr() {
+	i=0
+	while ! grep -q "listening on" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.2; done
+	sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' "$1"
+}
 start-bluetoothd || { echo "FAIL: start-bluetoothd"; exit 1; }
 sleep 1
 sdptool add --channel=10 SP || { echo "FAIL: sdptool add"; exit 1; }
@@ -26,9 +33,9 @@ sleep 3
 echo "== 3. btsock listen --advertise, sdptool browse/search from the kernel side"
 ./btsock -n "btsock box" listen --advertise Logger --uuid 94f39d29-7d6d-437d-973b-fba39e49d4ee -d > /tmp/l.out 2> /tmp/l.err &
 LP=$!
-sleep 1
+B=$(listen_addr /tmp/l.err)
 cat /tmp/l.err
-B=$(sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' /tmp/l.err)
+[ -n "$B" ]; check $? "btsock listen --advertise started (address $B)"
 echo "-- sdptool browse $B"
 sdptool -i hci0 browse $B > /tmp/sb.txt; check $? "sdptool browse"
 cat /tmp/sb.txt
