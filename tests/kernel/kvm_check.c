@@ -230,7 +230,7 @@ int main(int argc, char **argv)
 
 	if (rc == CANNOT_RUN_STATUS && cannot_run) {
 		cannot_run[strcspn(cannot_run, "\n")] = '\0';
-		printf("SKIP: %s: qemu cannot run the kernel VM here: %s\n", name, cannot_run);
+		printf("SKIP: kernel tier: qemu cannot run the kernel VM here: %s\n", cannot_run);
 		free(cannot_run);
 		free(fails);
 		return SKIP_CODE;
