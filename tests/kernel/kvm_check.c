@@ -36,14 +36,16 @@
 #define CANNOT_RUN_STATUS 126
 #define CANNOT_RUN_PREFIX "run-in-vm: cannot run the VM here: "
 
-static pid_t child = -1;
+static volatile pid_t child = -1;
+static volatile sig_atomic_t stopped;
 
+/* Stopped (Ctrl-C, SIGTERM): stop the VM runner's process group (run-in-vm stops qemu), then
+ * main() reads to the end of its output, cleans up and dies of the same signal. */
 static void forward_signal(int sig)
 {
+	stopped = sig;
 	if (child > 0)
-		kill(-child, SIGTERM); /* the VM runner's whole process group (qemu too) */
-	signal(sig, SIG_DFL);
-	raise(sig);
+		kill(-child, SIGTERM);
 }
 
 static const char *base_name(const char *path)
@@ -183,9 +185,11 @@ int main(int argc, char **argv)
 		_exit(127);
 	}
 	setpgid(child, child);
-	signal(SIGTERM, forward_signal);
-	signal(SIGINT, forward_signal);
-	signal(SIGHUP, forward_signal);
+	struct sigaction sa = {.sa_handler = forward_signal, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	close(out[1]);
 
 	FILE *in = fdopen(out[0], "r");
@@ -226,6 +230,10 @@ int main(int argc, char **argv)
 		;
 	child = -1;
 	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (stopped) {
+		signal(stopped, SIG_DFL);
+		raise(stopped);
+	}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
 	if (rc == CANNOT_RUN_STATUS && cannot_run) {
