@@ -1,10 +1,11 @@
 #!/bin/sh
-# Run from a build: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/rfcomm-check.sh /tmp/vm &&
-#   ../shared/tools/kernel-vm/run-in-vm -d /tmp/vm "sh rfcomm-check.sh"
+# In CTest as kernel/rfcomm (tests/kernel; BTSOCK_KERNEL_TESTS=ON): ctest --test-dir build/gcc -R kernel/rfcomm
+# By hand: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/rfcomm-check.sh /tmp/vm &&
+#   taskset -c 1 tests/kernel-vm/run-in-vm -d /tmp/vm "sh rfcomm-check.sh"
 # btsock's RFCOMM (on btvirt's socket) against the Linux kernel's RFCOMM (rctest on hci0):
 # data both ways (rctest counts what it reads; btsock's output is counted), and repeated
 # connects. Exits non-zero on any failure.
-bt-up -l1 -s > /tmp/addrs || exit 1
+bt-up -l1 -s > /tmp/addrs || { echo "FAIL: bt-up (btvirt controllers)"; exit 1; }
 cat /tmp/addrs
 K=00:AA:01:00:00:00
 export BTSOCK_ADAPTER=unix:/tmp/bt-server-bredr

@@ -1,17 +1,25 @@
 #!/bin/sh
-# Run from a build: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/sdp-check.sh /tmp/vm &&
-#   ../shared/tools/kernel-vm/run-in-vm -d /tmp/vm "sh sdp-check.sh"
+# In CTest as kernel/sdp (tests/kernel; BTSOCK_KERNEL_TESTS=ON): ctest --test-dir build/gcc -R kernel/sdp
+# By hand: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/sdp-check.sh /tmp/vm &&
+#   taskset -c 1 tests/kernel-vm/run-in-vm -d /tmp/vm "sh sdp-check.sh"
 # btsock's SDP client and server against bluetoothd's SDP server / sdptool (kernel L2CAP).
 # Prints every output; exits 1 if any step failed (a FAIL line says which).
-bt-up -l1 -s > /tmp/addrs || exit 1
+bt-up -l1 -s > /tmp/addrs || { echo "FAIL: bt-up (btvirt controllers)"; exit 1; }
 cat /tmp/addrs
 K=00:AA:01:00:00:00
 fail=0
 check() { if [ "$1" = 0 ]; then echo "ok: $2"; else echo "FAIL: $2"; fail=1; fi; }
 export BTSOCK_ADAPTER=unix:/tmp/bt-server-bredr
-start-bluetoothd || exit 1
+# listen_addr FILE: btsock listen's address from its "listening on ADDR" line, waiting up to
+# 10 s (under TCG on a loaded host the first start takes seconds; see rfcomm-check.sh)
+listen_addr() {
+	i=0
+	while ! grep -q "listening on" "$1" 2>/dev/null && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.2; done
+	sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' "$1"
+}
+start-bluetoothd || { echo "FAIL: start-bluetoothd"; exit 1; }
 sleep 1
-sdptool add --channel=10 SP || exit 1
+sdptool add --channel=10 SP || { echo "FAIL: sdptool add"; exit 1; }
 echo "== 1. btsock sdp browse $K (bluetoothd's records)"
 ./btsock sdp browse $K > /tmp/browse.txt; check $? "sdp browse"
 grep -E "Service Name|Channel|PSM" /tmp/browse.txt
@@ -25,9 +33,9 @@ sleep 3
 echo "== 3. btsock listen --advertise, sdptool browse/search from the kernel side"
 ./btsock -n "btsock box" listen --advertise Logger --uuid 94f39d29-7d6d-437d-973b-fba39e49d4ee -d > /tmp/l.out 2> /tmp/l.err &
 LP=$!
-sleep 1
+B=$(listen_addr /tmp/l.err)
 cat /tmp/l.err
-B=$(sed -n 's/.*listening on \([0-9A-F:]*\).*/\1/p' /tmp/l.err)
+[ -n "$B" ]; check $? "btsock listen --advertise started (address $B)"
 echo "-- sdptool browse $B"
 sdptool -i hci0 browse $B > /tmp/sb.txt; check $? "sdptool browse"
 cat /tmp/sb.txt

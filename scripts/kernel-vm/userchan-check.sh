@@ -1,6 +1,7 @@
 #!/bin/sh
-# Run from a build: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/userchan-check.sh /tmp/vm &&
-#   taskset -c 1 ../shared/tools/kernel-vm/run-in-vm -d /tmp/vm "sh userchan-check.sh"
+# In CTest as kernel/userchan (tests/kernel; BTSOCK_KERNEL_TESTS=ON): ctest --test-dir build/gcc -R kernel/userchan
+# By hand: mkdir -p /tmp/vm && cp build/gcc/btsock scripts/kernel-vm/userchan-check.sh /tmp/vm &&
+#   taskset -c 1 tests/kernel-vm/run-in-vm -d /tmp/vm "sh userchan-check.sh"
 # btsock's userchan:hciN transport (Linux HCI user channel) against the kernel's own stack:
 # `bt-up -l2 -s` makes two kernel controllers hci0, hci1 and btvirt's socket server in one
 # btvirt; btsock takes hci1 away from the kernel and talks RFCOMM, L2CAP and SDP to hci0
@@ -9,12 +10,12 @@
 # adapter the kernel has UP (btsock brings it down itself, as include/btsock.h says: "takes hciN
 # away from the kernel"); 2-5. RFCOMM and L2CAP both ways with rctest/l2test, data checked;
 # 6. btsock <-> btsock (userchan / unix), byte-exact; 7. SDP both ways; 8. hci1 back to the kernel.
-# Prints "== N. what", each step's rc, and a PASS/FAIL line per check; exits 1 if any failed.
+# Prints "== N. what", each step's rc, and an ok:/FAIL: line per check; exits 1 if any failed.
 # Takes ~85 s under TCG. docs/KERNEL-CHECKS.md has the last run.
 B=./btsock
 U="-a userchan:hci1"
 FAILS=0
-pass() { echo "PASS: $*"; }
+pass() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 # wait_for FILE PATTERN: up to 10 s for a line (a listener's "listening on ...")
 wait_for() {
@@ -36,7 +37,7 @@ same_file() {
     else fail "$3: sent $(wc -c < "$1") bytes, received $(wc -c < "$2" 2>/dev/null || echo none)"; fi
 }
 
-bt-up -l2 -s > /tmp/addrs || { echo "bt-up failed"; exit 1; }
+bt-up -l2 -s > /tmp/addrs || { echo "FAIL: bt-up (btvirt controllers)"; exit 1; }
 cat /tmp/addrs
 K0=$(awk '$1=="hci0"{print $2}' /tmp/addrs)
 K1=$(awk '$1=="hci1"{print $2}' /tmp/addrs)
