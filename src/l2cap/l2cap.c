@@ -258,8 +258,9 @@ static void probe_fire(bt_timer *t, void *ctx)
 	if (k->probing) {
 		if (k->last_rx < k->probe_sent) {
 			/* Silence after an Echo Request: the peer's controller is gone (btvirt
-			 * drops a vanished peer's link without any event). */
-			hci_link_lost(l->hci, k->handle, -ECONNRESET);
+			 * drops a vanished peer's link without any event). We timed it out, as
+			 * link supervision would (0x08): ETIMEDOUT, not a reset the peer sent. */
+			hci_link_lost(l->hci, k->handle, -ETIMEDOUT);
 			return;
 		}
 		k->probing = false;

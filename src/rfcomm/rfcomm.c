@@ -1313,9 +1313,9 @@ static void l2_closed(void *ctx, l2cap_chan *ch, int err)
 	rfcomm *r = s->r;
 	(void)ch;
 	enter(r);
-	/* Before the session opened, L2CAP's reason says more (refused, host down...). */
-	bool early = s->state == S_L2CAP_OUT || s->state == S_L2CAP_IN;
-	session_end(s, early && err ? err : -ECONNRESET);
+	/* L2CAP's reason says what happened (refused, host down, link timed out or reset,
+	 * adapter gone); a channel the peer closed under open DLCs is a reset for them. */
+	session_end(s, err ? err : -ECONNRESET);
 	leave(r);
 }
 
@@ -1533,7 +1533,7 @@ ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
 {
 	if ((d->state != D_OPEN && d->state != D_CONFIG) || d->close_pending || d->owner_gone) {
 		if (d->state == D_CLOSED && d->announced)
-			return d->close_err == 0 ? -EPIPE : -ECONNRESET;
+			return d->close_err == 0 ? -EPIPE : d->close_err; /* the reason it ended */
 		return -ENOTCONN;
 	}
 	if (len == 0)

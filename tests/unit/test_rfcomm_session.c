@@ -610,18 +610,22 @@ static void test_local_close_slow_peer(void **state)
 	send_frame(f, 2, false, RFCOMM_UA, true, -1, NULL, 0);
 }
 
-/* Link loss (Vol 2 / RFCOMM spec 5.2): every DLC ends with -ECONNRESET. */
-static void test_link_loss(void **state)
+/* Link loss (RFCOMM spec 5.2): every DLC ends with the link's reason, so an application can
+ * tell a supervision timeout (0x08, ETIMEDOUT) from a reset (0x13, ECONNRESET). */
+static void link_loss_with(void **state, uint8_t reason, int err)
 {
 	fixture *f = *state;
 	open_session(f);
 	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
 	open_dlc(f, 2, 300, 7);
-	harness_link_down(f->h, f->handle, 0x08);
+	harness_link_down(f->h, f->handle, reason);
 	assert_int_equal(f->r.closed, 1);
-	assert_int_equal(f->r.close_err, -ECONNRESET);
-	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"x", 1), -ECONNRESET);
+	assert_int_equal(f->r.close_err, -err);
+	assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"x", 1), -err);
 }
+
+static void test_link_loss(void **state) { link_loss_with(state, 0x08, ETIMEDOUT); }
+static void test_link_reset(void **state) { link_loss_with(state, 0x13, ECONNRESET); }
 
 /* Outgoing: L2CAP to PSM 3, SABM 0, PN (CFC request, RFCOMM spec 5.5.3), SABM on
  * DLCI = channel << 1 (we initiate, RFCOMM spec 5.4); DM answers -> -ECONNREFUSED. */
@@ -1182,6 +1186,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_local_close_drains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_close_slow_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_loss, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_link_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outgoing_refused_then_opened, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_during_msc_exchange, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outgoing_t1_timeout, setup, teardown),
