@@ -131,7 +131,8 @@ static void ad_send(void *ctx, const uint8_t *pkt, size_t len)
 		bool closed = err == -EPIPE || err == -ECONNRESET;
 		snprintf(ad->err, sizeof ad->err, "adapter %s: %s: %s", ad->name,
 			 closed ? "the controller connection closed (writing to it failed)"
-				: "writing to the controller failed",
+			 : err == -ENOBUFS ? "the controller stopped reading (64 KiB left unread)"
+					   : "writing to the controller failed",
 			 strerror(-err));
 	}
 }

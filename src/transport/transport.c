@@ -24,7 +24,6 @@
 #include "transport/transport_impl.h"
 
 /* How long bt_transport_send waits for room in a full output queue. */
-#define TP_SEND_WAIT_MS 2000
 /* ISO data packets (Core spec Vol 4 Part A 2: indicator 0x05); not in hci.h's enum. */
 #define TP_H4_ISO 0x05
 
@@ -245,38 +244,17 @@ int bt_transport_flush(bt_transport *t)
 
 bool bt_transport_pending(const bt_transport *t) { return t->fd >= 0 && t->out_len > 0; }
 
-static long elapsed_ms(const struct timespec *start)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
-}
 
-/* Flushes and polls until len bytes fit in the queue: 0, -ETIMEDOUT after TP_SEND_WAIT_MS,
- * or the write error. */
-static int wait_for_room(bt_transport *t, size_t len)
+/* Makes room for len bytes without waiting: flushes what the fd takes now. 0, -ENOBUFS if the
+ * queue is still full, or the write error. Never blocks: the caller is an adapter's loop
+ * thread, and a controller that leaves 64 KiB unread (far more than HCI flow control lets
+ * a host have in flight) has stopped reading; waiting would stall every other adapter too. */
+static int make_room(bt_transport *t, size_t len)
 {
-	struct timespec start;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		size_t before = t->out_len;
-		int r = bt_transport_flush(t);
-		if (r < 0)
-			return r;
-		if (BT_TRANSPORT_OUTBUF - t->out_len >= len)
-			return 0;
-		long left = TP_SEND_WAIT_MS - elapsed_ms(&start);
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd p = { .fd = t->fd, .events = POLLOUT };
-		int n = poll(&p, 1, (int)left);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		/* Hung up or in error but the write above still made no progress and said nothing:
-		 * do not spin. */
-		if (n > 0 && !(p.revents & POLLOUT) && t->out_len == before)
-			return (p.revents & POLLNVAL) ? -EBADF : -EPIPE;
-	}
+	int r = bt_transport_flush(t);
+	if (r < 0)
+		return r;
+	return BT_TRANSPORT_OUTBUF - t->out_len >= len ? 0 : -ENOBUFS;
 }
 
 int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len)
@@ -290,7 +268,7 @@ int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len)
 	/* The user channel needs packet boundaries in the queue: only whole H4 packets go in. */
 	if (t->kind == BT_TRANSPORT_USERCHAN && h4_frame_len(pkt, len) != len)
 		return -EINVAL;
-	int r = wait_for_room(t, len);
+	int r = make_room(t, len);
 	if (r < 0)
 		return r;
 	memcpy(t->out + t->out_len, pkt, len);

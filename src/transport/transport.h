@@ -41,9 +41,9 @@ typedef struct {
  * Malformed strings give -EINVAL (-ENAMETOOLONG when too long) before anything is opened;
  * plain "hciN" gives -ENOTSUP (reserved for a kernel-socket backend; use "userchan:hciN"). */
 int bt_transport_open(const char *spec, bt_transport *t, char *err, size_t errlen);
-/* Queues one whole H4 packet and writes as much as the fd takes now. If the internal buffer
- * is full it waits (poll) up to 2 s for room. 0 or -errno (-EPIPE when the controller went).
- * Also: -ETIMEDOUT when no room came (nothing of the packet is queued), -EMSGSIZE when len
+/* Queues one whole H4 packet and writes as much as the fd takes now; never waits. 0 or -errno
+ * (-EPIPE when the controller went). Also: -ENOBUFS when the internal buffer is still full
+ * after a flush (the controller stopped reading; nothing of the packet is queued), -EMSGSIZE when len
  * exceeds BT_TRANSPORT_OUTBUF, -EINVAL for len 0 or (userchan) bytes that are not exactly one
  * well-formed H4 packet, -EBADF once closed. Never raises SIGPIPE. */
 int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len);
