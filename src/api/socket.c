@@ -763,6 +763,20 @@ static void fill_until_blocked(bsock *s)
 	}
 }
 
+/* A blocking connect gives up (adapter closing, timeout): the attempt's channel goes and the
+ * socket is as before connect. */
+static void connect_abandon(bsock *s)
+{
+	rt_sock_release(s);
+	if (s->dlc)
+		rfcomm_close(s->dlc);
+	if (s->ch)
+		l2cap_close(s->ch);
+	s->dlc = NULL;
+	s->ch = NULL;
+	s->state = s->bound ? S_BOUND : S_NEW;
+}
+
 int btsock_connect(int fd, const char *addr, unsigned port)
 {
 	rt_enter();
@@ -805,26 +819,12 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 	s->held++;
 	while (s->state == S_CONNECTING) {
 		if (s->ad->closing) { /* the adapter goes: the attempt ends with it */
-			rt_sock_release(s);
-			if (s->dlc)
-				rfcomm_close(s->dlc);
-			if (s->ch)
-				l2cap_close(s->ch);
-			s->dlc = NULL;
-			s->ch = NULL;
-			s->state = s->bound ? S_BOUND : S_NEW;
+			connect_abandon(s);
 			UNLOCK_RET(ad_down(s, "connect"));
 		}
 		int w = rt_wait(s->timeout_ms, t0);
 		if (w < 0 && s->state == S_CONNECTING) {
-			rt_sock_release(s);
-			if (s->dlc)
-				rfcomm_close(s->dlc);
-			if (s->ch)
-				l2cap_close(s->ch);
-			s->dlc = NULL;
-			s->ch = NULL;
-			s->state = s->bound ? S_BOUND : S_NEW;
+			connect_abandon(s);
 			UNLOCK_RET(rt_fail(ETIMEDOUT, "connect %s %s %s: no connection within %d ms", addr,
 					   port_word(s), port_str(s, port), s->timeout_ms));
 		}

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../common/lock_holder.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -275,34 +277,6 @@ static void test_many_sockets_all_polled(void **state)
 	assert_int_equal(x[0].rx_bad + x[1].rx_bad, 0);
 	assert_int_equal(btsock_adapter_close(A), 0);
 	assert_int_equal(btsock_adapter_close(B), 0);
-}
-
-/* A child process holding PATH.lock until a byte arrives on *release. */
-static pid_t lock_holder(const char *path, int *release)
-{
-	int ready[2], go[2];
-	assert_int_equal(pipe(ready), 0);
-	assert_int_equal(pipe(go), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char lock[160];
-		snprintf(lock, sizeof lock, "%s.lock", path);
-		int fd = open(lock, O_RDWR | O_CREAT, 0600);
-		if (fd < 0 || flock(fd, LOCK_EX) < 0)
-			_exit(1);
-		char b = 1;
-		if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	close(ready[1]);
-	close(go[0]);
-	char b;
-	assert_int_equal(read(ready[0], &b, 1), 1);
-	close(ready[0]);
-	*release = go[1];
-	return pid;
 }
 
 static const uint8_t test_key[16] = { 0x77, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };

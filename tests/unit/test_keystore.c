@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "../common/lock_holder.h"
+
 #include "api/keystore.h"
 
 typedef struct {
@@ -225,34 +227,6 @@ static void test_concurrent_writers(void **state)
 	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), WRITERS * EACH);
 }
 
-/* A child process holding PATH.lock until told to let go (a byte on *release). */
-static pid_t lock_holder(int *release)
-{
-	int ready[2], go[2];
-	assert_int_equal(pipe(ready), 0);
-	assert_int_equal(pipe(go), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char lock[160];
-		snprintf(lock, sizeof lock, "%s.lock", path);
-		int fd = open(lock, O_RDWR | O_CREAT, 0600);
-		if (fd < 0 || flock(fd, LOCK_EX) < 0)
-			_exit(1);
-		char b = 1;
-		if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) < 0)
-			_exit(1);
-		_exit(0);
-	}
-	close(ready[1]);
-	close(go[0]);
-	char b;
-	assert_int_equal(read(ready[0], &b, 1), 1);
-	close(ready[0]);
-	*release = go[1];
-	return pid;
-}
-
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -269,7 +243,7 @@ static void test_locked_file(void **state)
 	uint8_t key[16];
 	memset(key, 0x5a, sizeof key);
 	int release;
-	pid_t holder = lock_holder(&release);
+	pid_t holder = lock_holder(path, &release);
 	char err[256];
 	uint64_t t0 = mono_ms();
 	assert_int_equal(ks_store_timed(path, &me, &peer, key, 4, 300, err, sizeof err), -ETIMEDOUT);
