@@ -123,13 +123,15 @@ static inline bt_writer bt_writer_init(uint8_t *p, size_t cap)
 static inline size_t bt_writer_len(const bt_writer *w) { return w->off; }
 static inline size_t bt_writer_room(const bt_writer *w) { return w->err ? 0 : w->cap - w->off; }
 /* Returns a pointer to the next n bytes and claims them (for a field filled in later), or NULL
- * (and err) if fewer than n remain. */
+ * (and err) if fewer than n remain. (NULL without err: n == 0 on a writer with no buffer.) */
 static inline uint8_t *bt_write_reserve(bt_writer *w, size_t n)
 {
 	if (w->err || w->cap - w->off < n) {
 		w->err = true;
 		return NULL;
 	}
+	if (!w->p)
+		return NULL;
 	uint8_t *p = w->p + w->off;
 	w->off += n;
 	return p;
