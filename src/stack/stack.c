@@ -59,6 +59,7 @@ static void up_link_secured(void *ctx, uint16_t handle, int err, int reason)
 {
 	bt_stack *s = ctx;
 	l2cap_link_secured(s->l2cap, handle, err, reason);
+	rfcomm_link_secured(s->rfcomm, handle, err, reason);
 }
 static void up_link_features(void *ctx, uint16_t handle)
 {
