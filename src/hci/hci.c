@@ -430,6 +430,7 @@ typedef struct {
 	bool optional;
 	void (*params)(hci *h, bt_writer *w);
 	void (*result)(hci *h, const uint8_t *ret, size_t len);
+	bool (*skip)(const hci *h); /* the controller cannot: not sent */
 } init_step;
 
 static void res_version(hci *h, const uint8_t *r, size_t n)
@@ -497,20 +498,36 @@ static void par_scan(hci *h, bt_writer *w)
 	bt_write_u8(w, 0x03); /* Vol 4 Part E 7.3.18: inquiry scan + page scan */
 }
 
+static void par_one_sc(hci *h, bt_writer *w)
+{
+	bt_write_u8(w, 0x01); /* Vol 4 Part E 7.3.92 Secure_Connections_Host_Support: enabled */
+}
+static void res_sc(hci *h, const uint8_t *r, size_t n)
+{
+	h->info.secure_connections = true;
+}
+/* Supported commands octet 32 bit 3: Write Secure Connections Host Support (6.27). */
+static bool no_sc_command(const hci *h)
+{
+	return !(h->info.commands[32] & 0x08);
+}
+
 static const init_step init_steps[] = {
-	{ HCI_OP_RESET, "HCI_Reset", false, NULL, NULL },
-	{ HCI_OP_READ_LOCAL_VERSION, "Read_Local_Version_Information", false, NULL, res_version },
-	{ HCI_OP_READ_LOCAL_COMMANDS, "Read_Local_Supported_Commands", true, NULL, res_commands },
-	{ HCI_OP_READ_LOCAL_FEATURES, "Read_Local_Supported_Features", true, NULL, res_features },
-	{ HCI_OP_READ_BUFFER_SIZE, "Read_Buffer_Size", false, NULL, res_buffer_size },
-	{ HCI_OP_READ_BD_ADDR, "Read_BD_ADDR", false, NULL, res_bdaddr },
-	{ HCI_OP_SET_EVENT_MASK, "Set_Event_Mask", true, par_event_mask, NULL },
-	{ HCI_OP_WRITE_SIMPLE_PAIRING_MODE, "Write_Simple_Pairing_Mode", true, par_one, NULL },
-	{ HCI_OP_WRITE_INQUIRY_MODE, "Write_Inquiry_Mode", true, par_inquiry_mode, NULL },
-	{ HCI_OP_WRITE_LOCAL_NAME, "Write_Local_Name", true, par_local_name, NULL },
-	{ HCI_OP_WRITE_CLASS_OF_DEVICE, "Write_Class_Of_Device", true, par_class, NULL },
-	{ HCI_OP_WRITE_PAGE_TIMEOUT, "Write_Page_Timeout", true, par_page_timeout, NULL },
-	{ HCI_OP_WRITE_SCAN_ENABLE, "Write_Scan_Enable", true, par_scan, NULL },
+	{ HCI_OP_RESET, "HCI_Reset", false, NULL, NULL, NULL },
+	{ HCI_OP_READ_LOCAL_VERSION, "Read_Local_Version_Information", false, NULL, res_version, NULL },
+	{ HCI_OP_READ_LOCAL_COMMANDS, "Read_Local_Supported_Commands", true, NULL, res_commands, NULL },
+	{ HCI_OP_READ_LOCAL_FEATURES, "Read_Local_Supported_Features", true, NULL, res_features, NULL },
+	{ HCI_OP_READ_BUFFER_SIZE, "Read_Buffer_Size", false, NULL, res_buffer_size, NULL },
+	{ HCI_OP_READ_BD_ADDR, "Read_BD_ADDR", false, NULL, res_bdaddr, NULL },
+	{ HCI_OP_SET_EVENT_MASK, "Set_Event_Mask", true, par_event_mask, NULL, NULL },
+	{ HCI_OP_WRITE_SIMPLE_PAIRING_MODE, "Write_Simple_Pairing_Mode", true, par_one, NULL, NULL },
+	{ HCI_OP_WRITE_SC_HOST_SUPPORT, "Write_Secure_Connections_Host_Support", true, par_one_sc, res_sc,
+	  no_sc_command },
+	{ HCI_OP_WRITE_INQUIRY_MODE, "Write_Inquiry_Mode", true, par_inquiry_mode, NULL, NULL },
+	{ HCI_OP_WRITE_LOCAL_NAME, "Write_Local_Name", true, par_local_name, NULL, NULL },
+	{ HCI_OP_WRITE_CLASS_OF_DEVICE, "Write_Class_Of_Device", true, par_class, NULL, NULL },
+	{ HCI_OP_WRITE_PAGE_TIMEOUT, "Write_Page_Timeout", true, par_page_timeout, NULL, NULL },
+	{ HCI_OP_WRITE_SCAN_ENABLE, "Write_Scan_Enable", true, par_scan, NULL, NULL },
 };
 #define INIT_STEPS ((int)(sizeof init_steps / sizeof init_steps[0]))
 
@@ -560,6 +577,10 @@ static void init_next(hci *h)
 		return;
 	}
 	const init_step *s = &init_steps[h->init_step];
+	if (s->skip && s->skip(h)) {
+		init_next(h);
+		return;
+	}
 	uint8_t p[255];
 	bt_writer w = bt_writer_init(p, sizeof p);
 	if (s->params)

@@ -200,6 +200,7 @@ typedef struct {
 	uint16_t acl_pkts; /* HC_Total_Num_ACL_Data_Packets */
 	uint8_t features[8];
 	uint8_t commands[64];
+	bool secure_connections; /* Write_Secure_Connections_Host_Support (7.3.92) accepted */
 } hci_info;
 const hci_info *hci_get_info(const hci *h);
 bool hci_is_ready(const hci *h);

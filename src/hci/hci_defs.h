@@ -54,6 +54,7 @@
 #define HCI_EV_REMOTE_NAME_REQUEST_COMPLETE 0x07
 #define HCI_EV_ENCRYPT_CHANGE 0x08
 /* Read_Encryption_Key_Size (Vol 4 Part E 7.5.7); supported commands octet 20 bit 4 (6.27). */
+#define HCI_OP_WRITE_SC_HOST_SUPPORT HCI_OPCODE(0x03, 0x007a)
 #define HCI_OP_READ_ENC_KEY_SIZE HCI_OPCODE(0x05, 0x0008)
 /* Read_Remote_Extended_Features (Vol 4 Part E 7.1.22) and its events (7.7.34, 7.7.50). */
 #define HCI_OP_READ_REMOTE_EXT_FEATURES HCI_OPCODE(0x01, 0x001c)
