@@ -511,6 +511,7 @@ static adapter *ad_open(const char *spec)
 	}
 	ad->addr = hci_get_info(bt_stack_hci(ad->st))->addr;
 	ad_keys_open(ad);
+	rt_agent_apply(ad);
 	adapter **pp = &rt_adapters; /* keep opening order: the first is the default */
 	while (*pp)
 		pp = &(*pp)->next;
