@@ -209,6 +209,10 @@ struct btsock_adapter_info {
 	unsigned acl_packets;      /* ACL buffers in the controller */
 };
 int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info);
+/* Whether the adapter runs Secure Connections (Core Vol 4 Part E 7.3.92 accepted during
+ * initialisation; then pairing uses P-256 and FIPS-level keys are possible): 1, 0, or -1 with
+ * errno (no such adapter). */
+int btsock_adapter_secure_connections(const char *addr);
 
 /* Closes every adapter: queued data gets up to 2 s to leave, then every socket ends and all
  * memory is freed. Runs by itself at exit (atexit); call it earlier to release everything. */

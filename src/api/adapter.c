@@ -699,6 +699,19 @@ int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info)
 	return 0;
 }
 
+int btsock_adapter_secure_connections(const char *addr)
+{
+	rt_enter();
+	adapter *ad = rt_adapter_arg(addr, "adapter_secure_connections");
+	if (!ad) {
+		pthread_mutex_unlock(&rt_lock);
+		return -1;
+	}
+	int on = hci_get_info(bt_stack_hci(ad->st))->secure_connections;
+	pthread_mutex_unlock(&rt_lock);
+	return on;
+}
+
 int btsock_set_snoop(const char *path)
 {
 	rt_enter();

@@ -87,6 +87,10 @@ static void test_high_server_refuses_just_works(void **state)
 	unsigned psm;
 	int l = listener(B, BTSOCK_SEC_HIGH, &psm);
 	int s = track(btsock_socket(BTSOCK_L2CAP));
+	int sc = btsock_adapter_secure_connections(A);
+	assert_true(sc == 0 || sc == 1);
+	fprintf(stderr, "it_api_security: btvirt adapter Secure Connections: %s\n", sc ? "on" : "off");
+	assert_int_equal(btsock_adapter_secure_connections("00:00:00:00:00:01"), -1);
 	assert_int_equal(btsock_set_security(s, (enum btsock_security)9), -1);
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(try_connect(A, B, psm, BTSOCK_SEC_LOW), -1);
