@@ -547,11 +547,15 @@ static bool want_mitm(gap *g, const bt_addr *a)
 	return g->mitm || hci_link_wants_mitm(g->h, a);
 }
 
-/* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows. */
+/* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows (also when
+ * the link's securing asks MITM protection and the stored key has none). */
 static void ev_link_key_request(gap *g, const bt_addr *a)
 {
 	uint8_t key[16];
-	if (gap_link_key_get(g, a, key) != 0) {
+	const key_entry *stored = key_find(g, a);
+	bool weak = stored && stored->type != 0x05 && stored->type != 0x08; /* 7.7.24 */
+	if (gap_link_key_get(g, a, key) != 0 || (weak && hci_link_wants_mitm(g->h, a))) {
+		/* none, or one without MITM protection where an authenticated one is needed: pair */
 		hci_cmd_addr_urgent(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, a); /* 7.1.11 */
 		return;
 	}

@@ -862,12 +862,15 @@ int hci_secure_link_mitm(hci *h, uint16_t handle, bool mitm)
 	hci_link *l = link_by_handle(h, handle);
 	if (!l)
 		return -ENOTCONN;
-	if (l->encrypted)
+	bool authenticated = l->key_type == 5 || l->key_type == 8; /* Vol 4 Part E 7.7.24 */
+	if (l->encrypted && (!mitm || authenticated))
 		return 1;
 	if (mitm)
 		l->want_mitm = true;
 	if (l->sec != SEC_NONE)
 		return 0;
+	if (l->encrypted) /* an upgrade: authenticate again, MITM asked; encryption stays on */
+		return sec_auth_request(h, l);
 	if (l->key_check) { /* encrypted by the peer; its key size is being read */
 		l->sec = SEC_ENCRYPT;
 		bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
@@ -910,6 +913,10 @@ static void ev_auth_complete(hci *h, bt_reader *r)
 	}
 	if (status != 0) {
 		sec_done(h, l, -EACCES, auth_reason(l, status));
+		return;
+	}
+	if (l->encrypted) { /* an upgrade of an encrypted link: nothing more to switch on */
+		sec_done(h, l, 0, HCI_SEC_OK);
 		return;
 	}
 	sec_encrypt(h, l);

@@ -158,7 +158,9 @@ void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type);
 /* Whether a hci_secure_link() of the link wants an authenticated (MITM-protected) key: GAP
  * then asks MITM in its IO capability reply. */
 bool hci_link_wants_mitm(hci *h, const bt_addr *peer);
-/* hci_secure_link(), asking for an authenticated (MITM) key when mitm is set. */
+/* hci_secure_link(), asking for an authenticated (MITM) key when mitm is set. A link already
+ * encrypted with a key not known to be authenticated is authenticated again (GAP then refuses
+ * the stored weaker key, so a MITM-protected pairing replaces it): 0 and link_secured follow. */
 int hci_secure_link_mitm(hci *h, uint16_t handle, bool mitm);
 
 /* Minimum encryption key size, 7-16 octets (Vol 2 Part H 4; CVE-2019-9506): 0 or -EINVAL.

@@ -899,11 +899,15 @@ static void on_conn_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	ch->lcid = cid_alloc(l, k->handle);
 	ch->level = s->level;
 	ch->acc_ident = ident;
-	if (ch->lcid && psm != L2CAP_PSM_SDP && sec_shortfall(ch)) {
+	int shortfall = ch->lcid && psm != L2CAP_PSM_SDP ? sec_shortfall(ch) : 0;
+	if (shortfall && !hci_link_encrypted(l->hci, k->handle)) {
 		acc_secure(ch);
 		return;
 	}
-	acc_finish(ch, 0);
+	/* Encrypted, but with a weaker key than the level: refused at once. As acceptor we do not
+	 * re-pair (a failed re-authentication makes peers drop the whole link); the initiator
+	 * may upgrade and ask again. */
+	acc_finish(ch, shortfall);
 }
 
 /* An incoming channel on a link below its server's level: "pending, authentication pending"

@@ -1004,9 +1004,16 @@ static void on_sabm(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 		d->n1 = our_n1(s) < DEFAULT_N1 ? our_n1(s) : DEFAULT_N1;
 	}
 	d->level = l->level;
-	if (d->level && l2cap_chan_sec_shortfall(s->ch, d->level)) {
+	int shortfall = d->level ? l2cap_chan_sec_shortfall(s->ch, d->level) : 0;
+	if (shortfall && shortfall != HCI_SEC_WEAK_KEY) { /* not encrypted yet */
 		d->sec_pf = f->pf;
 		dlc_secure(d, true);
+		return;
+	}
+	if (shortfall) { /* encrypted with a weaker key: refused, not re-paired (as L2CAP) */
+		d->sec_reason = shortfall;
+		send_dm(s, f->dlci, f->pf);
+		dlc_end(d, -EACCES);
 		return;
 	}
 	dlc_accept(d, f->pf);

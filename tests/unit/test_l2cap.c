@@ -1574,9 +1574,56 @@ static void test_server_level_security_block(void **state)
 	assert_int_equal(sig(f, &id, d, &n), 0x03);
 	assert_int_equal(get_le16(d + 4), 0x0003);
 	assert_null(r.ch);
+	/* the link stays encrypted with that key: as acceptor no re-pairing, "security block" at
+	 * once (the initiator may upgrade and ask again) */
+	harness_cmd_seen(f->h, 0);
+	peer_conn_req(f, 0x1005, 0x0084, 12, rsp);
+	assert_int_equal(rsp[2], 0x0003);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_null(r.ch);
 	/* SDP is never held back by security */
 	peer_conn_req(f, 0x0001, 0x0083, 11, rsp);
 	assert_int_not_equal(rsp[2], 0x0001);
+}
+
+/* An upgrade: the link is encrypted with an unauthenticated key (type 4), a HIGH channel asks
+ * for more: Authentication_Requested again with MITM asked, a stored weak key is not offered
+ * (Link_Key_Request -> negative reply, so pairing replaces it), and with an authenticated key
+ * (type 5) the channel opens; no second Set_Connection_Encryption is needed. */
+static void test_high_upgrades_encrypted_link(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	gap *g = bt_stack_gap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1003, 672, L2CAP_SEC_MEDIUM, &rec_ops, &r, &ch), 0);
+	uint8_t key[16] = { 9 };
+	gap_link_key_set(g, &peer, key, 0x04);
+	link_key_notification(f, 0x04);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0077, 672), 0);
+	assert_int_equal(r.opened, 1);
+	harness_cmd_seen(f->h, 0); /* forget what was sent so far */
+
+	rec r2 = { 0 };
+	l2cap_chan *ch2;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1005, 672, L2CAP_SEC_HIGH, &rec_ops, &r2, &ch2), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	hci_event_in(f, HCI_EV_LINK_KEY_REQUEST, peer.b, 6);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY));
+	link_key_notification(f, 0x05);
+	auth_complete(f, 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0078, 672), 0);
+	assert_int_equal(r2.opened, 1);
+	l2cap_close(ch2);
+	l2cap_close(ch);
 }
 
 int main(void)
@@ -1608,6 +1655,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_legacy_peer_not_secured_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_channel_waits_for_peer_features, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_levels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_high_upgrades_encrypted_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_level_pending_then_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_level_security_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),

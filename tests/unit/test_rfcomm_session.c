@@ -1213,9 +1213,13 @@ static void test_server_level_secures_before_ua(void **state)
 	assert_true(f->f.pf);
 	assert_int_equal(f->r.accepts, 1);
 
+	/* HIGH on that link (its key not known to be authenticated): DM at once; as acceptor the
+	 * link is not re-paired */
 	rec hi = { 0 };
 	assert_int_equal(rfcomm_listen_sec(f->rf, 4, L2CAP_SEC_HIGH, rec_accept, &hi), 4);
+	harness_cmd_seen(f->h, 0);
 	send_frame(f, 4 << 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
 	while (take(f) && f->f.dlci != (4 << 1))
 		; /* MSC and credits of DLC 3 */
 	assert_int_equal(f->f.ctrl, RFCOMM_DM);
