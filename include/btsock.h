@@ -104,6 +104,56 @@ int btsock_setblocking(int fd, bool blocking);
 int btsock_get_mtu(int fd, unsigned *incoming, unsigned *outgoing);
 int btsock_set_mtu(int fd, unsigned incoming);
 
+/* Security level of a socket's channel (before listen or connect; default LOW), in BlueZ's
+ * terms. LOW asks nothing, except that as a client a link to a peer whose host supports Secure
+ * Simple Pairing is encrypted first (Core Vol 3 Part C 5.2.2); MEDIUM: an encrypted link (any
+ * key); HIGH: an authenticated (MITM-protected) key; FIPS: a Secure Connections key. A server's
+ * level is enforced before a connection is accepted; a client's link is raised to it before
+ * connecting. A refusal fails connect (or ends the connection) with EACCES, and
+ * btsock_error() / btsock_sock_error() name the reason (rejected by the user, wrong PIN, no key
+ * and pairing not allowed, encryption refused, key too short, authentication failure reported
+ * by the peer, key too weak, timeout). */
+enum btsock_security { BTSOCK_SEC_LOW, BTSOCK_SEC_MEDIUM, BTSOCK_SEC_HIGH, BTSOCK_SEC_FIPS };
+int btsock_set_security(int fd, enum btsock_security level);
+
+/* Pairing settings of an adapter (NULL or "" = the default one). IO capability as announced in
+ * Secure Simple Pairing (Core Vol 4 Part E 7.1.29; default NONE, which makes every pairing Just
+ * Works); mitm: require MITM protection (an authenticated key), refusing Just Works; the minimum
+ * encryption key size, 7-16 octets (0: 7): a shorter key ends the link (KNOB, CVE-2019-9506). */
+enum btsock_io_capability { BTSOCK_IO_DISPLAY_ONLY, BTSOCK_IO_DISPLAY_YESNO, BTSOCK_IO_KEYBOARD_ONLY,
+			    BTSOCK_IO_NONE, BTSOCK_IO_KEYBOARD_DISPLAY };
+struct btsock_pairing {
+	enum btsock_io_capability io_capability;
+	bool mitm;
+	unsigned min_key_size;
+};
+int btsock_set_pairing(const char *adapter, const struct btsock_pairing *settings);
+/* A fixed PIN (1-16 characters) for legacy pairing with a pre-2.1 peer; NULL removes it. */
+int btsock_set_pin(const char *adapter, const char *peer, const char *pin);
+
+/* The process-wide pairing agent: asked whenever pairing needs the user. Its callbacks run on an
+ * adapter's thread with btsock's lock held and must not call btsock: each answers at once by
+ * its return value, or returns -1 and answers later, from another thread, with the reply call
+ * named (within 25 s, else the request is refused). A NULL member refuses that kind of request;
+ * btsock_set_agent(NULL, NULL) restores the default: Just Works accepted, nothing else.
+ *   confirm: Numeric Comparison; show value (6 digits); 1 accept, 0 refuse
+ *            (btsock_agent_confirm);
+ *   display_passkey: show passkey for the user to type on the peer; no answer;
+ *   enter_passkey: the passkey the peer shows, 0-999999, or -2 to refuse
+ *            (btsock_agent_passkey; a negative passkey refuses);
+ *   pin: legacy pairing: write the PIN (1-16 characters) into pin and return 1, 0 to refuse
+ *            (btsock_agent_pin; NULL refuses). */
+struct btsock_agent {
+	int (*confirm)(void *ctx, const char *adapter, const char *peer, unsigned value);
+	void (*display_passkey)(void *ctx, const char *adapter, const char *peer, unsigned passkey);
+	long (*enter_passkey)(void *ctx, const char *adapter, const char *peer);
+	int (*pin)(void *ctx, const char *adapter, const char *peer, char pin[17]);
+};
+int btsock_set_agent(const struct btsock_agent *agent, void *ctx);
+int btsock_agent_confirm(const char *adapter, const char *peer, bool accept);
+int btsock_agent_passkey(const char *adapter, const char *peer, long passkey);
+int btsock_agent_pin(const char *adapter, const char *peer, const char *pin);
+
 /* Closes a socket and disconnects it once the data written to it has gone out, waiting as long
  * as the peer keeps taking it (plain close() works too, but returns at once). The fd is closed
  * in any case; -1 with ETIMEDOUT if data was left because the peer took nothing for the
@@ -159,6 +209,10 @@ struct btsock_adapter_info {
 	unsigned acl_packets;      /* ACL buffers in the controller */
 };
 int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info);
+/* Whether the adapter runs Secure Connections (Core Vol 4 Part E 7.3.92 accepted during
+ * initialisation; then pairing uses P-256 and FIPS-level keys are possible): 1, 0, or -1 with
+ * errno (no such adapter). */
+int btsock_adapter_secure_connections(const char *addr);
 
 /* Closes every adapter: queued data gets up to 2 s to leave, then every socket ends and all
  * memory is freed. Runs by itself at exit (atexit); call it earlier to release everything. */

@@ -512,6 +512,7 @@ static adapter *ad_open(const char *spec)
 	}
 	ad->addr = hci_get_info(bt_stack_hci(ad->st))->addr;
 	ad_keys_open(ad);
+	rt_agent_apply(ad);
 	adapter **pp = &rt_adapters; /* keep opening order: the first is the default */
 	while (*pp)
 		pp = &(*pp)->next;
@@ -697,6 +698,19 @@ int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info)
 	info->acl_packets = hi->acl_pkts;
 	pthread_mutex_unlock(&rt_lock);
 	return 0;
+}
+
+int btsock_adapter_secure_connections(const char *addr)
+{
+	rt_enter();
+	adapter *ad = rt_adapter_arg(addr, "adapter_secure_connections");
+	if (!ad) {
+		pthread_mutex_unlock(&rt_lock);
+		return -1;
+	}
+	int on = hci_get_info(bt_stack_hci(ad->st))->secure_connections;
+	pthread_mutex_unlock(&rt_lock);
+	return on;
 }
 
 int btsock_set_snoop(const char *path)

@@ -61,6 +61,8 @@ struct bsock {
 	uint16_t peer_port;
 	int timeout_ms;     /* connect/accept/data; -1 forever, 0 non-blocking */
 	uint16_t imtu;
+	uint8_t sec_level;  /* l2cap_sec_level (btsock_set_security) */
+	int sec_reason;     /* hci_sec_reason of a security failure that ended the channel */
 	int conn_err;       /* negative errno of a failed connect / ended channel (0: orderly) */
 	bool rd_shut;       /* a fault ended the channel: rt_fd's read side is shut, so the
 			     * application's writes fail with EPIPE while it reads the rest */
@@ -143,6 +145,9 @@ int rt_wait(int timeout_ms, uint64_t start); /* cond wait; -ETIMEDOUT when the t
 void rt_op_begin(adapter *ad);
 int rt_op_wait(adapter *ad, const bool *done, int timeout_ms);
 void rt_op_end(adapter *ad);
+
+/* Pairing (pairing.c): gives a newly opened adapter's GAP the process-wide agent. rt_lock held. */
+void rt_agent_apply(adapter *ad);
 
 /* Sockets (socket.c). Called with rt_lock held. The socket behind an application fd, or NULL. */
 bsock *rt_sock_find(int fd);

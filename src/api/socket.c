@@ -176,6 +176,25 @@ static const char *conn_reason(int err)
 	}
 }
 
+/* Why the socket's connection failed or ended: for a security refusal, the reason the core
+ * kept (hci_sec_reason). */
+static const char *sock_reason(const bsock *s, int err)
+{
+	if (-err != EACCES || !s->sec_reason)
+		return conn_reason(err);
+	switch (s->sec_reason) {
+	case HCI_SEC_REJECTED: return "refused for security reasons: pairing was rejected by the user (the agent)";
+	case HCI_SEC_WRONG_PIN: return "refused for security reasons: wrong PIN";
+	case HCI_SEC_NO_KEY: return "refused for security reasons: no link key, and pairing was not possible or not allowed";
+	case HCI_SEC_ENCRYPTION_REFUSED: return "refused for security reasons: encryption was refused";
+	case HCI_SEC_KEY_TOO_SHORT: return "refused for security reasons: the encryption key is too short (below the minimum key size)";
+	case HCI_SEC_PEER_AUTH_FAILURE: return "refused for security reasons: the peer reported an authentication failure";
+	case HCI_SEC_TIMEOUT: return "refused for security reasons: pairing timed out";
+	case HCI_SEC_WEAK_KEY: return "refused for security reasons: the link key is too weak for the socket's security level";
+	default: return conn_reason(err);
+	}
+}
+
 /* ------------------------------------------------------------------ channel callbacks */
 
 static void child_ready(bsock *s);
@@ -250,7 +269,11 @@ static void sock_ended(bsock *s, int err)
 
 static void l_opened(void *ctx, l2cap_chan *ch) { sock_opened(ctx); }
 static void l_writable(void *ctx, l2cap_chan *ch) { ((bsock *)ctx)->want_in = true; }
-static void l_closed(void *ctx, l2cap_chan *ch, int err) { sock_ended(ctx, err); }
+static void l_closed(void *ctx, l2cap_chan *ch, int err)
+{
+	((bsock *)ctx)->sec_reason = l2cap_chan_sec_reason(ch);
+	sock_ended(ctx, err);
+}
 
 /* An SDU for the application: straight into the socketpair, else the bounded queue. */
 static void l_data(void *ctx, l2cap_chan *ch, const uint8_t *p, size_t n)
@@ -272,7 +295,11 @@ static const l2cap_chan_ops l_ops = { l_opened, l_data, l_writable, l_closed };
 static void r_opened(void *ctx, rfcomm_dlc *d) { sock_opened(ctx); }
 static void r_readable(void *ctx, rfcomm_dlc *d) { ((bsock *)ctx)->want_out = true; }
 static void r_writable(void *ctx, rfcomm_dlc *d) { ((bsock *)ctx)->want_in = true; }
-static void r_closed(void *ctx, rfcomm_dlc *d, int err) { sock_ended(ctx, err); }
+static void r_closed(void *ctx, rfcomm_dlc *d, int err)
+{
+	((bsock *)ctx)->sec_reason = rfcomm_dlc_sec_reason(d);
+	sock_ended(ctx, err);
+}
 static const rfcomm_dlc_ops r_ops = { r_opened, r_readable, r_writable, r_closed };
 
 /* ------------------------------------------------------------------ accepting */
@@ -652,9 +679,9 @@ int rt_sock_register(bsock *s, const char *call)
 	bt_stack_run_timers(s->ad->st, rt_now_ms());
 	int rc;
 	if (s->proto == BTSOCK_RFCOMM)
-		rc = rfcomm_listen(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port, r_accept, s);
+		rc = rfcomm_listen_sec(bt_stack_rfcomm(s->ad->st), (uint8_t)s->port, s->sec_level, r_accept, s);
 	else
-		rc = l2cap_listen(bt_stack_l2cap(s->ad->st), s->port, s->imtu, l_accept, s);
+		rc = l2cap_listen_sec(bt_stack_l2cap(s->ad->st), s->port, s->imtu, s->sec_level, l_accept, s);
 	if (rc == -EADDRINUSE)
 		return s->port ? rt_fail(EADDRINUSE, "%s: %s %s is in use", call, port_word(s), port_str(s, s->port))
 			       : rt_fail(EADDRINUSE, "%s: no free %s left", call, port_word(s));
@@ -805,8 +832,10 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 	s->peer = peer;
 	s->peer_port = (uint16_t)port;
 	int rc = s->proto == BTSOCK_RFCOMM
-			 ? rfcomm_connect(bt_stack_rfcomm(s->ad->st), &peer, (uint8_t)port, &r_ops, s, &s->dlc)
-			 : l2cap_connect(bt_stack_l2cap(s->ad->st), &peer, (uint16_t)port, s->imtu, &l_ops, s, &s->ch);
+			 ? rfcomm_connect_sec(bt_stack_rfcomm(s->ad->st), &peer, (uint8_t)port, s->sec_level, &r_ops, s,
+					      &s->dlc)
+			 : l2cap_connect_sec(bt_stack_l2cap(s->ad->st), &peer, (uint16_t)port, s->imtu, s->sec_level, &l_ops,
+					     s, &s->ch);
 	if (rc < 0)
 		UNLOCK_RET(rt_fail(-rc, "connect %s %s %s: %s", addr, port_word(s), port_str(s, port), conn_reason(rc)));
 	s->state = S_CONNECTING;
@@ -841,7 +870,7 @@ int btsock_connect(int fd, const char *addr, unsigned port)
 		s->dlc = NULL;
 		s->ch = NULL;
 		s->state = s->bound ? S_BOUND : S_NEW;
-		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", addr, port_word(s), port_str(s, port), conn_reason(err)));
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", addr, port_word(s), port_str(s, port), sock_reason(s, err)));
 	}
 	rt_clear_error();
 	UNLOCK_RET(0);
@@ -864,7 +893,7 @@ int btsock_connect_result(int fd)
 		s->dlc = NULL;
 		s->ch = NULL;
 		s->state = s->bound ? S_BOUND : S_NEW;
-		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", a, port_word(s), port_str(s, s->peer_port), conn_reason(err)));
+		UNLOCK_RET(rt_fail(-err, "connect %s %s %s: %s", a, port_word(s), port_str(s, s->peer_port), sock_reason(s, err)));
 	}
 	if (s->state != S_CONNECTED && s->state != S_CLOSED)
 		UNLOCK_RET(rt_fail(ENOTCONN, "connect_result: socket %d is not connecting", fd));
@@ -948,6 +977,18 @@ int btsock_set_mtu(int fd, unsigned incoming)
 	UNLOCK_RET(0);
 }
 
+int btsock_set_security(int fd, enum btsock_security level)
+{
+	rt_enter();
+	FIND_OR_FAIL(s, fd, "set_security");
+	if ((unsigned)level > BTSOCK_SEC_FIPS)
+		UNLOCK_RET(rt_fail(EINVAL, "set_security: %d is not a security level (low, medium, high, fips)", (int)level));
+	if (s->state != S_NEW && s->state != S_BOUND)
+		UNLOCK_RET(rt_fail(EISCONN, "set_security: set the level before listen or connect"));
+	s->sec_level = (uint8_t)level;
+	UNLOCK_RET(0);
+}
+
 /* Why an ended connection ended by a fault, as a sentence; 0 if it did not (still open,
  * never connected, or closed in order). */
 static int sock_fault_text(const bsock *s, char *buf, size_t cap)
@@ -962,7 +1003,7 @@ static int sock_fault_text(const bsock *s, char *buf, size_t cap)
 	case ECONNRESET: why = "the link went down (the peer vanished or reset it)"; break;
 	case ETIMEDOUT: why = "the link timed out (the peer stopped answering)"; break;
 	case ENETDOWN: why = s->ad && s->ad->err[0] ? s->ad->err : "the adapter went away"; break;
-	default: why = conn_reason(s->conn_err); break;
+	default: why = sock_reason(s, s->conn_err); break;
 	}
 	if (s->state == S_FAILED) {
 		snprintf(buf, cap, "connect %s %s %s: %.200s", a, port_word(s), port_str(s, s->peer_port), why);

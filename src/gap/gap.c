@@ -6,7 +6,9 @@
  * Remote names: a queue; the head is on the controller while name_busy. A request that timed
  * out or was cancelled stays at the head without a callback until its Remote Name Request
  * Complete (or a grace period) so that the controller is never asked for two at once.
- * Pairing: every request a peer makes is answered at once (Just Works, stored link keys). */
+ * Pairing: stored keys and Just Works are answered at once; a request that needs the user
+ * (Numeric Comparison, Passkey Entry, a PIN) goes to the agent and waits in `pend` for its
+ * answer, or its timer, which answers negatively. */
 #include "gap/gap.h"
 
 #include <errno.h>
@@ -22,6 +24,13 @@
 /* Events hci_defs.h does not name (Vol 4 Part E 7.7.44, 7.7.45). */
 #define GAP_EV_USER_PASSKEY_REQUEST 0x34
 #define GAP_EV_REMOTE_OOB_REQUEST 0x35
+/* Vol 4 Part E 7.1.12, 7.1.32, 7.7.48. */
+#define GAP_OP_PIN_CODE_REPLY HCI_OPCODE(0x01, 0x000d)
+#define GAP_OP_USER_PASSKEY_REPLY HCI_OPCODE(0x01, 0x002e)
+#define GAP_EV_USER_PASSKEY_NOTIFICATION 0x3b
+#define GAP_AGENT_PENDING 4
+#define GAP_PINS 8
+#define GAP_AGENT_TIMEOUT_MS 25000 /* within HCI's 30 s security timeout */
 
 #define GAP_CACHE_SIZE 256
 #define GAP_MAX_NAME_REQS 32
@@ -57,8 +66,25 @@ typedef struct {
 typedef struct {
 	bool used;
 	bt_addr addr;
+	uint8_t io;   /* the peer's IO_Capability */
 	uint8_t auth; /* the peer's Authentication_Requirements */
 } peer_io;
+
+/* A request waiting for the agent's answer. */
+typedef enum { PEND_NONE, PEND_CONFIRM, PEND_PASSKEY, PEND_PIN } pend_kind;
+typedef struct {
+	pend_kind kind;
+	bt_addr peer;
+	bt_timer timer;
+	gap *g;
+} agent_pend;
+
+typedef struct {
+	bool used;
+	bt_addr addr;
+	uint8_t len;
+	uint8_t pin[16];
+} fixed_pin;
 
 struct gap {
 	hci *h;
@@ -85,6 +111,14 @@ struct gap {
 	bool bondable;
 	gap_key_hook key_hook;
 	void *key_ctx;
+
+	const gap_agent *agent; /* NULL: the default agent (Just Works only) */
+	void *agent_ctx;
+	uint32_t agent_timeout_ms;
+	uint8_t io_cap;         /* GAP_IO_* we announce */
+	bool mitm;              /* we require MITM protection */
+	agent_pend pend[GAP_AGENT_PENDING];
+	fixed_pin pins[GAP_PINS];
 };
 
 static void name_pump(gap *g);
@@ -479,6 +513,11 @@ void gap_link_key_forget(gap *g, const bt_addr *peer)
 		memset(k, 0, sizeof *k);
 }
 
+void gap_link_key_lost(gap *g, const bt_addr *peer)
+{
+	gap_link_key_forget(g, peer);
+}
+
 static bool read_addr(const uint8_t *p, size_t len, bt_addr *a)
 {
 	if (len < 6)
@@ -487,23 +526,41 @@ static bool read_addr(const uint8_t *p, size_t len, bt_addr *a)
 	return true;
 }
 
-/* The peer's Authentication_Requirements from its IO_Capability_Response, or 0xff. */
-static uint8_t peer_auth(const gap *g, const bt_addr *a)
+static const peer_io *peer_io_find(const gap *g, const bt_addr *a)
 {
 	for (unsigned i = 0; i < GAP_PEER_IO; i++)
 		if (g->io[i].used && bt_addr_eq(&g->io[i].addr, a))
-			return g->io[i].auth;
-	return 0xff;
+			return &g->io[i];
+	return NULL;
 }
 
-/* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows. */
+/* The peer's Authentication_Requirements from its IO_Capability_Response, or 0xff. */
+static uint8_t peer_auth(const gap *g, const bt_addr *a)
+{
+	const peer_io *e = peer_io_find(g, a);
+	return e ? e->auth : 0xff;
+}
+
+/* MITM protection is required: by the stack's setting, or by a channel securing the link. */
+static bool want_mitm(gap *g, const bt_addr *a)
+{
+	return g->mitm || hci_link_wants_mitm(g->h, a);
+}
+
+/* Link_Key_Request (7.7.23): a stored key, or a negative reply so pairing follows (also when
+ * the link's securing asks MITM protection and the stored key has none). */
 static void ev_link_key_request(gap *g, const bt_addr *a)
 {
 	uint8_t key[16];
-	if (gap_link_key_get(g, a, key) != 0) {
+	const key_entry *stored = key_find(g, a);
+	bool weak = stored && stored->type != 0x05 && stored->type != 0x08; /* 7.7.24 */
+	if (gap_link_key_get(g, a, key) != 0 || (weak && hci_link_wants_mitm(g->h, a))) {
+		/* none, or one without MITM protection where an authenticated one is needed: pair */
 		hci_cmd_addr_urgent(g->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY, a); /* 7.1.11 */
 		return;
 	}
+	const key_entry *k = key_find(g, a);
+	hci_note_key_type(g->h, a, k->type);
 	uint8_t p[22]; /* 7.1.10: BD_ADDR, Link_Key (16 octets) */
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_bytes(&w, a->b, 6);
@@ -554,11 +611,11 @@ static void ev_io_cap_response(gap *g, const uint8_t *p, size_t len)
 		e = &g->io[g->io_next];
 		g->io_next = (g->io_next + 1) % GAP_PEER_IO;
 	}
-	*e = (peer_io){ true, a, p[8] };
+	*e = (peer_io){ true, a, p[6], p[8] };
 }
 
-/* IO_Capability_Request (7.7.40) -> IO_Capability_Request_Reply (7.1.29): NoInputNoOutput,
- * no OOB data, MITM not required. Not bondable (the default): No Bonding, so a peer that keeps
+/* IO_Capability_Request (7.7.40) -> IO_Capability_Request_Reply (7.1.29): our IO capability
+ * (NoInputNoOutput by default), no OOB data, MITM as set (not by default). Not bondable (the default): No Bonding, so a peer that keeps
  * keys (BlueZ) does not store one we will have forgotten next time: it would then refuse a
  * fresh Just Works pairing from the same address. Bondable: bonding as the peer asked if it
  * told us first, else General Bonding. */
@@ -568,18 +625,279 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 	uint8_t theirs = peer_auth(g, a);
 	if (g->bondable)
 		auth = theirs <= 0x05 ? theirs & (uint8_t)~0x01 : 0x04;
+	if (want_mitm(g, a))
+		auth |= 0x01; /* 7.1.29: odd values ask MITM protection */
 	uint8_t p[9]; /* 7.1.29: BD_ADDR, IO_Capability, OOB_Data_Present, Authentication_Requirements */
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_bytes(&w, a->b, 6);
-	bt_write_u8(&w, 0x03); /* NoInputNoOutput */
+	bt_write_u8(&w, g->io_cap);
 	bt_write_u8(&w, 0x00); /* OOB authentication data not present */
 	bt_write_u8(&w, auth);
 	hci_cmd_urgent(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, &w);
 }
 
+
+/* ------------------------------------------------------------------ agent */
+
+/* Vol 3 Part C 5.2.2.6, from our side (rows: ours, columns: theirs, GAP_IO_* order). */
+gap_model gap_assoc_model(uint8_t ours, uint8_t theirs, bool mitm)
+{
+	enum { JW = GAP_JUST_WORKS, NC = GAP_NUMERIC_COMPARISON, PD = GAP_PASSKEY_DISPLAY,
+	       PE = GAP_PASSKEY_ENTRY };
+	static const uint8_t table[5][5] = {
+		/* DispOnly DispYesNo KbdOnly NoIO KbdDisp */
+		{ JW, JW, PD, JW, PD }, /* DisplayOnly */
+		{ NC, NC, PD, JW, NC }, /* DisplayYesNo */
+		{ PE, PE, PE, JW, PE }, /* KeyboardOnly */
+		{ JW, JW, JW, JW, JW }, /* NoInputNoOutput */
+		{ PE, NC, PD, JW, NC }, /* KeyboardDisplay */
+	};
+	if (!mitm || ours > 4 || theirs > 4)
+		return GAP_JUST_WORKS;
+	return (gap_model)table[ours][theirs];
+}
+
+void gap_set_agent(gap *g, const gap_agent *agent, void *ctx)
+{
+	g->agent = agent;
+	g->agent_ctx = ctx;
+}
+
+void gap_set_agent_timeout(gap *g, uint32_t ms)
+{
+	g->agent_timeout_ms = ms ? ms : GAP_AGENT_TIMEOUT_MS;
+}
+
+int gap_set_io_capability(gap *g, uint8_t io, bool mitm)
+{
+	if (io > GAP_IO_KEYBOARD_DISPLAY)
+		return -EINVAL;
+	g->io_cap = io;
+	g->mitm = mitm;
+	return 0;
+}
+
 static void reply_addr(gap *g, uint16_t op, const bt_addr *a)
 {
-	hci_cmd_addr_urgent(g->h, op, a); /* 7.1.13, 7.1.30, 7.1.33, 7.1.35: BD_ADDR only */
+	hci_cmd_addr_urgent(g->h, op, a); /* 7.1.13, 7.1.30, 7.1.31, 7.1.33, 7.1.35: BD_ADDR only */
+}
+
+/* A negative answer: the link's security failure is then "rejected by the user". */
+static void refuse(gap *g, uint16_t op, const bt_addr *a)
+{
+	hci_sec_hint(g->h, a, HCI_SEC_REJECTED);
+	reply_addr(g, op, a);
+}
+
+static uint16_t pend_neg_op(pend_kind k)
+{
+	switch (k) {
+	case PEND_CONFIRM: return HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY; /* 7.1.31 */
+	case PEND_PASSKEY: return GAP_OP_USER_PASSKEY_NEG_REPLY;         /* 7.1.33 */
+	default: return HCI_OP_PIN_CODE_REQUEST_NEG_REPLY;                /* 7.1.13 */
+	}
+}
+
+static agent_pend *pend_find(gap *g, const bt_addr *a, pend_kind k)
+{
+	for (unsigned i = 0; i < GAP_AGENT_PENDING; i++)
+		if (g->pend[i].kind == k && bt_addr_eq(&g->pend[i].peer, a))
+			return &g->pend[i];
+	return NULL;
+}
+
+static void pend_clear(agent_pend *p)
+{
+	bt_timer_stop(p->g->timers, &p->timer);
+	p->kind = PEND_NONE;
+}
+
+/* The agent did not answer in time: a negative reply. */
+static void pend_timeout(bt_timer *t, void *ctx)
+{
+	agent_pend *p = ctx;
+	(void)t;
+	pend_kind k = p->kind;
+	bt_addr a = p->peer;
+	p->kind = PEND_NONE;
+	if (k != PEND_NONE)
+		refuse(p->g, pend_neg_op(k), &a);
+}
+
+/* Records a request for the agent; false (answered negatively) if none can be kept. */
+static bool pend_add(gap *g, const bt_addr *a, pend_kind k)
+{
+	agent_pend *p = pend_find(g, a, k);
+	for (unsigned i = 0; i < GAP_AGENT_PENDING && !p; i++)
+		if (g->pend[i].kind == PEND_NONE)
+			p = &g->pend[i];
+	if (!p) {
+		refuse(g, pend_neg_op(k), a);
+		return false;
+	}
+	p->kind = k;
+	p->peer = *a;
+	bt_timer_start(g->timers, &p->timer, g->agent_timeout_ms);
+	return true;
+}
+
+/* User_Confirmation_Request (7.7.42): BD_ADDR, Numeric_Value. Just Works is accepted, unless
+ * we require MITM protection (the key would not be authenticated); Numeric Comparison asks
+ * the agent. */
+static void ev_user_confirm(gap *g, const uint8_t *p, size_t len)
+{
+	if (len < 10)
+		return;
+	bt_addr a;
+	memcpy(a.b, p, 6);
+	uint32_t value = get_le32(p + 6);
+	const peer_io *e = peer_io_find(g, &a);
+	bool ours = want_mitm(g, &a);
+	bool mitm = ours || (e && (e->auth & 0x01));
+	gap_model m = gap_assoc_model(g->io_cap, e ? e->io : GAP_IO_NONE, mitm);
+	if (m != GAP_NUMERIC_COMPARISON) {
+		if (ours)
+			refuse(g, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY, &a);
+		else
+			reply_addr(g, HCI_OP_USER_CONFIRM_REQUEST_REPLY, &a);
+		return;
+	}
+	if (!g->agent || !g->agent->confirm) {
+		refuse(g, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY, &a);
+		return;
+	}
+	if (pend_add(g, &a, PEND_CONFIRM))
+		g->agent->confirm(g->agent_ctx, &a, value % 1000000u);
+}
+
+/* User_Passkey_Request (7.7.43): the agent types the passkey the peer shows. */
+static void ev_passkey_request(gap *g, const bt_addr *a)
+{
+	if (!g->agent || !g->agent->enter_passkey) {
+		refuse(g, GAP_OP_USER_PASSKEY_NEG_REPLY, a);
+		return;
+	}
+	if (pend_add(g, a, PEND_PASSKEY))
+		g->agent->enter_passkey(g->agent_ctx, a);
+}
+
+/* User_Passkey_Notification (7.7.48): BD_ADDR, Passkey (0-999999) for the user to type on the
+ * peer. No reply. */
+static void ev_passkey_notification(gap *g, const uint8_t *p, size_t len)
+{
+	if (len < 10 || !g->agent || !g->agent->display_passkey)
+		return;
+	bt_addr a;
+	memcpy(a.b, p, 6);
+	g->agent->display_passkey(g->agent_ctx, &a, get_le32(p + 6) % 1000000u);
+}
+
+static const fixed_pin *pin_find(const gap *g, const bt_addr *a)
+{
+	for (unsigned i = 0; i < GAP_PINS; i++)
+		if (g->pins[i].used && bt_addr_eq(&g->pins[i].addr, a))
+			return &g->pins[i];
+	return NULL;
+}
+
+static void pin_reply(gap *g, const bt_addr *a, const uint8_t *pin, size_t n)
+{
+	uint8_t p[23]; /* 7.1.12: BD_ADDR, PIN_Code_Length, PIN_Code (16 octets) */
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_bytes(&w, a->b, 6);
+	bt_write_u8(&w, (uint8_t)n);
+	bt_write_bytes(&w, pin, n);
+	bt_write_zeros(&w, 16 - n);
+	hci_sec_hint(g->h, a, HCI_SEC_WRONG_PIN); /* if pairing fails now, the PIN was wrong */
+	hci_cmd_urgent(g->h, GAP_OP_PIN_CODE_REPLY, &w);
+}
+
+/* PIN_Code_Request (7.7.22): legacy pairing with a pre-2.1 peer. A fixed PIN, else the agent. */
+static void ev_pin_request(gap *g, const bt_addr *a)
+{
+	const fixed_pin *f = pin_find(g, a);
+	if (f) {
+		pin_reply(g, a, f->pin, f->len);
+		return;
+	}
+	if (!g->agent || !g->agent->pin) {
+		refuse(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, a);
+		return;
+	}
+	if (pend_add(g, a, PEND_PIN))
+		g->agent->pin(g->agent_ctx, a);
+}
+
+int gap_agent_confirm(gap *g, const bt_addr *peer, bool accept)
+{
+	agent_pend *p = pend_find(g, peer, PEND_CONFIRM);
+	if (!p)
+		return -ENOENT;
+	pend_clear(p);
+	if (accept)
+		reply_addr(g, HCI_OP_USER_CONFIRM_REQUEST_REPLY, peer); /* 7.1.30 */
+	else
+		refuse(g, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY, peer);
+	return 0;
+}
+
+int gap_agent_passkey(gap *g, const bt_addr *peer, bool ok, uint32_t passkey)
+{
+	if (ok && passkey > 999999u)
+		return -EINVAL;
+	agent_pend *p = pend_find(g, peer, PEND_PASSKEY);
+	if (!p)
+		return -ENOENT;
+	pend_clear(p);
+	if (!ok) {
+		refuse(g, GAP_OP_USER_PASSKEY_NEG_REPLY, peer);
+		return 0;
+	}
+	uint8_t b[10]; /* 7.1.32: BD_ADDR, Numeric_Value (4 octets) */
+	bt_writer w = bt_writer_init(b, sizeof b);
+	bt_write_bytes(&w, peer->b, 6);
+	bt_write_le32(&w, passkey);
+	hci_cmd_urgent(g->h, GAP_OP_USER_PASSKEY_REPLY, &w);
+	return 0;
+}
+
+int gap_agent_pin(gap *g, const bt_addr *peer, const char *pin)
+{
+	size_t n = pin ? strlen(pin) : 0;
+	if (pin && (n < 1 || n > 16))
+		return -EINVAL;
+	agent_pend *p = pend_find(g, peer, PEND_PIN);
+	if (!p)
+		return -ENOENT;
+	pend_clear(p);
+	if (pin)
+		pin_reply(g, peer, (const uint8_t *)pin, n);
+	else
+		refuse(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, peer);
+	return 0;
+}
+
+int gap_set_pin(gap *g, const bt_addr *peer, const char *pin)
+{
+	fixed_pin *f = (fixed_pin *)pin_find(g, peer);
+	size_t n = pin ? strlen(pin) : 0;
+	if (!pin) {
+		if (f)
+			memset(f, 0, sizeof *f);
+		return 0;
+	}
+	if (n < 1 || n > 16)
+		return -EINVAL;
+	for (unsigned i = 0; i < GAP_PINS && !f; i++)
+		if (!g->pins[i].used)
+			f = &g->pins[i];
+	if (!f)
+		return -ENOBUFS;
+	f->used = true;
+	f->addr = *peer;
+	f->len = (uint8_t)n;
+	memcpy(f->pin, pin, n);
+	return 0;
 }
 
 static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)
@@ -593,13 +911,15 @@ static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)
 	case HCI_EV_IO_CAPABILITY_RESPONSE:
 		ev_io_cap_response(g, p, len);
 		return true;
-	case HCI_EV_USER_CONFIRM_REQUEST: /* 7.7.42 -> 7.1.30: accept (Just Works) */
-		if (read_addr(p, len, &a))
-			reply_addr(g, HCI_OP_USER_CONFIRM_REQUEST_REPLY, &a);
+	case HCI_EV_USER_CONFIRM_REQUEST:
+		ev_user_confirm(g, p, len);
 		return true;
-	case GAP_EV_USER_PASSKEY_REQUEST: /* 7.7.43: we have no keyboard */
+	case GAP_EV_USER_PASSKEY_REQUEST:
 		if (read_addr(p, len, &a))
-			reply_addr(g, GAP_OP_USER_PASSKEY_NEG_REPLY, &a);
+			ev_passkey_request(g, &a);
+		return true;
+	case GAP_EV_USER_PASSKEY_NOTIFICATION:
+		ev_passkey_notification(g, p, len);
 		return true;
 	case GAP_EV_REMOTE_OOB_REQUEST: /* 7.7.44: no OOB data */
 		if (read_addr(p, len, &a))
@@ -612,9 +932,9 @@ static bool pairing_event(gap *g, uint8_t code, const uint8_t *p, size_t len)
 	case HCI_EV_LINK_KEY_NOTIFICATION:
 		ev_link_key_notification(g, p, len);
 		return true;
-	case HCI_EV_PIN_CODE_REQUEST: /* 7.7.22 -> 7.1.13: no PIN to offer */
+	case HCI_EV_PIN_CODE_REQUEST:
 		if (read_addr(p, len, &a))
-			reply_addr(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, &a);
+			ev_pin_request(g, &a);
 		return true;
 	default:
 		return false;
@@ -657,6 +977,12 @@ gap *gap_new(hci *h, bt_timers *timers)
 	g->timers = timers;
 	bt_timer_init(&g->inq_timer, inq_timeout, g);
 	bt_timer_init(&g->name_timer, name_timeout, g);
+	g->io_cap = GAP_IO_NONE;
+	g->agent_timeout_ms = GAP_AGENT_TIMEOUT_MS;
+	for (unsigned i = 0; i < GAP_AGENT_PENDING; i++) {
+		g->pend[i].g = g;
+		bt_timer_init(&g->pend[i].timer, pend_timeout, &g->pend[i]);
+	}
 	return g;
 }
 
@@ -666,6 +992,8 @@ void gap_free(gap *g)
 		return;
 	bt_timer_stop(g->timers, &g->inq_timer);
 	bt_timer_stop(g->timers, &g->name_timer);
+	for (unsigned i = 0; i < GAP_AGENT_PENDING; i++)
+		bt_timer_stop(g->timers, &g->pend[i].timer);
 	while (g->names) {
 		gap_name_req *r = g->names;
 		g->names = r->next;

@@ -95,6 +95,49 @@ int gap_link_key_get(const gap *g, const bt_addr *peer, uint8_t key[16]);
 void gap_link_key_set(gap *g, const bt_addr *peer, const uint8_t key[16], uint8_t type);
 void gap_link_key_forget(gap *g, const bt_addr *peer);
 
+/* Forgets a key the peer or controller called missing or stale (PIN or Key Missing, 0x06). */
+void gap_link_key_lost(gap *g, const bt_addr *peer);
+
+/* ------------------------------------------------------------------ agent (user interaction) */
+
+/* IO capabilities, Vol 4 Part E 7.1.29. */
+enum { GAP_IO_DISPLAY_ONLY = 0, GAP_IO_DISPLAY_YESNO = 1, GAP_IO_KEYBOARD_ONLY = 2,
+       GAP_IO_NONE = 3, GAP_IO_KEYBOARD_DISPLAY = 4 };
+/* SSP association models (Vol 2 Part F; chosen by Vol 3 Part C 5.2.2.6). */
+typedef enum { GAP_JUST_WORKS, GAP_NUMERIC_COMPARISON, GAP_PASSKEY_DISPLAY, GAP_PASSKEY_ENTRY } gap_model;
+/* The model for our side, from both IO capabilities and whether either side asked MITM
+ * protection (without, both sides act as DisplayOnly: Just Works, 5.2.2.6). */
+gap_model gap_assoc_model(uint8_t ours, uint8_t theirs, bool mitm);
+
+/* Callbacks that need the user. Each is asynchronous: the agent answers later with the reply
+ * function named; no answer within the agent timeout (default 25 s) is a negative answer. A
+ * NULL member refuses that kind of request. */
+typedef struct {
+	/* Numeric Comparison (7.7.42): show value (6 digits), answer gap_agent_confirm. */
+	void (*confirm)(void *ctx, const bt_addr *peer, uint32_t value);
+	/* Passkey Entry, we display (7.7.48): no answer. */
+	void (*display_passkey)(void *ctx, const bt_addr *peer, uint32_t passkey);
+	/* Passkey Entry, we type (7.7.43): answer gap_agent_passkey. */
+	void (*enter_passkey)(void *ctx, const bt_addr *peer);
+	/* Legacy pairing (7.7.22): answer gap_agent_pin. */
+	void (*pin)(void *ctx, const bt_addr *peer);
+} gap_agent;
+/* NULL: the default agent, which accepts Just Works only and refuses anything needing the
+ * user. The table is used, not copied. */
+void gap_set_agent(gap *g, const gap_agent *agent, void *ctx);
+void gap_set_agent_timeout(gap *g, uint32_t ms);
+/* Our IO capability (GAP_IO_*) and whether we require MITM protection (then a pairing that
+ * would be Just Works is refused: its key could not be authenticated). 0 or -EINVAL. */
+int gap_set_io_capability(gap *g, uint8_t io, bool mitm);
+/* Answers a pending request of the agent: 0, or -ENOENT if none is pending for peer (it timed
+ * out, or was never asked). */
+int gap_agent_confirm(gap *g, const bt_addr *peer, bool accept);
+int gap_agent_passkey(gap *g, const bt_addr *peer, bool ok, uint32_t passkey); /* 0-999999 */
+int gap_agent_pin(gap *g, const bt_addr *peer, const char *pin); /* NULL: refuse; 1-16 chars */
+/* A fixed PIN for peer's legacy pairing (answers PIN_Code_Request without the agent); NULL
+ * removes it. 0, -EINVAL or -ENOBUFS. */
+int gap_set_pin(gap *g, const bt_addr *peer, const char *pin);
+
 /* ------------------------------------------------------------------ pure helpers */
 
 /* Finds the first EIR structure of type in data (Vol 3 Part C 8, Core Supplement Part A 1):

@@ -40,6 +40,9 @@ typedef enum { LINK_FREE, LINK_PAGING, LINK_UP } link_state;
 /* Link security (hci_secure_link): none asked, Authentication_Requested sent, then
  * Set_Connection_Encryption sent. */
 typedef enum { SEC_NONE, SEC_AUTH, SEC_ENCRYPT } link_sec;
+/* The peer's host features (Read_Remote_Extended_Features page 1): asking, known. */
+enum { FEAT_PENDING, FEAT_NO, FEAT_YES };
+#define FEAT_TIMEOUT_MS 2000
 
 typedef struct {
 	link_state state;
@@ -56,6 +59,13 @@ typedef struct {
 	bool encrypted;     /* the latest Encryption Change said on */
 	link_sec sec;       /* hci_secure_link() progress */
 	bool paired;        /* Simple Pairing Complete (success) while sec == SEC_AUTH */
+	bool key_check;     /* encryption on, Read_Encryption_Key_Size under way */
+	bool auth_retried;  /* Authentication_Requested resent after Key Missing */
+	uint8_t sec_hint;   /* GAP's hci_sec_reason for a failure to come (hci_sec_hint) */
+	bool want_mitm;     /* the securing asks an authenticated key */
+	int16_t key_type;   /* link key type in use, -1 unknown */
+	uint8_t peer_ssp;   /* FEAT_* */
+	bt_timer feat_timer;
 	bt_timer sec_timer;
 	hci *owner;
 } hci_link;
@@ -187,6 +197,8 @@ hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt
 		h->cfg.local_name = "btsock";
 	if (!h->cfg.security_timeout_ms)
 		h->cfg.security_timeout_ms = 30000;
+	if (h->cfg.min_key_size < 7 || h->cfg.min_key_size > 16)
+		h->cfg.min_key_size = 7;
 	h->io = *io;
 	h->up = *upper;
 	h->timers = timers;
@@ -418,6 +430,7 @@ typedef struct {
 	bool optional;
 	void (*params)(hci *h, bt_writer *w);
 	void (*result)(hci *h, const uint8_t *ret, size_t len);
+	bool (*skip)(const hci *h); /* the controller cannot: not sent */
 } init_step;
 
 static void res_version(hci *h, const uint8_t *r, size_t n)
@@ -485,20 +498,36 @@ static void par_scan(hci *h, bt_writer *w)
 	bt_write_u8(w, 0x03); /* Vol 4 Part E 7.3.18: inquiry scan + page scan */
 }
 
+static void par_one_sc(hci *h, bt_writer *w)
+{
+	bt_write_u8(w, 0x01); /* Vol 4 Part E 7.3.92 Secure_Connections_Host_Support: enabled */
+}
+static void res_sc(hci *h, const uint8_t *r, size_t n)
+{
+	h->info.secure_connections = true;
+}
+/* Supported commands octet 32 bit 3: Write Secure Connections Host Support (6.27). */
+static bool no_sc_command(const hci *h)
+{
+	return !(h->info.commands[32] & 0x08);
+}
+
 static const init_step init_steps[] = {
-	{ HCI_OP_RESET, "HCI_Reset", false, NULL, NULL },
-	{ HCI_OP_READ_LOCAL_VERSION, "Read_Local_Version_Information", false, NULL, res_version },
-	{ HCI_OP_READ_LOCAL_COMMANDS, "Read_Local_Supported_Commands", true, NULL, res_commands },
-	{ HCI_OP_READ_LOCAL_FEATURES, "Read_Local_Supported_Features", true, NULL, res_features },
-	{ HCI_OP_READ_BUFFER_SIZE, "Read_Buffer_Size", false, NULL, res_buffer_size },
-	{ HCI_OP_READ_BD_ADDR, "Read_BD_ADDR", false, NULL, res_bdaddr },
-	{ HCI_OP_SET_EVENT_MASK, "Set_Event_Mask", true, par_event_mask, NULL },
-	{ HCI_OP_WRITE_SIMPLE_PAIRING_MODE, "Write_Simple_Pairing_Mode", true, par_one, NULL },
-	{ HCI_OP_WRITE_INQUIRY_MODE, "Write_Inquiry_Mode", true, par_inquiry_mode, NULL },
-	{ HCI_OP_WRITE_LOCAL_NAME, "Write_Local_Name", true, par_local_name, NULL },
-	{ HCI_OP_WRITE_CLASS_OF_DEVICE, "Write_Class_Of_Device", true, par_class, NULL },
-	{ HCI_OP_WRITE_PAGE_TIMEOUT, "Write_Page_Timeout", true, par_page_timeout, NULL },
-	{ HCI_OP_WRITE_SCAN_ENABLE, "Write_Scan_Enable", true, par_scan, NULL },
+	{ HCI_OP_RESET, "HCI_Reset", false, NULL, NULL, NULL },
+	{ HCI_OP_READ_LOCAL_VERSION, "Read_Local_Version_Information", false, NULL, res_version, NULL },
+	{ HCI_OP_READ_LOCAL_COMMANDS, "Read_Local_Supported_Commands", true, NULL, res_commands, NULL },
+	{ HCI_OP_READ_LOCAL_FEATURES, "Read_Local_Supported_Features", true, NULL, res_features, NULL },
+	{ HCI_OP_READ_BUFFER_SIZE, "Read_Buffer_Size", false, NULL, res_buffer_size, NULL },
+	{ HCI_OP_READ_BD_ADDR, "Read_BD_ADDR", false, NULL, res_bdaddr, NULL },
+	{ HCI_OP_SET_EVENT_MASK, "Set_Event_Mask", true, par_event_mask, NULL, NULL },
+	{ HCI_OP_WRITE_SIMPLE_PAIRING_MODE, "Write_Simple_Pairing_Mode", true, par_one, NULL, NULL },
+	{ HCI_OP_WRITE_SC_HOST_SUPPORT, "Write_Secure_Connections_Host_Support", true, par_one_sc, res_sc,
+	  no_sc_command },
+	{ HCI_OP_WRITE_INQUIRY_MODE, "Write_Inquiry_Mode", true, par_inquiry_mode, NULL, NULL },
+	{ HCI_OP_WRITE_LOCAL_NAME, "Write_Local_Name", true, par_local_name, NULL, NULL },
+	{ HCI_OP_WRITE_CLASS_OF_DEVICE, "Write_Class_Of_Device", true, par_class, NULL, NULL },
+	{ HCI_OP_WRITE_PAGE_TIMEOUT, "Write_Page_Timeout", true, par_page_timeout, NULL, NULL },
+	{ HCI_OP_WRITE_SCAN_ENABLE, "Write_Scan_Enable", true, par_scan, NULL, NULL },
 };
 #define INIT_STEPS ((int)(sizeof init_steps / sizeof init_steps[0]))
 
@@ -548,6 +577,10 @@ static void init_next(hci *h)
 		return;
 	}
 	const init_step *s = &init_steps[h->init_step];
+	if (s->skip && s->skip(h)) {
+		init_next(h);
+		return;
+	}
 	uint8_t p[255];
 	bt_writer w = bt_writer_init(p, sizeof p);
 	if (s->params)
@@ -581,6 +614,8 @@ static hci_link *link_by_addr(hci *h, const bt_addr *a)
 
 static void link_timer(bt_timer *t, void *ctx);
 static void sec_timer_fired(bt_timer *t, void *ctx);
+static void feat_timer_fired(bt_timer *t, void *ctx);
+static void feat_ask(hci *h, hci_link *l);
 
 static hci_link *link_alloc(hci *h, const bt_addr *peer)
 {
@@ -598,7 +633,14 @@ static hci_link *link_alloc(hci *h, const bt_addr *peer)
 		l->crossed_until = 0;
 		l->encrypted = false;
 		l->sec = SEC_NONE;
+		l->key_check = false;
+		l->auth_retried = false;
+		l->sec_hint = HCI_SEC_OK;
+		l->want_mitm = false;
+		l->key_type = -1;
+		l->peer_ssp = FEAT_NO;
 		l->owner = h;
+		bt_timer_init(&l->feat_timer, feat_timer_fired, l);
 		bt_timer_init(&l->timer, link_timer, l);
 		bt_timer_init(&l->sec_timer, sec_timer_fired, l);
 		return l;
@@ -610,6 +652,7 @@ static void link_release(hci *h, hci_link *l)
 {
 	bt_timer_stop(h->timers, &l->timer);
 	bt_timer_stop(h->timers, &l->sec_timer);
+	bt_timer_stop(h->timers, &l->feat_timer);
 	l->sec = SEC_NONE;
 	/* Packets in flight on a link that is gone are flushed by the controller and count as
 	 * completed (Vol 4 Part E 7.7.5: "all data ... flushed"). */
@@ -727,14 +770,47 @@ int hci_disconnect(hci *h, uint16_t handle, uint8_t reason)
 
 /* ------------------------------------------------------------------ link security */
 
-static void sec_done(hci *h, hci_link *l, int err)
+const char *hci_sec_reason_str(int reason)
+{
+	switch (reason) {
+	case HCI_SEC_OK: return "secured";
+	case HCI_SEC_REJECTED: return "pairing rejected by the user";
+	case HCI_SEC_WRONG_PIN: return "wrong PIN";
+	case HCI_SEC_NO_KEY: return "no link key and pairing not allowed";
+	case HCI_SEC_ENCRYPTION_REFUSED: return "encryption refused";
+	case HCI_SEC_KEY_TOO_SHORT: return "encryption key too short";
+	case HCI_SEC_PEER_AUTH_FAILURE: return "authentication failure reported by the peer";
+	case HCI_SEC_TIMEOUT: return "pairing timed out";
+	case HCI_SEC_WEAK_KEY: return "link key too weak for the security level";
+	default: return "security failure";
+	}
+}
+
+void hci_sec_hint(hci *h, const bt_addr *peer, int reason)
+{
+	hci_link *l = link_by_addr(h, peer);
+	if (l && l->state == LINK_UP)
+		l->sec_hint = (uint8_t)reason;
+}
+
+int hci_set_min_key_size(hci *h, uint8_t octets)
+{
+	if (octets < 7 || octets > 16)
+		return -EINVAL;
+	h->cfg.min_key_size = octets;
+	return 0;
+}
+
+static void sec_done(hci *h, hci_link *l, int err, int reason)
 {
 	if (l->sec == SEC_NONE)
 		return;
 	l->sec = SEC_NONE;
+	l->auth_retried = false;
+	l->want_mitm = false;
 	bt_timer_stop(h->timers, &l->sec_timer);
 	if (h->up.link_secured)
-		h->up.link_secured(h->up.ctx, l->handle, err);
+		h->up.link_secured(h->up.ctx, l->handle, err, err ? reason : HCI_SEC_OK);
 }
 
 static void sec_encrypt(hci *h, hci_link *l);
@@ -747,7 +823,7 @@ static void sec_timer_fired(bt_timer *t, void *ctx)
 		sec_encrypt(l->owner, l); /* paired, but no Authentication Complete came */
 		return;
 	}
-	sec_done(l->owner, l, -ETIMEDOUT);
+	sec_done(l->owner, l, -ETIMEDOUT, HCI_SEC_TIMEOUT);
 }
 
 /* Authentication_Requested / Set_Connection_Encryption refused by Command Status. */
@@ -757,40 +833,90 @@ static void sec_cmd_status(void *ctx, uint8_t status, const uint8_t *ret, size_t
 	(void)ret;
 	(void)len;
 	if (status != 0 && l->state == LINK_UP)
-		sec_done(l->owner, l, -EACCES);
+		sec_done(l->owner, l, -EACCES,
+			 l->sec == SEC_ENCRYPT ? HCI_SEC_ENCRYPTION_REFUSED : HCI_SEC_PEER_AUTH_FAILURE);
 }
 
-int hci_secure_link(hci *h, uint16_t handle)
+static int sec_auth_request(hci *h, hci_link *l)
 {
-	hci_link *l = link_by_handle(h, handle);
-	if (!l)
-		return -ENOTCONN;
-	if (l->encrypted)
-		return 1;
-	if (l->sec != SEC_NONE)
-		return 0;
 	uint8_t p[2];
 	bt_writer w = bt_writer_init(p, sizeof p);
-	bt_write_le16(&w, handle); /* Vol 4 Part E 7.1.15: Connection_Handle */
+	bt_write_le16(&w, l->handle); /* Vol 4 Part E 7.1.15: Connection_Handle */
 	int err = hci_cmd_w(h, HCI_OP_AUTH_REQUESTED, &w, sec_cmd_status, l);
 	if (err < 0)
 		return err;
 	l->sec = SEC_AUTH;
 	l->paired = false;
+	l->sec_hint = HCI_SEC_OK;
 	bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
 	return 0;
 }
 
-/* Authentication Complete, Vol 4 Part E 7.7.6: status, handle. Then encryption on (7.1.16). */
+int hci_secure_link(hci *h, uint16_t handle)
+{
+	return hci_secure_link_mitm(h, handle, false);
+}
+
+int hci_secure_link_mitm(hci *h, uint16_t handle, bool mitm)
+{
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return -ENOTCONN;
+	bool authenticated = l->key_type == 5 || l->key_type == 8; /* Vol 4 Part E 7.7.24 */
+	if (l->encrypted && (!mitm || authenticated))
+		return 1;
+	if (mitm)
+		l->want_mitm = true;
+	if (l->sec != SEC_NONE)
+		return 0;
+	if (l->encrypted) /* an upgrade: authenticate again, MITM asked; encryption stays on */
+		return sec_auth_request(h, l);
+	if (l->key_check) { /* encrypted by the peer; its key size is being read */
+		l->sec = SEC_ENCRYPT;
+		bt_timer_start(h->timers, &l->sec_timer, h->cfg.security_timeout_ms);
+		return 0;
+	}
+	return sec_auth_request(h, l);
+}
+
+/* The failure an Authentication Complete status means (Vol 1 Part F error codes), unless GAP
+ * knows better (its agent refused, or the PIN it gave was wrong). */
+static int auth_reason(const hci_link *l, uint8_t status)
+{
+	if (status == HCI_ERR_KEY_MISSING || status == HCI_ERR_PAIRING_NOT_ALLOWED)
+		return HCI_SEC_NO_KEY;
+	if (l->sec_hint != HCI_SEC_OK)
+		return l->sec_hint;
+	return HCI_SEC_PEER_AUTH_FAILURE;
+}
+
+/* Authentication Complete, Vol 4 Part E 7.7.6: status, handle. Then encryption on (7.1.16).
+ * PIN or Key Missing (0x06): the key we offered is stale (the peer lost its bond); it is
+ * forgotten and authentication asked once more, which pairs afresh. */
 static void ev_auth_complete(hci *h, bt_reader *r)
 {
 	uint8_t status = bt_read_u8(r);
 	uint16_t handle = bt_read_le16(r) & 0x0fff;
 	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
-	if (!l || l->sec != SEC_AUTH)
+	if (!l)
+		return;
+	if (status == HCI_ERR_KEY_MISSING && h->up.key_missing)
+		h->up.key_missing(h->up.ctx, &l->peer);
+	if (l->sec != SEC_AUTH)
 		return; /* the peer authenticated us: nothing of ours waits */
+	if (status == HCI_ERR_KEY_MISSING && !l->auth_retried) {
+		bt_timer_stop(h->timers, &l->sec_timer);
+		if (sec_auth_request(h, l) == 0) {
+			l->auth_retried = true;
+			return;
+		}
+	}
 	if (status != 0) {
-		sec_done(h, l, -EACCES);
+		sec_done(h, l, -EACCES, auth_reason(l, status));
+		return;
+	}
+	if (l->encrypted) { /* an upgrade of an encrypted link: nothing more to switch on */
+		sec_done(h, l, 0, HCI_SEC_OK);
 		return;
 	}
 	sec_encrypt(h, l);
@@ -803,7 +929,7 @@ static void sec_encrypt(hci *h, hci_link *l)
 	bt_write_le16(&w, l->handle);
 	bt_write_u8(&w, 0x01); /* on */
 	if (hci_cmd_w(h, HCI_OP_SET_CONN_ENCRYPT, &w, sec_cmd_status, l) < 0) {
-		sec_done(h, l, -ENOBUFS);
+		sec_done(h, l, -ENOBUFS, HCI_SEC_ENCRYPTION_REFUSED);
 		return;
 	}
 	l->sec = SEC_ENCRYPT;
@@ -831,8 +957,43 @@ static void ev_ssp_complete(hci *h, bt_reader *r)
 	bt_timer_start(h->timers, &l->sec_timer, SEC_AUTH_GRACE_MS);
 }
 
+/* The link's encryption is settled: on (key size accepted) or not. */
+static void sec_encryption_settled(hci *h, hci_link *l, bool on)
+{
+	l->encrypted = on;
+	if (l->sec == SEC_ENCRYPT || (l->sec == SEC_AUTH && on))
+		sec_done(h, l, on ? 0 : -EACCES, HCI_SEC_ENCRYPTION_REFUSED);
+}
+
+/* Read_Encryption_Key_Size's return (Vol 4 Part E 7.5.7): Connection_Handle, Key_Size. A key
+ * below the minimum (KNOB, CVE-2019-9506) ends the link with Authentication Failure before any
+ * channel may use it; an unreadable size counts as too short. */
+static void key_size_done(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	hci_link *l = ctx;
+	hci *h = l->owner;
+	if (l->state != LINK_UP || !l->key_check)
+		return;
+	if (status == 0 && len >= 3 && (get_le16(ret) & 0x0fff) != l->handle)
+		return; /* not this link's answer (the link was replaced meanwhile) */
+	l->key_check = false;
+	uint8_t size = status == 0 && len >= 3 ? ret[2] : 0;
+	if (size >= h->cfg.min_key_size) {
+		sec_encryption_settled(h, l, true);
+		return;
+	}
+	sec_done(h, l, -EACCES, HCI_SEC_KEY_TOO_SHORT);
+	send_disconnect(h, l->handle, HCI_ERR_AUTH_FAILURE);
+}
+
+static bool can_read_key_size(const hci *h)
+{
+	return (h->info.commands[20] & 0x10) != 0; /* Vol 4 Part E 6.27: octet 20 bit 4 */
+}
+
 /* Encryption Change, Vol 4 Part E 7.7.8: status, handle, Encryption_Enabled (0 off). Either
- * side may switch encryption; the link's state follows every change. */
+ * side may switch encryption; the link's state follows every change. Encryption on counts
+ * once its key size is known to be long enough. */
 static void ev_encrypt_change(hci *h, bt_reader *r)
 {
 	uint8_t status = bt_read_u8(r);
@@ -841,10 +1002,23 @@ static void ev_encrypt_change(hci *h, bt_reader *r)
 	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
 	if (!l)
 		return;
-	if (status == 0)
-		l->encrypted = enabled != 0;
-	if (l->sec == SEC_ENCRYPT || (l->sec == SEC_AUTH && l->encrypted))
-		sec_done(h, l, l->encrypted ? 0 : -EACCES);
+	if (status != 0) { /* the change failed: the link stays as it was */
+		sec_encryption_settled(h, l, l->encrypted);
+		return;
+	}
+	bool on = enabled != 0;
+	if (!on || !can_read_key_size(h)) {
+		l->key_check = false;
+		sec_encryption_settled(h, l, on);
+		return;
+	}
+	l->encrypted = false;
+	l->key_check = true;
+	uint8_t p[2];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, l->handle); /* 7.5.7: Connection_Handle */
+	if (hci_cmd_w(h, HCI_OP_READ_ENC_KEY_SIZE, &w, key_size_done, l) < 0)
+		key_size_done(l, 0xff, NULL, 0);
 }
 
 size_t hci_disconnect_all(hci *h, uint8_t reason)
@@ -945,6 +1119,7 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 	bt_timer_stop(h->timers, &l->timer);
 	l->handle = handle;
 	l->state = LINK_UP;
+	feat_ask(h, l);
 	if (h->up.link_up)
 		h->up.link_up(h->up.ctx, handle, &peer, l->initiator);
 }
@@ -986,6 +1161,8 @@ static void ev_disconn_complete(hci *h, bt_reader *r)
 	hci_link *l = link_by_handle(h, handle);
 	if (!l)
 		return;
+	if (reason == HCI_ERR_KEY_MISSING && h->up.key_missing)
+		h->up.key_missing(h->up.ctx, &l->peer); /* the peer dropped us over our stale key */
 	link_gone(h, l, reason == HCI_ERR_LOCAL_HOST_TERMINATED ? 0 : hci_status_to_errno(reason));
 }
 
@@ -1118,6 +1295,124 @@ static void acl_input(hci *h, const uint8_t *p, size_t len)
 	}
 }
 
+
+/* ------------------------------------------------------------------ peer features, key type */
+
+int hci_link_peer_ssp(hci *h, uint16_t handle)
+{
+	const hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return -ENOTCONN;
+	if (l->peer_ssp == FEAT_PENDING)
+		return -EAGAIN;
+	return l->peer_ssp == FEAT_YES;
+}
+
+int hci_link_key_type(hci *h, uint16_t handle)
+{
+	const hci_link *l = link_by_handle(h, handle);
+	return l ? l->key_type : -1;
+}
+
+void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type)
+{
+	hci_link *l = link_by_addr(h, peer);
+	if (l && l->state == LINK_UP)
+		l->key_type = type;
+}
+
+bool hci_link_wants_mitm(hci *h, const bt_addr *peer)
+{
+	const hci_link *l = link_by_addr(h, peer);
+	return l && l->state == LINK_UP && l->want_mitm;
+}
+
+static void feat_known(hci *h, hci_link *l, bool ssp)
+{
+	bool was_pending = l->peer_ssp == FEAT_PENDING;
+	l->peer_ssp = ssp ? FEAT_YES : FEAT_NO;
+	bt_timer_stop(h->timers, &l->feat_timer);
+	if (was_pending && h->up.link_features)
+		h->up.link_features(h->up.ctx, l->handle);
+}
+
+static void feat_timer_fired(bt_timer *t, void *ctx)
+{
+	hci_link *l = ctx;
+	(void)t;
+	if (l->state == LINK_UP && l->peer_ssp == FEAT_PENDING)
+		feat_known(l->owner, l, false);
+}
+
+static void feat_cmd_status(void *ctx, uint8_t status, const uint8_t *ret, size_t len)
+{
+	hci_link *l = ctx;
+	(void)ret;
+	(void)len;
+	if (status != 0 && l->state == LINK_UP && l->peer_ssp == FEAT_PENDING)
+		feat_known(l->owner, l, false);
+}
+
+/* A new link: ask the peer's host features, page 1 (Vol 4 Part E 7.1.22), if our controller
+ * can (LMP features page 0 bit 63, "Extended features", Vol 2 Part C 3.3). */
+static void feat_ask(hci *h, hci_link *l)
+{
+	l->peer_ssp = FEAT_NO;
+	/* LMP features page 0: bit 51 Secure Simple Pairing (octet 6 bit 3), bit 63. */
+	if (!(h->info.features[6] & 0x08) || !(h->info.features[7] & 0x80))
+		return;
+	uint8_t p[3];
+	bt_writer w = bt_writer_init(p, sizeof p);
+	bt_write_le16(&w, l->handle); /* 7.1.22: Connection_Handle, Page_Number */
+	bt_write_u8(&w, 0x01);
+	if (hci_cmd_w(h, HCI_OP_READ_REMOTE_EXT_FEATURES, &w, feat_cmd_status, l) < 0)
+		return;
+	l->peer_ssp = FEAT_PENDING;
+	bt_timer_start(h->timers, &l->feat_timer, FEAT_TIMEOUT_MS);
+}
+
+/* Read Remote Extended Features Complete (7.7.34): status, handle, page, max page, 8 octets.
+ * Page 1 bit 0: Secure Simple Pairing (Host Support). */
+static void ev_remote_ext_features(hci *h, bt_reader *r)
+{
+	uint8_t status = bt_read_u8(r);
+	uint16_t handle = bt_read_le16(r) & 0x0fff;
+	uint8_t page = bt_read_u8(r);
+	bt_read_u8(r); /* maximum page */
+	const uint8_t *f = bt_read_bytes(r, 8);
+	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
+	if (!l || l->peer_ssp != FEAT_PENDING)
+		return;
+	feat_known(h, l, status == 0 && page == 1 && (f[0] & 0x01));
+}
+
+/* Remote Host Supported Features Notification (7.7.50): BD_ADDR, page 1 features. */
+static void ev_remote_host_features(hci *h, bt_reader *r)
+{
+	const uint8_t *a = bt_read_bytes(r, 6);
+	const uint8_t *f = bt_read_bytes(r, 8);
+	if (r->err)
+		return;
+	bt_addr peer;
+	memcpy(peer.b, a, 6);
+	hci_link *l = link_by_addr(h, &peer);
+	if (l && l->state == LINK_UP)
+		feat_known(h, l, f[0] & 0x01);
+}
+
+/* Link_Key_Notification (7.7.24): BD_ADDR, Link_Key, Key_Type; the key now in use. */
+static void ev_link_key_notification(hci *h, bt_reader *r)
+{
+	const uint8_t *a = bt_read_bytes(r, 6);
+	bt_read_bytes(r, 16);
+	uint8_t type = bt_read_u8(r);
+	if (r->err)
+		return;
+	bt_addr peer;
+	memcpy(peer.b, a, 6);
+	hci_note_key_type(h, &peer, type);
+}
+
 /* ------------------------------------------------------------------ events */
 
 static void event_input(hci *h, const uint8_t *p, size_t len)
@@ -1154,6 +1449,17 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 		break;
 	case HCI_EV_ENCRYPT_CHANGE:
 		ev_encrypt_change(h, &r);
+		break;
+	case HCI_EV_REMOTE_EXT_FEATURES_COMPLETE:
+		ev_remote_ext_features(h, &r);
+		break;
+	case HCI_EV_REMOTE_HOST_FEATURES_NOTIFY:
+		ev_remote_host_features(h, &r);
+		break;
+	case HCI_EV_LINK_KEY_NOTIFICATION:
+		ev_link_key_notification(h, &r);
+		if (h->up.event)
+			h->up.event(h->up.ctx, code, p + 2, len - 2);
 		break;
 	case HCI_EV_SIMPLE_PAIRING_COMPLETE:
 		ev_ssp_complete(h, &r);

@@ -61,8 +61,16 @@ typedef struct {
 	 * (connect_failed), both with -ENETDOWN; no command is sent any more. */
 	void (*fatal)(void *ctx, int err);
 	/* hci_secure_link() finished: 0 (authenticated and encrypted) or -errno (-EACCES:
-	 * pairing or encryption refused, -ETIMEDOUT). Not called if the link goes down first. */
-	void (*link_secured)(void *ctx, uint16_t handle, int err);
+	 * pairing or encryption refused, -ETIMEDOUT), with why (hci_sec_reason). Not called if
+	 * the link goes down first. */
+	void (*link_secured)(void *ctx, uint16_t handle, int err, int reason);
+	/* The peer or the controller said our stored key for peer is missing or stale
+	 * (Authentication Complete / Disconnection Complete with PIN or Key Missing, 0x06): forget
+	 * it. For a link we are securing, HCI then asks Authentication_Requested once more, which
+	 * pairs afresh. May be NULL. */
+	void (*key_missing)(void *ctx, const bt_addr *peer);
+	/* The peer's host features became known (hci_link_peer_ssp no longer -EAGAIN). */
+	void (*link_features)(void *ctx, uint16_t handle);
 } hci_upper;
 
 typedef struct {
@@ -70,6 +78,7 @@ typedef struct {
 	uint32_t connect_timeout_ms; /* Create_Connection without Connection_Complete (default 10000) */
 	uint32_t tx_stall_ms;       /* ACL data unacknowledged (no NOCP) this long: link lost (4000) */
 	uint32_t security_timeout_ms; /* authentication + encryption of a link (default 30000) */
+	uint8_t min_key_size;       /* encryption keys shorter end the link (default 7, 7-16) */
 	uint32_t class_of_device;   /* default 0x000000 */
 	const char *local_name;     /* default "btsock" */
 } hci_config;
@@ -120,10 +129,50 @@ int hci_disconnect(hci *h, uint16_t handle, uint8_t reason);
  * before most channels (Vol 3 Part C 5.2.2). Returns 1 if the link is encrypted already,
  * 0 when upper.link_secured will follow (also if a request is already under way), or -errno. */
 int hci_secure_link(hci *h, uint16_t handle);
+/* Why securing a link failed, for a sentence to the user (hci_sec_reason_str). */
+typedef enum {
+	HCI_SEC_OK = 0,
+	HCI_SEC_REJECTED,           /* our agent (the user) refused the pairing */
+	HCI_SEC_WRONG_PIN,          /* legacy pairing with the PIN we gave failed */
+	HCI_SEC_NO_KEY,             /* no key, and pairing was not possible or not allowed */
+	HCI_SEC_ENCRYPTION_REFUSED, /* Set_Connection_Encryption refused or switched off */
+	HCI_SEC_KEY_TOO_SHORT,      /* encryption key below the minimum size (KNOB) */
+	HCI_SEC_PEER_AUTH_FAILURE,  /* authentication failure reported by the peer */
+	HCI_SEC_TIMEOUT,            /* no outcome within security_timeout_ms */
+	HCI_SEC_WEAK_KEY,           /* the link key is weaker than the channel's level asks */
+} hci_sec_reason;
+const char *hci_sec_reason_str(int reason);
+/* GAP's hint for the reason of a failure about to come on peer's link (it answered the
+ * pairing negatively: HCI_SEC_REJECTED, or gave a PIN: HCI_SEC_WRONG_PIN if it fails). */
+void hci_sec_hint(hci *h, const bt_addr *peer, int reason);
+/* Whether the peer's host supports Secure Simple Pairing (features page 1 bit 0, Vol 2 Part C
+ * 3.3, read after every Connection Complete with Read_Remote_Extended_Features, 7.1.22, or
+ * told by a Remote Host Supported Features Notification, 7.7.50): 1, 0 (no, or unknown after
+ * a failure or 2 s), -EAGAIN while asking (upper.link_features follows), -ENOTCONN. */
+int hci_link_peer_ssp(hci *h, uint16_t handle);
+/* The link key type in use on the link (Vol 4 Part E 7.7.24: 4 unauthenticated, 5
+ * authenticated, 7/8 Secure Connections), or -1 if not known. GAP tells it for a stored key it
+ * offers; a Link_Key_Notification sets it. */
+int hci_link_key_type(hci *h, uint16_t handle);
+void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type);
+/* Whether a hci_secure_link() of the link wants an authenticated (MITM-protected) key: GAP
+ * then asks MITM in its IO capability reply. */
+bool hci_link_wants_mitm(hci *h, const bt_addr *peer);
+/* hci_secure_link(), asking for an authenticated (MITM) key when mitm is set. A link already
+ * encrypted with a key not known to be authenticated is authenticated again (GAP then refuses
+ * the stored weaker key, so a MITM-protected pairing replaces it): 0 and link_secured follow. */
+int hci_secure_link_mitm(hci *h, uint16_t handle, bool mitm);
+
+/* Minimum encryption key size, 7-16 octets (Vol 2 Part H 4; CVE-2019-9506): 0 or -EINVAL.
+ * After every Encryption Change to on, Read_Encryption_Key_Size (Vol 4 Part E 7.5.7); a
+ * shorter key ends the link (Disconnect, Authentication Failure) and the waiting
+ * hci_secure_link() with -EACCES, HCI_SEC_KEY_TOO_SHORT. */
+int hci_set_min_key_size(hci *h, uint8_t octets);
+
 /* Disconnects every live link (a host shutting down: Vol 4 Part E 7.1.6); returns how many.
  * link_down follows for each as its Disconnection_Complete arrives. */
 size_t hci_disconnect_all(hci *h, uint8_t reason);
-/* Whether the link's latest Encryption Change said on. */
+/* Whether the link's latest Encryption Change said on (and its key size was accepted). */
 bool hci_link_encrypted(hci *h, uint16_t handle);
 /* The number of links up. */
 size_t hci_link_count(const hci *h);
@@ -153,6 +202,7 @@ typedef struct {
 	uint16_t acl_pkts; /* HC_Total_Num_ACL_Data_Packets */
 	uint8_t features[8];
 	uint8_t commands[64];
+	bool secure_connections; /* Write_Secure_Connections_Host_Support (7.3.92) accepted */
 } hci_info;
 const hci_info *hci_get_info(const hci *h);
 bool hci_is_ready(const hci *h);

@@ -53,6 +53,16 @@
 #define HCI_EV_AUTH_COMPLETE 0x06
 #define HCI_EV_REMOTE_NAME_REQUEST_COMPLETE 0x07
 #define HCI_EV_ENCRYPT_CHANGE 0x08
+/* Read_Encryption_Key_Size (Vol 4 Part E 7.5.7); supported commands octet 20 bit 4 (6.27). */
+#define HCI_OP_WRITE_SC_HOST_SUPPORT HCI_OPCODE(0x03, 0x007a)
+#define HCI_OP_READ_ENC_KEY_SIZE HCI_OPCODE(0x05, 0x0008)
+/* Read_Remote_Extended_Features (Vol 4 Part E 7.1.22) and its events (7.7.34, 7.7.50). */
+#define HCI_OP_READ_REMOTE_EXT_FEATURES HCI_OPCODE(0x01, 0x001c)
+#define HCI_EV_REMOTE_EXT_FEATURES_COMPLETE 0x23
+#define HCI_EV_REMOTE_HOST_FEATURES_NOTIFY 0x3d
+#define HCI_ERR_AUTH_FAILURE 0x05
+#define HCI_ERR_KEY_MISSING 0x06 /* PIN or Key Missing */
+#define HCI_ERR_PAIRING_NOT_ALLOWED 0x18
 #define HCI_EV_CMD_COMPLETE 0x0e
 #define HCI_EV_CMD_STATUS 0x0f
 #define HCI_EV_HARDWARE_ERROR 0x10

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/bytes.h"
+#include "hci/hci.h"
 #include "hci/hci_defs.h"
 
 #define MAX_LINKS 32
@@ -94,6 +95,11 @@ struct l2cap_chan {
 	uint8_t ident; /* of our outstanding request */
 	bool sec_tried; /* the connection was retried after securing the link */
 	uint8_t sec_late; /* retries after a refusal on a link already secured */
+	int sec_reason;   /* hci_sec_reason of a security failure that ended the channel */
+	uint8_t level;    /* l2cap_sec_level */
+	bool feat_wait;   /* CH_WAIT_SECURITY until the peer's host features are known */
+	bool acc_pending; /* incoming, answered "pending" while the link is secured */
+	uint8_t acc_ident; /* the peer's Connection Request ident (acc_pending) */
 	bt_timer rtx;
 	const l2cap_chan_ops *ops;
 	void *ctx;
@@ -122,6 +128,7 @@ struct l2link {
 
 typedef struct {
 	uint16_t psm, imtu;
+	uint8_t level; /* l2cap_sec_level */
 	l2cap_accept_fn fn;
 	void *ctx;
 } l2server;
@@ -142,6 +149,10 @@ static void disc_req_send(l2cap_chan *ch);
 static void link_check_idle(l2cap *l, l2link *k);
 static void sig_conn_req_send(l2cap_chan *ch);
 static void conf_req_send(l2cap_chan *ch);
+static void chan_start(l2cap_chan *ch);
+static void acc_finish(l2cap_chan *ch, int shortfall);
+static void acc_secure(l2cap_chan *ch);
+static int sec_shortfall(const l2cap_chan *ch);
 
 /* ================================================================== links */
 
@@ -527,6 +538,14 @@ static l2server *server_find(l2cap *l, uint16_t psm)
 
 int l2cap_listen(l2cap *l, uint16_t psm, uint16_t imtu, l2cap_accept_fn fn, void *srv_ctx)
 {
+	return l2cap_listen_sec(l, psm, imtu, L2CAP_SEC_LOW, fn, srv_ctx);
+}
+
+int l2cap_listen_sec(l2cap *l, uint16_t psm, uint16_t imtu, l2cap_sec_level level, l2cap_accept_fn fn,
+		     void *srv_ctx)
+{
+	if (level > L2CAP_SEC_FIPS)
+		return -EINVAL;
 	if (!fn || imtu < MIN_MTU || imtu > L2CAP_MAX_MTU)
 		return -EINVAL;
 	if (psm == 0) {
@@ -548,6 +567,7 @@ int l2cap_listen(l2cap *l, uint16_t psm, uint16_t imtu, l2cap_accept_fn fn, void
 		if (!s->fn) {
 			s->psm = psm;
 			s->imtu = imtu;
+			s->level = (uint8_t)level;
 			s->fn = fn;
 			s->ctx = srv_ctx;
 			return psm;
@@ -566,7 +586,13 @@ void l2cap_unlisten(l2cap *l, uint16_t psm)
 int l2cap_connect(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_t imtu,
 		  const l2cap_chan_ops *ops, void *ctx, l2cap_chan **out)
 {
-	if (!psm_valid(psm) || imtu < MIN_MTU || imtu > L2CAP_MAX_MTU)
+	return l2cap_connect_sec(l, peer, psm, imtu, L2CAP_SEC_LOW, ops, ctx, out);
+}
+
+int l2cap_connect_sec(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_t imtu, l2cap_sec_level level,
+		      const l2cap_chan_ops *ops, void *ctx, l2cap_chan **out)
+{
+	if (!psm_valid(psm) || imtu < MIN_MTU || imtu > L2CAP_MAX_MTU || level > L2CAP_SEC_FIPS)
 		return -EINVAL;
 	int up = hci_connect(l->hci, peer);
 	if (up < 0)
@@ -576,12 +602,13 @@ int l2cap_connect(l2cap *l, const bt_addr *peer, uint16_t psm, uint16_t imtu,
 		return -ENOMEM;
 	ch->ops = ops;
 	ch->ctx = ctx;
+	ch->level = (uint8_t)level;
 	ch->state = CH_WAIT_LINK;
 	*out = ch;
 	if (up == 1) {
 		ch->handle = (uint16_t)hci_link_handle(l->hci, peer);
-		sig_conn_req_send(ch);
-		if (ch->state == CH_CLOSED) { /* no CID left on the link */
+		chan_start(ch);
+		if (ch->state == CH_CLOSED) { /* no CID left on the link, or cannot secure it */
 			ch->notify_closed = false;
 			chan_free(ch);
 			return -ENOBUFS;
@@ -647,6 +674,11 @@ void l2cap_close(l2cap_chan *ch)
 	}
 }
 
+int l2cap_chan_sec_reason(const l2cap_chan *ch)
+{
+	return ch->sec_reason;
+}
+
 uint16_t l2cap_chan_psm(const l2cap_chan *ch) { return ch->psm; }
 uint16_t l2cap_chan_imtu(const l2cap_chan *ch) { return ch->imtu; }
 uint16_t l2cap_chan_omtu(const l2cap_chan *ch) { return ch->omtu; }
@@ -672,7 +704,7 @@ void l2cap_link_up(l2cap *l, uint16_t handle, const bt_addr *peer, bool initiato
 	for (l2cap_chan *c = l->chans; c; c = c->next) {
 		if (c->state == CH_WAIT_LINK && bt_addr_eq(&c->peer, peer)) {
 			c->handle = handle;
-			sig_conn_req_send(c);
+			chan_start(c);
 		}
 	}
 	link_check_idle(l, k);
@@ -700,17 +732,56 @@ void l2cap_link_down(l2cap *l, uint16_t handle, const bt_addr *peer, int err)
 	chan_notify_all(l);
 }
 
-void l2cap_link_secured(l2cap *l, uint16_t handle, int err)
+/* The link's securing ended: each channel waiting for it goes on, or ends. */
+static void chan_secured(l2cap_chan *ch, int err, int reason)
+{
+	if (ch->acc_pending) {
+		acc_finish(ch, err ? (err == -ETIMEDOUT ? HCI_SEC_TIMEOUT : reason) : sec_shortfall(ch));
+		return;
+	}
+	if (err) {
+		ch->sec_reason = reason ? reason : HCI_SEC_PEER_AUTH_FAILURE;
+		chan_end(ch, err == -ETIMEDOUT ? -ETIMEDOUT : -EACCES);
+		return;
+	}
+	int weak = sec_shortfall(ch);
+	if (weak || ch->owner_gone) {
+		ch->sec_reason = weak;
+		chan_end(ch, -EACCES);
+		return;
+	}
+	sig_conn_req_send(ch);
+}
+
+void l2cap_link_secured(l2cap *l, uint16_t handle, int err, int reason)
 {
 	for (bool again = true; again;) {
 		again = false;
 		for (l2cap_chan *c = l->chans; c; c = c->next) {
 			if (c->state != CH_WAIT_SECURITY || c->handle != handle)
 				continue;
-			if (err || c->owner_gone)
-				chan_end(c, err == -ETIMEDOUT ? -ETIMEDOUT : -EACCES);
-			else
-				sig_conn_req_send(c);
+			if (c->feat_wait) {
+				if (err)
+					continue; /* its own turn comes with the features */
+				c->feat_wait = false;
+			}
+			chan_secured(c, err, reason);
+			again = true;
+			break;
+		}
+	}
+	chan_notify_all(l);
+}
+
+void l2cap_link_features(l2cap *l, uint16_t handle)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (l2cap_chan *c = l->chans; c; c = c->next) {
+			if (c->state != CH_WAIT_SECURITY || c->handle != handle || !c->feat_wait)
+				continue;
+			c->feat_wait = false;
+			chan_start(c);
 			again = true;
 			break;
 		}
@@ -773,14 +844,23 @@ static void conf_req_send(l2cap_chan *ch)
 	sig_send(ch->l, k, SIG_CONF_REQ, ch->ident, &w);
 }
 
+static void conn_rsp_send_status(l2cap *l, l2link *k, uint8_t ident, uint16_t dcid, uint16_t scid,
+				 uint16_t result, uint16_t status);
+
 static void conn_rsp_send(l2cap *l, l2link *k, uint8_t ident, uint16_t dcid, uint16_t scid, uint16_t result)
+{
+	conn_rsp_send_status(l, k, ident, dcid, scid, result, 0);
+}
+
+static void conn_rsp_send_status(l2cap *l, l2link *k, uint8_t ident, uint16_t dcid, uint16_t scid,
+				 uint16_t result, uint16_t status)
 {
 	uint8_t p[8];
 	bt_writer w = bt_writer_init(p, sizeof p);
 	bt_write_le16(&w, dcid); /* Vol 3 Part A 4.3: destination CID, source CID, result, status */
 	bt_write_le16(&w, scid);
 	bt_write_le16(&w, result);
-	bt_write_le16(&w, 0);
+	bt_write_le16(&w, status);
 	sig_send(l, k, SIG_CONN_RSP, ident, &w);
 }
 
@@ -817,7 +897,58 @@ static void on_conn_req(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	ch->handle = k->handle;
 	ch->rcid = scid;
 	ch->lcid = cid_alloc(l, k->handle);
+	ch->level = s->level;
+	ch->acc_ident = ident;
+	int shortfall = ch->lcid && psm != L2CAP_PSM_SDP ? sec_shortfall(ch) : 0;
+	if (shortfall && !hci_link_encrypted(l->hci, k->handle)) {
+		acc_secure(ch);
+		return;
+	}
+	/* Encrypted, but with a weaker key than the level: refused at once. As acceptor we do not
+	 * re-pair (a failed re-authentication makes peers drop the whole link); the initiator
+	 * may upgrade and ask again. */
+	acc_finish(ch, shortfall);
+}
+
+/* An incoming channel on a link below its server's level: "pending, authentication pending"
+ * (Vol 3 Part A 4.3, result 0x0001, status 0x0001) while the link is secured. It has no owner
+ * until it is accepted (freed silently if the link goes). */
+static void acc_secure(l2cap_chan *ch)
+{
+	l2link *k = link_find(ch->l, ch->handle);
+	ch->acc_pending = true;
+	ch->owner_gone = true;
+	ch->state = CH_WAIT_SECURITY;
+	ch->ident = 0;
+	conn_rsp_send_status(ch->l, k, ch->acc_ident, ch->lcid, ch->rcid, CONN_PENDING, 0x0001);
+	int rc = hci_secure_link_mitm(ch->l->hci, ch->handle, ch->level >= L2CAP_SEC_HIGH);
+	if (rc != 0)
+		acc_finish(ch, rc == 1 ? sec_shortfall(ch) : HCI_SEC_PEER_AUTH_FAILURE);
+}
+
+/* Answers an incoming Connection Request: refused with "security block" (0x0003) if the link
+ * fell short of the level (shortfall, an hci_sec_reason), else handed to the server's owner
+ * and accepted, then configured. */
+static void acc_finish(l2cap_chan *ch, int shortfall)
+{
+	l2cap *l = ch->l;
+	l2link *k = link_find(l, ch->handle);
+	l2server *s = server_find(l, ch->psm);
+	uint16_t scid = ch->rcid;
+	uint8_t ident = ch->acc_ident;
+	ch->acc_pending = false;
+	if (!k) {
+		chan_end(ch, -ENOTCONN);
+		return;
+	}
+	if (shortfall || !s) {
+		ch->owner_gone = true;
+		chan_free(ch);
+		conn_rsp_send(l, k, ident, 0, scid, shortfall ? CONN_SECURITY : CONN_BAD_PSM);
+		return;
+	}
 	ch->state = CH_CONFIG; /* state while the owner decides; not yet visible to the peer */
+	ch->owner_gone = false;
 	const l2cap_chan_ops *ops = NULL;
 	void *ctx = NULL;
 	if (!ch->lcid || s->fn(s->ctx, ch, &ops, &ctx) < 0) {
@@ -851,6 +982,81 @@ static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)
 #define SEC_LATE_MS 300
 #define SEC_LATE_MAX 2
 
+/* What the link lacks for the channel's level: 0, or the hci_sec_reason a failure would have
+ * (Vol 4 Part E 7.7.24 key types: 5/8 authenticated, 7/8 Secure Connections). */
+static int link_shortfall(hci *h, uint16_t handle, uint8_t level)
+{
+	if (level == L2CAP_SEC_LOW)
+		return 0;
+	if (!hci_link_encrypted(h, handle))
+		return HCI_SEC_ENCRYPTION_REFUSED;
+	int kt = hci_link_key_type(h, handle);
+	if (level == L2CAP_SEC_HIGH && kt != 5 && kt != 8)
+		return HCI_SEC_WEAK_KEY;
+	if (level == L2CAP_SEC_FIPS && kt != 7 && kt != 8)
+		return HCI_SEC_WEAK_KEY;
+	return 0;
+}
+
+static int sec_shortfall(const l2cap_chan *ch)
+{
+	return link_shortfall(ch->l->hci, ch->handle, ch->level);
+}
+
+int l2cap_chan_sec_shortfall(const l2cap_chan *ch, l2cap_sec_level level)
+{
+	return link_shortfall(ch->l->hci, ch->handle, (uint8_t)level);
+}
+
+int l2cap_chan_secure(l2cap_chan *ch, l2cap_sec_level level)
+{
+	return hci_secure_link_mitm(ch->l->hci, ch->handle, level >= L2CAP_SEC_HIGH);
+}
+
+/* Whether an outgoing channel must have the link secured before its Connection Request: 1,
+ * 0, or -EAGAIN while the peer's host features are being read. Not for SDP; for the others
+ * whenever the level asks more than the link has, and at LOW when both hosts support SSP
+ * (Vol 3 Part C 5.2.2: then every channel but SDP's needs encryption). */
+static int out_needs_security(const l2cap_chan *ch)
+{
+	hci *h = ch->l->hci;
+	if (ch->psm == L2CAP_PSM_SDP)
+		return 0;
+	if (ch->level != L2CAP_SEC_LOW)
+		return hci_link_encrypted(h, ch->handle) && !sec_shortfall(ch) ? 0 : 1;
+	if (hci_link_encrypted(h, ch->handle))
+		return 0;
+	int ssp = hci_link_peer_ssp(h, ch->handle);
+	return ssp == -EAGAIN ? -EAGAIN : ssp == 1;
+}
+
+/* An outgoing channel whose link is up: secured first if it needs it, then its Connection
+ * Request. A link already encrypted yet short of the level (a weaker key) is refused. */
+static void chan_start(l2cap_chan *ch)
+{
+	int need = out_needs_security(ch);
+	if (need == 0) {
+		sig_conn_req_send(ch);
+		return;
+	}
+	bt_timer_stop(ch->l->timers, &ch->rtx);
+	ch->state = CH_WAIT_SECURITY;
+	ch->ident = 0;
+	if (need < 0) {
+		ch->feat_wait = true; /* l2cap_link_features() resumes */
+		return;
+	}
+	ch->sec_tried = true;
+	int rc = hci_secure_link_mitm(ch->l->hci, ch->handle, ch->level >= L2CAP_SEC_HIGH);
+	if (rc == 1) {
+		ch->sec_reason = sec_shortfall(ch);
+		chan_end(ch, -EACCES);
+	} else if (rc < 0) {
+		ch->sec_reason = HCI_SEC_PEER_AUTH_FAILURE;
+		chan_end(ch, -EACCES);
+	}
+}
+
 static void chan_secure(l2cap_chan *ch)
 {
 	if (ch->sec_tried) {
@@ -864,6 +1070,7 @@ static void chan_secure(l2cap_chan *ch)
 			bt_timer_start(ch->l->timers, &ch->rtx, SEC_LATE_MS);
 			return;
 		}
+		ch->sec_reason = HCI_SEC_PEER_AUTH_FAILURE;
 		chan_end(ch, -EACCES);
 		return;
 	}
@@ -872,8 +1079,10 @@ static void chan_secure(l2cap_chan *ch)
 	ch->state = CH_WAIT_SECURITY;
 	ch->ident = 0;
 	int rc = hci_secure_link(ch->l->hci, ch->handle);
-	if (rc != 0) /* 1: already encrypted, yet refused; < 0: cannot even try */
+	if (rc != 0) { /* 1: already encrypted, yet refused; < 0: cannot even try */
+		ch->sec_reason = HCI_SEC_PEER_AUTH_FAILURE;
 		chan_end(ch, -EACCES);
+	}
 }
 
 static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)

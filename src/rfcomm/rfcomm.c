@@ -63,6 +63,7 @@ typedef enum {
 	D_PN_SENT,
 	D_SABM_SENT,
 	D_PN_RCVD,
+	D_SEC_WAIT, /* the link is being secured for the DLC's level (either direction) */
 	D_CONFIG,
 	D_OPEN,
 	D_DISC_SENT,
@@ -104,6 +105,10 @@ struct rfcomm_dlc {
 	bool notify_closed;
 	int close_err;
 	bool announced; /* opened() delivered (at UA, before the MSC exchange ends) */
+	uint8_t level;      /* l2cap_sec_level */
+	bool sec_in;        /* D_SEC_WAIT for a peer's SABM (else for our PN/SABM) */
+	uint8_t sec_pf;     /* that SABM's P/F bit, for the UA or DM */
+	int sec_reason;     /* hci_sec_reason that ended it */
 	bool close_pending; /* owner closed with tx data left: DISC once drained (or T1) */
 	bt_timer timer;     /* T1 (PN wait uses T2), T2 for the MSC exchange */
 	uint16_t n1;
@@ -128,6 +133,7 @@ struct rfcomm_dlc {
 typedef struct {
 	rfcomm_accept_fn fn;
 	void *ctx;
+	uint8_t level; /* l2cap_sec_level */
 } listener;
 
 struct rfcomm {
@@ -149,6 +155,9 @@ static void pump(session *s);
 static void budget_watch(rfcomm *r);
 static void dlc_timer_fire(bt_timer *t, void *ctx);
 static void dlc_set(rfcomm_dlc *d, dlc_state st);
+static void dlc_secure(rfcomm_dlc *d, bool in);
+static void dlc_secured(rfcomm_dlc *d, int shortfall);
+static void dlc_accept(rfcomm_dlc *d, bool pf);
 static void session_set(session *s, sess_state st);
 static void session_end(session *s, int err);
 
@@ -597,10 +606,43 @@ static void dlc_start(rfcomm_dlc *d)
 		return;
 	}
 	d->dlci = dlci;
+	if (d->level && l2cap_chan_sec_shortfall(s->ch, d->level)) {
+		dlc_secure(d, false);
+		return;
+	}
 	d->n1 = our_n1(s);
 	d->k_sent = dlc_initial_credits(d);
 	dlc_set(d, D_PN_SENT);
 	send_pn(s, d, true, RFCOMM_PN_CL_CFC_REQ, d->k_sent);
+}
+
+/* The DLC's link is below its level: secured first (sec_in: a peer's SABM waits for its UA). */
+static void dlc_secure(rfcomm_dlc *d, bool in)
+{
+	d->sec_in = in;
+	dlc_set(d, D_SEC_WAIT);
+	int rc = l2cap_chan_secure(d->s->ch, d->level);
+	if (rc != 0)
+		dlc_secured(d, rc == 1 ? l2cap_chan_sec_shortfall(d->s->ch, d->level) : HCI_SEC_PEER_AUTH_FAILURE);
+}
+
+/* The link's securing ended; shortfall 0 (the level is met) or an hci_sec_reason. */
+static void dlc_secured(rfcomm_dlc *d, int shortfall)
+{
+	session *s = d->s;
+	if (!shortfall && d->sec_in) {
+		dlc_accept(d, d->sec_pf);
+		return;
+	}
+	if (!shortfall) {
+		dlc_set(d, D_WAIT_SESSION);
+		dlc_start(d);
+		return;
+	}
+	d->sec_reason = shortfall;
+	if (d->sec_in)
+		send_dm(s, d->dlci, d->sec_pf);
+	dlc_end(d, -EACCES);
 }
 
 /* ================================================================== session state */
@@ -936,6 +978,8 @@ static void on_sabm(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 		send_ua(s, f->dlci, f->pf); /* repeated SABM on an open DLC */
 		return;
 	}
+	if (d && d->state == D_SEC_WAIT && d->sec_in)
+		return; /* repeated while the link is being secured: the UA or DM comes then */
 	if (d && d->state != D_PN_RCVD) {
 		send_dm(s, f->dlci, f->pf);
 		return;
@@ -959,18 +1003,58 @@ static void on_sabm(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 		d->dlci = f->dlci;
 		d->n1 = our_n1(s) < DEFAULT_N1 ? our_n1(s) : DEFAULT_N1;
 	}
+	d->level = l->level;
+	int shortfall = d->level ? l2cap_chan_sec_shortfall(s->ch, d->level) : 0;
+	if (shortfall && shortfall != HCI_SEC_WEAK_KEY) { /* not encrypted yet */
+		d->sec_pf = f->pf;
+		dlc_secure(d, true);
+		return;
+	}
+	if (shortfall) { /* encrypted with a weaker key: refused, not re-paired (as L2CAP) */
+		d->sec_reason = shortfall;
+		send_dm(s, f->dlci, f->pf);
+		dlc_end(d, -EACCES);
+		return;
+	}
+	dlc_accept(d, f->pf);
+}
+
+/* Hands an incoming DLC to its server's listener: UA and connected, or DM. */
+static void dlc_accept(rfcomm_dlc *d, bool pf)
+{
+	session *s = d->s;
+	uint8_t ch = d->dlci >> 1;
+	listener *l = &s->r->servers[ch];
 	const rfcomm_dlc_ops *ops = NULL;
 	void *ctx = NULL;
-	if (l->fn(l->ctx, d, &ops, &ctx) < 0) {
-		send_dm(s, f->dlci, f->pf);
+	if (!l->fn || l->fn(l->ctx, d, &ops, &ctx) < 0) {
+		send_dm(s, d->dlci, pf);
 		dlc_end(d, -ECONNREFUSED);
 		return;
 	}
 	d->ops = ops;
 	d->ctx = ctx;
 	d->owner_gone = false;
-	send_ua(s, f->dlci, f->pf);
+	send_ua(s, d->dlci, pf);
 	dlc_connected(d);
+}
+
+void rfcomm_link_secured(rfcomm *r, uint16_t handle, int err, int reason)
+{
+	enter(r);
+	for (rfcomm_dlc *d = r->dlcs; d; d = d->next) {
+		if (d->state != D_SEC_WAIT || !d->s || !d->s->ch || l2cap_chan_handle(d->s->ch) != handle)
+			continue;
+		int shortfall = err ? (reason ? reason : HCI_SEC_PEER_AUTH_FAILURE)
+				    : l2cap_chan_sec_shortfall(d->s->ch, d->level);
+		dlc_secured(d, shortfall);
+	}
+	leave(r);
+}
+
+int rfcomm_dlc_sec_reason(const rfcomm_dlc *d)
+{
+	return d->sec_reason;
 }
 
 static void on_dlc_disc(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
@@ -1445,7 +1529,12 @@ void rfcomm_free(rfcomm *r)
 
 int rfcomm_listen(rfcomm *r, uint8_t channel, rfcomm_accept_fn fn, void *srv_ctx)
 {
-	if (!fn || channel > RFCOMM_CHANNEL_MAX)
+	return rfcomm_listen_sec(r, channel, L2CAP_SEC_LOW, fn, srv_ctx);
+}
+
+int rfcomm_listen_sec(rfcomm *r, uint8_t channel, l2cap_sec_level level, rfcomm_accept_fn fn, void *srv_ctx)
+{
+	if (!fn || channel > RFCOMM_CHANNEL_MAX || level > L2CAP_SEC_FIPS)
 		return -EINVAL;
 	if (channel == 0) {
 		for (uint8_t c = RFCOMM_CHANNEL_MIN; c <= RFCOMM_CHANNEL_MAX && !channel; c++)
@@ -1458,6 +1547,7 @@ int rfcomm_listen(rfcomm *r, uint8_t channel, rfcomm_accept_fn fn, void *srv_ctx
 		return -EADDRINUSE;
 	r->servers[channel].fn = fn;
 	r->servers[channel].ctx = srv_ctx;
+	r->servers[channel].level = (uint8_t)level;
 	return channel;
 }
 
@@ -1482,7 +1572,14 @@ static session *session_for_peer(rfcomm *r, const bt_addr *peer)
 int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm_dlc_ops *ops,
 		   void *ctx, rfcomm_dlc **out)
 {
-	if (channel < RFCOMM_CHANNEL_MIN || channel > RFCOMM_CHANNEL_MAX || !peer || !out)
+	return rfcomm_connect_sec(r, peer, channel, L2CAP_SEC_LOW, ops, ctx, out);
+}
+
+int rfcomm_connect_sec(rfcomm *r, const bt_addr *peer, uint8_t channel, l2cap_sec_level level,
+		       const rfcomm_dlc_ops *ops, void *ctx, rfcomm_dlc **out)
+{
+	if (channel < RFCOMM_CHANNEL_MIN || channel > RFCOMM_CHANNEL_MAX || !peer || !out ||
+	    level > L2CAP_SEC_FIPS)
 		return -EINVAL;
 	enter(r);
 	int err = 0;
@@ -1501,7 +1598,7 @@ int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm
 			fresh = true;
 	}
 	if (!err && fresh) {
-		err = l2cap_connect(r->l, peer, L2CAP_PSM_RFCOMM, r->imtu, &l2_ops, s, &s->ch);
+		err = l2cap_connect_sec(r->l, peer, L2CAP_PSM_RFCOMM, r->imtu, level, &l2_ops, s, &s->ch);
 		if (err < 0) {
 			s->ch = NULL;
 			session_set(s, S_DEAD);
@@ -1519,6 +1616,7 @@ int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm
 	if (!err) {
 		d->ops = ops;
 		d->ctx = ctx;
+		d->level = (uint8_t)level;
 		*out = d;
 		if (s->state == S_OPEN) {
 			dlc_start(d);

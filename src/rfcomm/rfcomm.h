@@ -65,6 +65,17 @@ void rfcomm_unlisten(rfcomm *r, uint8_t channel);
 /* Opens a DLC to peer's server channel. 0 and *out, or -errno. */
 int rfcomm_connect(rfcomm *r, const bt_addr *peer, uint8_t channel, const rfcomm_dlc_ops *ops,
 		   void *ctx, rfcomm_dlc **out);
+/* Security levels (l2cap_sec_level). A server's level is enforced before its DLC opens: a SABM
+ * on a link below it waits while the link is secured, then UA, or DM if securing fails or
+ * falls short (RFCOMM spec 5.2, TS 07.10 5.3.3). A client's link is raised to its level
+ * before the DLC's PN/SABM. A DLC refused for security ends with -EACCES and
+ * rfcomm_dlc_sec_reason(). */
+int rfcomm_listen_sec(rfcomm *r, uint8_t channel, l2cap_sec_level level, rfcomm_accept_fn fn, void *srv_ctx);
+int rfcomm_connect_sec(rfcomm *r, const bt_addr *peer, uint8_t channel, l2cap_sec_level level,
+		       const rfcomm_dlc_ops *ops, void *ctx, rfcomm_dlc **out);
+int rfcomm_dlc_sec_reason(const rfcomm_dlc *d);
+/* The link under handle was secured (err 0) or not: DLCs waiting for it go on or end. */
+void rfcomm_link_secured(rfcomm *r, uint16_t handle, int err, int reason);
 /* Queues up to len bytes; returns how many were taken (>0), -EAGAIN (none; writable follows),
  * -ENOTCONN / -ECONNRESET / -EPIPE when the DLC is not open. */
 ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len);

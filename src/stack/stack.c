@@ -55,10 +55,21 @@ static size_t up_pull(void *ctx, uint16_t *handle, uint8_t *buf, size_t cap)
 	bt_stack *s = ctx;
 	return l2cap_pull(s->l2cap, handle, buf, cap);
 }
-static void up_link_secured(void *ctx, uint16_t handle, int err)
+static void up_link_secured(void *ctx, uint16_t handle, int err, int reason)
 {
 	bt_stack *s = ctx;
-	l2cap_link_secured(s->l2cap, handle, err);
+	l2cap_link_secured(s->l2cap, handle, err, reason);
+	rfcomm_link_secured(s->rfcomm, handle, err, reason);
+}
+static void up_link_features(void *ctx, uint16_t handle)
+{
+	bt_stack *s = ctx;
+	l2cap_link_features(s->l2cap, handle);
+}
+static void up_key_missing(void *ctx, const bt_addr *peer)
+{
+	bt_stack *s = ctx;
+	gap_link_key_lost(s->gap, peer);
 }
 static void up_event(void *ctx, uint8_t code, const uint8_t *p, size_t len)
 {
@@ -100,6 +111,8 @@ bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now)
 		.pull = up_pull,
 		.event = up_event,
 		.link_secured = up_link_secured,
+		.key_missing = up_key_missing,
+		.link_features = up_link_features,
 		.fatal = up_fatal,
 	};
 	s->hci = hci_new(&cfg->hci, &io, &up, &s->timers);

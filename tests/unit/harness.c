@@ -24,6 +24,9 @@ struct harness {
 	bt_addr addr;
 	uint16_t acl_pkts;
 	bool ready, mute;
+	uint8_t key_size; /* Read_Encryption_Key_Size answers this (default 16) */
+	bool peer_ssp;    /* Read_Remote_Extended_Features page 1 says host SSP support */
+	bool feat_mute;   /* Read_Remote_Extended_Features gets no Complete event */
 	int fatal;
 	uint16_t opcodes[OUTQ];
 	size_t nopcodes;
@@ -101,7 +104,8 @@ static void answer_command(harness *h, const uint8_t *pkt, size_t len)
 		return;
 	uint8_t ev[3 + 70];
 	if (op == HCI_OP_CREATE_CONN || op == HCI_OP_ACCEPT_CONN_REQUEST || op == HCI_OP_INQUIRY ||
-	    op == HCI_OP_REMOTE_NAME_REQUEST || op == HCI_OP_DISCONNECT) {
+	    op == HCI_OP_REMOTE_NAME_REQUEST || op == HCI_OP_DISCONNECT ||
+	    op == HCI_OP_READ_REMOTE_EXT_FEATURES) {
 		ev[0] = 0; /* Command Status, 7.7.15 */
 		ev[1] = 1;
 		put_le16(ev + 2, op);
@@ -112,6 +116,14 @@ static void answer_command(harness *h, const uint8_t *pkt, size_t len)
 			memcpy(cc + 3, pkt + 4, 6);
 			cc[9] = 0x01;
 			event(h, HCI_EV_CONN_COMPLETE, cc, 11);
+		}
+		if (op == HCI_OP_READ_REMOTE_EXT_FEATURES && !h->feat_mute) { /* 7.7.34 */
+			uint8_t fe[13] = { 0 };
+			memcpy(fe + 1, pkt + 4, 2);
+			fe[3] = pkt[6];
+			fe[4] = 1;
+			fe[5] = h->peer_ssp ? 0x01 : 0x00;
+			event(h, HCI_EV_REMOTE_EXT_FEATURES_COMPLETE, fe, 13);
 		}
 		if (op == HCI_OP_DISCONNECT) {
 			uint8_t dc[4] = { 0 };
@@ -124,6 +136,11 @@ static void answer_command(harness *h, const uint8_t *pkt, size_t len)
 	ev[0] = 1; /* Command Complete, 7.7.14 */
 	put_le16(ev + 1, op);
 	uint8_t n = init_ret(h, op, ev + 3);
+	if (op == HCI_OP_READ_ENC_KEY_SIZE && len >= 6) { /* 7.5.7: status, handle, key size */
+		memcpy(ev + 4, pkt + 4, 2);
+		ev[6] = h->key_size;
+		n = 4;
+	}
 	event(h, HCI_EV_CMD_COMPLETE, ev, (uint8_t)(3 + n));
 }
 
@@ -195,6 +212,7 @@ harness *harness_new(uint16_t acl_pkts)
 	harness *h = calloc(1, sizeof *h);
 	h->now = 1000;
 	h->acl_pkts = acl_pkts ? acl_pkts : 1;
+	h->key_size = 16;
 	h->next_handle = 0x0042;
 	bt_addr_parse("00:BB:01:00:00:01", &h->addr);
 	bt_stack_config c = { 0 };
@@ -437,4 +455,15 @@ void harness_set_pdu_sink(harness *h, harness_pdu_sink fn, void *ctx)
 {
 	h->sink = fn;
 	h->sink_ctx = ctx;
+}
+
+void harness_set_key_size(harness *h, uint8_t octets)
+{
+	h->key_size = octets;
+}
+
+void harness_set_peer_features(harness *h, bool ssp, bool answer)
+{
+	h->peer_ssp = ssp;
+	h->feat_mute = !answer;
 }

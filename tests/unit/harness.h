@@ -29,6 +29,11 @@ void harness_h4_in(harness *h, const uint8_t *pkt, size_t len);
 bool harness_cmd_seen(harness *h, uint16_t opcode);
 /* The error the stack reported through its fatal callback (0 if none). */
 int harness_fatal(harness *h);
+/* The encryption key size Read_Encryption_Key_Size reports (Vol 4 Part E 7.5.7; default 16). */
+void harness_set_key_size(harness *h, uint8_t octets);
+/* What Read_Remote_Extended_Features page 1 (Vol 4 Part E 7.7.34) tells of the peers' hosts:
+ * SSP support (default not), or no Complete event at all (answer false). */
+void harness_set_peer_features(harness *h, bool ssp, bool answer);
 /* Stops answering commands (a controller that hangs). */
 void harness_mute(harness *h, bool mute);
 

@@ -691,6 +691,246 @@ static void test_event_lengths(void **state)
 	assert_int_equal(strlen(nr.name), 248);
 }
 
+
+/* ------------------------------------------------------------------ agent */
+
+typedef struct {
+	int confirms, displays, entries, pins;
+	bt_addr peer;
+	uint32_t value;
+} agent_rec;
+
+static void ag_confirm(void *ctx, const bt_addr *peer, uint32_t value)
+{
+	agent_rec *r = ctx;
+	r->confirms++;
+	r->peer = *peer;
+	r->value = value;
+}
+static void ag_display(void *ctx, const bt_addr *peer, uint32_t passkey)
+{
+	agent_rec *r = ctx;
+	r->displays++;
+	r->peer = *peer;
+	r->value = passkey;
+}
+static void ag_enter(void *ctx, const bt_addr *peer)
+{
+	agent_rec *r = ctx;
+	r->entries++;
+	r->peer = *peer;
+}
+static void ag_pin(void *ctx, const bt_addr *peer)
+{
+	agent_rec *r = ctx;
+	r->pins++;
+	r->peer = *peer;
+}
+static const gap_agent full_agent = { ag_confirm, ag_display, ag_enter, ag_pin };
+
+/* The peer's IO_Capability_Response (7.7.41): io, no OOB, auth. */
+static void peer_io_caps(fx *f, const bt_addr *a, uint8_t io, uint8_t auth)
+{
+	uint8_t resp[9];
+	memcpy(resp, a->b, 6);
+	resp[6] = io;
+	resp[7] = 0x00;
+	resp[8] = auth;
+	event_in(f, HCI_EV_IO_CAPABILITY_RESPONSE, resp, 9);
+}
+
+static void user_confirm_in(fx *f, const bt_addr *a, uint32_t value)
+{
+	uint8_t conf[10];
+	memcpy(conf, a->b, 6);
+	put_le32(conf + 6, value);
+	event_in(f, HCI_EV_USER_CONFIRM_REQUEST, conf, 10);
+}
+
+static void advance(fx *f, uint32_t ms)
+{
+	bt_timers_run(&f->timers, f->timers.now + ms);
+}
+
+/* Vol 3 Part C 5.2.2.6: the association model from both IO capabilities; without MITM asked
+ * by either side, Just Works whatever the capabilities. */
+static void test_assoc_models(void **state)
+{
+	(void)state;
+	assert_int_equal(gap_assoc_model(GAP_IO_DISPLAY_YESNO, GAP_IO_DISPLAY_YESNO, true), GAP_NUMERIC_COMPARISON);
+	assert_int_equal(gap_assoc_model(GAP_IO_DISPLAY_YESNO, GAP_IO_DISPLAY_YESNO, false), GAP_JUST_WORKS);
+	assert_int_equal(gap_assoc_model(GAP_IO_DISPLAY_YESNO, GAP_IO_DISPLAY_ONLY, true), GAP_NUMERIC_COMPARISON);
+	assert_int_equal(gap_assoc_model(GAP_IO_DISPLAY_ONLY, GAP_IO_DISPLAY_YESNO, true), GAP_JUST_WORKS);
+	assert_int_equal(gap_assoc_model(GAP_IO_DISPLAY_ONLY, GAP_IO_KEYBOARD_ONLY, true), GAP_PASSKEY_DISPLAY);
+	assert_int_equal(gap_assoc_model(GAP_IO_KEYBOARD_ONLY, GAP_IO_DISPLAY_ONLY, true), GAP_PASSKEY_ENTRY);
+	assert_int_equal(gap_assoc_model(GAP_IO_KEYBOARD_ONLY, GAP_IO_KEYBOARD_ONLY, true), GAP_PASSKEY_ENTRY);
+	assert_int_equal(gap_assoc_model(GAP_IO_KEYBOARD_DISPLAY, GAP_IO_KEYBOARD_ONLY, true), GAP_PASSKEY_DISPLAY);
+	assert_int_equal(gap_assoc_model(GAP_IO_KEYBOARD_DISPLAY, GAP_IO_DISPLAY_ONLY, true), GAP_PASSKEY_ENTRY);
+	assert_int_equal(gap_assoc_model(GAP_IO_KEYBOARD_DISPLAY, GAP_IO_KEYBOARD_DISPLAY, true), GAP_NUMERIC_COMPARISON);
+	for (uint8_t i = 0; i <= 4; i++) {
+		assert_int_equal(gap_assoc_model(GAP_IO_NONE, i, true), GAP_JUST_WORKS);
+		assert_int_equal(gap_assoc_model(i, GAP_IO_NONE, true), GAP_JUST_WORKS);
+	}
+	assert_int_equal(gap_assoc_model(7, GAP_IO_DISPLAY_YESNO, true), GAP_JUST_WORKS);
+}
+
+/* IO_Capability_Request_Reply (7.1.29) carries the IO capability and MITM bit set per stack. */
+static void test_io_capability_setting(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x20);
+	assert_int_equal(gap_set_io_capability(f->g, 5, false), -EINVAL);
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_KEYBOARD_DISPLAY, true), 0);
+	event_in(f, HCI_EV_IO_CAPABILITY_REQUEST, a.b, 6);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OP_IO_CAPABILITY_REQUEST_REPLY);
+	assert_int_equal(c.p[6], GAP_IO_KEYBOARD_DISPLAY);
+	assert_int_equal(c.p[8], 0x01); /* no bonding, MITM */
+	gap_set_bondable(f->g, true);
+	event_in(f, HCI_EV_IO_CAPABILITY_REQUEST, a.b, 6);
+	assert_int_equal(take(f).p[8], 0x05); /* general bonding, MITM */
+}
+
+/* The default agent (Vol 4 Part E 7.7.42/43/22): Just Works accepted, Numeric Comparison,
+ * Passkey Entry and PIN refused; with MITM required, Just Works is refused too. */
+static void test_default_agent(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x21);
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_DISPLAY_YESNO, false), 0);
+	peer_io_caps(f, &a, GAP_IO_DISPLAY_YESNO, 0x00); /* nobody asks MITM: Just Works */
+	user_confirm_in(f, &a, 42);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_REPLY);
+	peer_io_caps(f, &a, GAP_IO_DISPLAY_YESNO, 0x01); /* the peer asks MITM: Numeric Comparison */
+	user_confirm_in(f, &a, 42);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+	assert_memory_equal(c.p, a.b, 6);
+	event_in(f, 0x34, a.b, 6);
+	assert_int_equal(take(f).op, HCI_OPCODE(0x01, 0x002f));
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, a.b, 6);
+	assert_int_equal(take(f).op, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY);
+	/* we require MITM, the peer cannot do more than Just Works: refused */
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_DISPLAY_YESNO, true), 0);
+	peer_io_caps(f, &a, GAP_IO_NONE, 0x00);
+	user_confirm_in(f, &a, 0);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+	assert_true(idle(f));
+}
+
+/* Numeric Comparison (7.7.42 -> 7.1.30/31) through the agent: asked with the number, the
+ * reply waits for its answer; no answer within the timeout is a negative reply. */
+static void test_agent_numeric_comparison(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x22);
+	agent_rec r = { 0 };
+	gap_set_agent(f->g, &full_agent, &r);
+	gap_set_agent_timeout(f->g, 1000);
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_DISPLAY_YESNO, true), 0);
+	peer_io_caps(f, &a, GAP_IO_DISPLAY_YESNO, 0x01);
+	user_confirm_in(f, &a, 1123456); /* shown as six digits */
+	assert_int_equal(r.confirms, 1);
+	assert_int_equal(r.value, 123456);
+	assert_memory_equal(r.peer.b, a.b, 6);
+	assert_true(idle(f)); /* nothing until the user answers */
+	assert_int_equal(gap_agent_confirm(f->g, &a, true), 0);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OP_USER_CONFIRM_REQUEST_REPLY);
+	assert_memory_equal(c.p, a.b, 6);
+	assert_int_equal(gap_agent_confirm(f->g, &a, true), -ENOENT); /* answered already */
+
+	user_confirm_in(f, &a, 7);
+	assert_int_equal(gap_agent_confirm(f->g, &a, false), 0);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+
+	user_confirm_in(f, &a, 8);
+	advance(f, 999);
+	assert_true(idle(f));
+	advance(f, 2);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+	assert_int_equal(gap_agent_confirm(f->g, &a, true), -ENOENT);
+	assert_true(idle(f));
+}
+
+/* Passkey Entry: we display (User_Passkey_Notification 7.7.48) or we type (User_Passkey_Request
+ * 7.7.43 -> 7.1.32 with the value, 7.1.33 refused or timed out). */
+static void test_agent_passkey(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x23);
+	agent_rec r = { 0 };
+	gap_set_agent(f->g, &full_agent, &r);
+	gap_set_agent_timeout(f->g, 1000);
+	uint8_t note[10];
+	memcpy(note, a.b, 6);
+	put_le32(note + 6, 654321);
+	event_in(f, 0x3b, note, 10);
+	assert_int_equal(r.displays, 1);
+	assert_int_equal(r.value, 654321);
+	event_in(f, 0x3b, note, 9); /* short: ignored */
+	assert_int_equal(r.displays, 1);
+	assert_true(idle(f));
+
+	event_in(f, 0x34, a.b, 6);
+	assert_int_equal(r.entries, 1);
+	assert_true(idle(f));
+	assert_int_equal(gap_agent_passkey(f->g, &a, true, 1000000), -EINVAL);
+	assert_int_equal(gap_agent_passkey(f->g, &a, true, 9), 0);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OPCODE(0x01, 0x002e));
+	assert_int_equal(c.len, 10);
+	assert_memory_equal(c.p, a.b, 6);
+	assert_int_equal(get_le32(c.p + 6), 9);
+	event_in(f, 0x34, a.b, 6);
+	assert_int_equal(gap_agent_passkey(f->g, &a, false, 0), 0);
+	assert_int_equal(take(f).op, HCI_OPCODE(0x01, 0x002f));
+	event_in(f, 0x34, a.b, 6);
+	advance(f, 1001);
+	assert_int_equal(take(f).op, HCI_OPCODE(0x01, 0x002f));
+	assert_int_equal(gap_agent_passkey(f->g, &a, true, 1), -ENOENT);
+	assert_true(idle(f));
+}
+
+/* Legacy pairing (7.7.22 -> 7.1.12/13): a fixed PIN per peer answers at once; else the
+ * agent's PIN, or its refusal. */
+static void test_legacy_pin(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x24), b = addr(0x25);
+	assert_int_equal(gap_set_pin(f->g, &a, ""), -EINVAL);
+	assert_int_equal(gap_set_pin(f->g, &a, "12345678901234567"), -EINVAL);
+	assert_int_equal(gap_set_pin(f->g, &a, "1234"), 0);
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, a.b, 6);
+	sent_cmd c = take(f);
+	assert_int_equal(c.op, HCI_OPCODE(0x01, 0x000d));
+	assert_int_equal(c.len, 23);
+	assert_memory_equal(c.p, a.b, 6);
+	assert_int_equal(c.p[6], 4);
+	assert_memory_equal(c.p + 7, "1234", 4);
+	assert_int_equal(c.p[11], 0);
+	/* b has no fixed PIN: the default agent refuses, a full one is asked */
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, b.b, 6);
+	assert_int_equal(take(f).op, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY);
+	agent_rec r = { 0 };
+	gap_set_agent(f->g, &full_agent, &r);
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, b.b, 6);
+	assert_int_equal(r.pins, 1);
+	assert_true(idle(f));
+	assert_int_equal(gap_agent_pin(f->g, &b, "0000"), 0);
+	c = take(f);
+	assert_int_equal(c.op, HCI_OPCODE(0x01, 0x000d));
+	assert_int_equal(c.p[6], 4);
+	assert_memory_equal(c.p + 7, "0000", 4);
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, b.b, 6);
+	assert_int_equal(gap_agent_pin(f->g, &b, NULL), 0);
+	assert_int_equal(take(f).op, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY);
+	assert_int_equal(gap_set_pin(f->g, &a, NULL), 0);
+	event_in(f, HCI_EV_PIN_CODE_REQUEST, a.b, 6); /* fixed PIN gone: the agent is asked */
+	assert_int_equal(r.pins, 3);
+	assert_true(idle(f));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -698,6 +938,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_inquiry_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remote_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ssp_replies, setup, teardown),
+		cmocka_unit_test(test_assoc_models),
+		cmocka_unit_test_setup_teardown(test_io_capability_setting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_default_agent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_numeric_comparison, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_agent_passkey, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_settings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_sizes, setup, teardown),

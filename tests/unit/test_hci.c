@@ -347,9 +347,20 @@ static void test_oversized_acl_dropped(void **state)
 	harness_free(h);
 }
 
+/* Secure Connections (Vol 4 Part E 7.3.92) is switched on when the controller lists the
+ * command (supported commands octet 32 bit 3, as the harness controller does), and reported. */
+static void test_secure_connections_enabled(void **state)
+{
+	(void)state;
+	harness *h = harness_new(1);
+	assert_true(hci_get_info(bt_stack_hci(harness_stack(h)))->secure_connections);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_secure_connections_enabled),
 		cmocka_unit_test(test_refused_page_charged_to_its_own_link),
 		cmocka_unit_test(test_accept_survives_full_queue),
 		cmocka_unit_test(test_disconnect_survives_full_queue),

@@ -12,6 +12,7 @@
 
 #include "core/bytes.h"
 #include "harness.h"
+#include "gap/gap.h"
 #include "hci/hci_defs.h"
 
 /* Allocation failure injection: this program links with -Wl,--wrap=realloc (tests/
@@ -1229,6 +1230,402 @@ static void test_enomem_at_open_reaches_owner(void **state)
 	assert_int_equal(f->r.closed, 1);
 }
 
+
+/* KNOB (CVE-2019-9506): after Encryption Change to on, Read_Encryption_Key_Size (Vol 4 Part E
+ * 7.5.7); a key below the minimum (7 by default) ends the link with Authentication Failure and
+ * the channel with EACCES, "key too short", before it is asked again; 7 is enough. */
+static void test_short_key_ends_link(void **state)
+{
+	fixture *f = *state;
+	rec r = { 0 };
+	harness_set_key_size(f->h, 6);
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_DISCONNECT)); /* after reading the size */
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -EACCES);
+	assert_int_equal(l2cap_chan_sec_reason(ch), HCI_SEC_KEY_TOO_SHORT);
+	assert_string_equal(hci_sec_reason_str(l2cap_chan_sec_reason(ch)), "encryption key too short");
+	uint8_t d[256], id;
+	size_t n;
+	for (int code; (code = sig(f, &id, d, &n)) >= 0;)
+		assert_int_not_equal(code, 0x02); /* no Connection Request went out */
+	l2cap_close(ch);
+}
+
+static void test_minimum_key_size_setting(void **state)
+{
+	fixture *f = *state;
+	hci *hc = bt_stack_hci(harness_stack(f->h));
+	assert_int_equal(hci_set_min_key_size(hc, 6), -EINVAL);
+	assert_int_equal(hci_set_min_key_size(hc, 17), -EINVAL);
+	rec r = { 0 };
+	harness_set_key_size(f->h, 7); /* the default minimum: accepted */
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_READ_ENC_KEY_SIZE));
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0073, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+	/* 16 required: the peer switching encryption again with 15 ends the link even though
+	 * nothing of ours waits for it */
+	assert_int_equal(hci_set_min_key_size(hc, 16), 0);
+	harness_set_key_size(f->h, 15);
+	encryption_on(f);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_DISCONNECT));
+}
+
+/* Stale key (Vol 4 Part E 7.7.6 with PIN or Key Missing, 0x06): the stored key is forgotten
+ * and authentication asked once more (a fresh pairing); the channel opens after it. A second
+ * Key Missing is final: EACCES, "no key". A peer dropping the link with 0x06 loses our key
+ * too. */
+static void test_stale_key_pairs_again(void **state)
+{
+	fixture *f = *state;
+	gap *g = bt_stack_gap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t key[16] = { 1, 2, 3 }, k[16];
+	gap_link_key_set(g, &peer, key, 4);
+	rec r = { 0 };
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, HCI_ERR_KEY_MISSING);
+	assert_int_equal(gap_link_key_get(g, &peer, k), -ENOENT);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED)); /* pairing again */
+	assert_int_equal(r.closed, 0);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0074, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+	uint8_t d[256], id;
+	size_t n;
+	assert_int_equal(sig(f, &id, d, &n), 0x06);
+
+	/* on a fresh link: Key Missing twice ends the channel */
+	harness_link_down(f->h, f->handle, 0x13);
+	f->handle = harness_link_up(f->h, &peer);
+	rec r2 = { 0 };
+	ch = connect_refused_for_security(f, &r2);
+	auth_complete(f, HCI_ERR_KEY_MISSING);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	auth_complete(f, HCI_ERR_KEY_MISSING);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(r2.closed, 1);
+	assert_int_equal(r2.close_err, -EACCES);
+	assert_int_equal(l2cap_chan_sec_reason(ch), HCI_SEC_NO_KEY);
+	l2cap_close(ch);
+
+	gap_link_key_set(g, &peer, key, 4);
+	harness_link_down(f->h, f->handle, HCI_ERR_KEY_MISSING);
+	assert_int_equal(gap_link_key_get(g, &peer, k), -ENOENT);
+}
+
+/* The reason of a failure names who refused: the peer (Authentication Failure with nothing
+ * refused here), or our agent (it refused the Numeric Comparison). */
+static void test_security_failure_reasons(void **state)
+{
+	fixture *f = *state;
+	gap *g = bt_stack_gap(harness_stack(f->h));
+	rec r = { 0 };
+	l2cap_chan *ch = connect_refused_for_security(f, &r);
+	auth_complete(f, HCI_ERR_AUTH_FAILURE);
+	assert_int_equal(r.close_err, -EACCES);
+	assert_int_equal(l2cap_chan_sec_reason(ch), HCI_SEC_PEER_AUTH_FAILURE);
+	l2cap_close(ch);
+
+	assert_int_equal(gap_set_io_capability(g, GAP_IO_DISPLAY_YESNO, true), 0);
+	rec r2 = { 0 };
+	ch = connect_refused_for_security(f, &r2);
+	bt_addr peer = peer_addr();
+	uint8_t io[9]; /* IO_Capability_Response: DisplayYesNo, MITM */
+	memcpy(io, peer.b, 6);
+	io[6] = GAP_IO_DISPLAY_YESNO;
+	io[7] = 0;
+	io[8] = 0x01;
+	hci_event_in(f, HCI_EV_IO_CAPABILITY_RESPONSE, io, 9);
+	uint8_t conf[10];
+	memcpy(conf, peer.b, 6);
+	put_le32(conf + 6, 123456);
+	hci_event_in(f, HCI_EV_USER_CONFIRM_REQUEST, conf, 10);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY)); /* default agent */
+	auth_complete(f, HCI_ERR_AUTH_FAILURE);
+	assert_int_equal(r2.close_err, -EACCES);
+	assert_int_equal(l2cap_chan_sec_reason(ch), HCI_SEC_REJECTED);
+	assert_string_equal(hci_sec_reason_str(HCI_SEC_REJECTED), "pairing rejected by the user");
+	l2cap_close(ch);
+}
+
+/* A fresh link to the peer, whose host features page 1 (Vol 4 Part E 7.7.34) says ssp. */
+static void relink(fixture *f, bool ssp, bool features_answered)
+{
+	bt_addr peer = peer_addr();
+	harness_link_down(f->h, f->handle, 0x13);
+	harness_set_peer_features(f->h, ssp, features_answered);
+	f->handle = harness_link_up(f->h, &peer);
+}
+
+static void link_key_notification(fixture *f, uint8_t type)
+{
+	bt_addr peer = peer_addr();
+	uint8_t ev[23] = { 0 };
+	memcpy(ev, peer.b, 6);
+	ev[22] = type;
+	hci_event_in(f, HCI_EV_LINK_KEY_NOTIFICATION, ev, 23);
+}
+
+/* Vol 3 Part C 5.2.2: both hosts support SSP (the peer's page 1 bit 0), so as initiator every
+ * channel but SDP's waits for an authenticated, encrypted link: Authentication_Requested and
+ * Set_Connection_Encryption come before the Connection Request. SDP's goes at once. */
+static void test_ssp_peer_secured_before_connect(void **state)
+{
+	fixture *f = *state;
+	relink(f, true, true);
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec rs = { 0 }, r = { 0 };
+	l2cap_chan *sdp, *ch;
+	assert_int_equal(l2cap_connect(l, &peer, 0x0001, 672, &rec_ops, &rs, &sdp), 0);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	assert_int_equal(get_le16(d), 0x0001);
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), -1); /* no Connection Request yet */
+	auth_complete(f, 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	encryption_on(f);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0075, 672), 0);
+	assert_int_equal(r.opened, 1);
+	l2cap_close(ch);
+	l2cap_close(sdp);
+}
+
+/* The same peer without SSP: the Connection Request goes at once (a "security block" answer
+ * would still get the link secured, test_security_block_secures_link_and_retries). */
+static void test_legacy_peer_not_secured_first(void **state)
+{
+	fixture *f = *state;
+	relink(f, false, true);
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	l2cap_close(ch);
+}
+
+/* Features not answered yet: the channel waits for them; the Remote Host Supported Features
+ * Notification (7.7.50) tells SSP, so the link is secured. Never answered at all: after 2 s
+ * the request goes unsecured. */
+static void test_channel_waits_for_peer_features(void **state)
+{
+	fixture *f = *state;
+	relink(f, false, false);
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	uint8_t ev[14] = { 0 };
+	memcpy(ev, peer.b, 6);
+	ev[6] = 0x01; /* Secure Simple Pairing (Host Support) */
+	hci_event_in(f, 0x3d, ev, 14);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	l2cap_close(ch);
+
+	relink(f, true, false);
+	rec r2 = { 0 };
+	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r2, &ch), 0);
+	harness_advance(f->h, 1900);
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	harness_advance(f->h, 200);
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	l2cap_close(ch);
+}
+
+/* Levels as client: HIGH wants an authenticated key (types 5/8, Vol 4 Part E 7.7.24); the
+ * link secured with an unauthenticated one (4) is not enough: EACCES, "key too weak". With an
+ * authenticated key the channel opens; MEDIUM on that link needs nothing more. */
+static void test_client_levels(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1003, 672, 9, &rec_ops, &r, &ch), -EINVAL);
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1003, 672, L2CAP_SEC_HIGH, &rec_ops, &r, &ch), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	link_key_notification(f, 0x04);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_equal(r.closed, 1);
+	assert_int_equal(r.close_err, -EACCES);
+	assert_int_equal(l2cap_chan_sec_reason(ch), HCI_SEC_WEAK_KEY);
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	l2cap_close(ch);
+
+	relink(f, false, true);
+	rec r2 = { 0 };
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1003, 672, L2CAP_SEC_HIGH, &rec_ops, &r2, &ch), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	link_key_notification(f, 0x05);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0076, 672), 0);
+	assert_int_equal(r2.opened, 1);
+	rec r3 = { 0 };
+	l2cap_chan *ch3;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1005, 672, L2CAP_SEC_MEDIUM, &rec_ops, &r3, &ch3), 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), 0x02);
+	l2cap_close(ch3);
+	l2cap_close(ch);
+}
+
+/* Peer's Connection Request to psm (source CID scid); returns the Connection Response. */
+static void peer_conn_req(fixture *f, uint16_t psm, uint16_t scid, uint8_t ident, uint16_t rsp[4])
+{
+	uint8_t req[4], d[256], id;
+	size_t n;
+	put_le16(req, psm);
+	put_le16(req + 2, scid);
+	harness_sig_in(f->h, f->handle, 0x02, ident, req, 4);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(id, ident);
+	for (int i = 0; i < 4; i++)
+		rsp[i] = get_le16(d + 2 * i);
+}
+
+/* Levels as server (Vol 3 Part A 4.3): a request on a link below MEDIUM is answered "pending,
+ * authentication pending" (0x0001/0x0001), the link secured, then success and configuration.
+ * When securing fails: "security block" (0x0003) and no channel. SDP is never held back. */
+static void test_server_level_pending_then_success(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	assert_int_equal(l2cap_listen_sec(l, 0x1005, 672, L2CAP_SEC_MEDIUM, rec_accept, &r), 0x1005);
+	uint16_t rsp[4];
+	uint8_t d[256], id;
+	size_t n;
+	peer_conn_req(f, 0x1005, 0x0080, 7, rsp);
+	assert_int_equal(rsp[1], 0x0080);
+	assert_int_equal(rsp[2], 0x0001); /* pending */
+	assert_int_equal(rsp[3], 0x0001); /* authentication pending */
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_null(r.ch); /* not handed to the owner yet */
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(id, 7);
+	assert_int_equal(get_le16(d + 2), 0x0080);
+	assert_int_equal(get_le16(d + 4), 0x0000); /* success */
+	assert_int_equal(get_le16(d), rsp[0]);
+	assert_non_null(r.ch);
+	assert_int_equal(sig(f, &id, d, &n), 0x04); /* our Configuration Request */
+
+	/* the link is encrypted now: a second channel is accepted at once */
+	rec r2 = { 0 };
+	assert_int_equal(l2cap_listen_sec(l, 0x1007, 672, L2CAP_SEC_MEDIUM, rec_accept, &r2), 0x1007);
+	peer_conn_req(f, 0x1007, 0x0081, 8, rsp);
+	assert_int_equal(rsp[2], 0x0000);
+}
+
+static void test_server_level_security_block(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	rec r = { 0 };
+	assert_int_equal(l2cap_listen_sec(l, 0x1005, 672, L2CAP_SEC_HIGH, rec_accept, &r), 0x1005);
+	uint16_t rsp[4];
+	uint8_t d[256], id;
+	size_t n;
+	peer_conn_req(f, 0x1005, 0x0080, 9, rsp);
+	assert_int_equal(rsp[2], 0x0001);
+	auth_complete(f, HCI_ERR_AUTH_FAILURE);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(id, 9);
+	assert_int_equal(get_le16(d), 0x0000);
+	assert_int_equal(get_le16(d + 4), 0x0003); /* security block */
+	assert_null(r.ch);
+	/* secured, but with an unauthenticated key: HIGH refuses too */
+	peer_conn_req(f, 0x1005, 0x0082, 10, rsp);
+	assert_int_equal(rsp[2], 0x0001);
+	link_key_notification(f, 0x04);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_equal(sig(f, &id, d, &n), 0x03);
+	assert_int_equal(get_le16(d + 4), 0x0003);
+	assert_null(r.ch);
+	/* the link stays encrypted with that key: as acceptor no re-pairing, "security block" at
+	 * once (the initiator may upgrade and ask again) */
+	harness_cmd_seen(f->h, 0);
+	peer_conn_req(f, 0x1005, 0x0084, 12, rsp);
+	assert_int_equal(rsp[2], 0x0003);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_null(r.ch);
+	/* SDP is never held back by security */
+	peer_conn_req(f, 0x0001, 0x0083, 11, rsp);
+	assert_int_not_equal(rsp[2], 0x0001);
+}
+
+/* An upgrade: the link is encrypted with an unauthenticated key (type 4), a HIGH channel asks
+ * for more: Authentication_Requested again with MITM asked, a stored weak key is not offered
+ * (Link_Key_Request -> negative reply, so pairing replaces it), and with an authenticated key
+ * (type 5) the channel opens; no second Set_Connection_Encryption is needed. */
+static void test_high_upgrades_encrypted_link(void **state)
+{
+	fixture *f = *state;
+	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
+	gap *g = bt_stack_gap(harness_stack(f->h));
+	bt_addr peer = peer_addr();
+	uint8_t d[256], id;
+	size_t n;
+	rec r = { 0 };
+	l2cap_chan *ch;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1003, 672, L2CAP_SEC_MEDIUM, &rec_ops, &r, &ch), 0);
+	uint8_t key[16] = { 9 };
+	gap_link_key_set(g, &peer, key, 0x04);
+	link_key_notification(f, 0x04);
+	auth_complete(f, 0);
+	encryption_on(f);
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0077, 672), 0);
+	assert_int_equal(r.opened, 1);
+	harness_cmd_seen(f->h, 0); /* forget what was sent so far */
+
+	rec r2 = { 0 };
+	l2cap_chan *ch2;
+	assert_int_equal(l2cap_connect_sec(l, &peer, 0x1005, 672, L2CAP_SEC_HIGH, &rec_ops, &r2, &ch2), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_int_equal(sig(f, &id, d, &n), -1);
+	hci_event_in(f, HCI_EV_LINK_KEY_REQUEST, peer.b, 6);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_LINK_KEY_REQUEST_NEG_REPLY));
+	link_key_notification(f, 0x05);
+	auth_complete(f, 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_SET_CONN_ENCRYPT));
+	assert_int_not_equal(harness_accept_channel(f->h, f->handle, 0x0078, 672), 0);
+	assert_int_equal(r2.opened, 1);
+	l2cap_close(ch2);
+	l2cap_close(ch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1250,6 +1647,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_authentication_refuses_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_paired_without_auth_complete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_security_block_right_after_encryption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_short_key_ends_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_minimum_key_size_setting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_key_pairs_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_security_failure_reasons, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ssp_peer_secured_before_connect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_peer_not_secured_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_channel_waits_for_peer_features, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_levels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_high_upgrades_encrypted_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_level_pending_then_success, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_level_security_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_detects_vanished_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keepalive_answered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_psm_rules, setup, teardown),

@@ -13,6 +13,7 @@
 
 #include "core/bytes.h"
 #include "harness.h"
+#include "hci/hci_defs.h"
 #include "rfcomm/rfcomm_frame.h"
 
 #define PEER_CID 0x0040
@@ -1170,9 +1171,111 @@ static void test_idle_session_flood(void **state)
 	assert_int_equal(closed_by_stack, 39);
 }
 
+/* ---- security levels */
+
+static void hci_ev(fixture *f, uint8_t code, const uint8_t *p, uint8_t len)
+{
+	uint8_t pkt[3 + 255] = { 0x04, code, len };
+	memcpy(pkt + 3, p, len);
+	harness_h4_in(f->h, pkt, 3u + len);
+}
+
+/* Authentication Complete (Vol 4 Part E 7.7.6) with status; on success Encryption Change on
+ * (7.7.8). */
+static void secure_outcome(fixture *f, uint8_t status)
+{
+	uint8_t ev[4] = { status };
+	put_le16(ev + 1, f->handle);
+	hci_ev(f, HCI_EV_AUTH_COMPLETE, ev, 3);
+	if (status)
+		return;
+	ev[0] = 0;
+	ev[3] = 0x01;
+	hci_ev(f, HCI_EV_ENCRYPT_CHANGE, ev, 4);
+}
+
+/* A server's level is enforced before its DLC opens (RFCOMM spec 5.2): the SABM on a link
+ * below MEDIUM waits while the link is secured, then UA. HIGH on that link (its key not known
+ * to be authenticated) is refused at once with DM. */
+static void test_server_level_secures_before_ua(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen_sec(f->rf, 3, L2CAP_SEC_MEDIUM, rec_accept, &f->r), 3);
+	send_frame(f, 3 << 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_false(take(f)); /* no UA before the link is secured */
+	send_frame(f, 3 << 1, true, RFCOMM_SABM, true, -1, NULL, 0); /* repeated: still waits */
+	assert_false(take(f));
+	assert_int_equal(f->r.accepts, 0);
+	secure_outcome(f, 0);
+	expect(f, 3 << 1, RFCOMM_UA);
+	assert_true(f->f.pf);
+	assert_int_equal(f->r.accepts, 1);
+
+	/* HIGH on that link (its key not known to be authenticated): DM at once; as acceptor the
+	 * link is not re-paired */
+	rec hi = { 0 };
+	assert_int_equal(rfcomm_listen_sec(f->rf, 4, L2CAP_SEC_HIGH, rec_accept, &hi), 4);
+	harness_cmd_seen(f->h, 0);
+	send_frame(f, 4 << 1, true, RFCOMM_SABM, true, -1, NULL, 0);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	while (take(f) && f->f.dlci != (4 << 1))
+		; /* MSC and credits of DLC 3 */
+	assert_int_equal(f->f.ctrl, RFCOMM_DM);
+	assert_int_equal(hi.accepts, 0);
+}
+
+static void test_server_level_refused_with_dm(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen_sec(f->rf, 3, L2CAP_SEC_HIGH, rec_accept, &f->r), 3);
+	assert_int_equal(rfcomm_listen_sec(f->rf, 5, 7, rec_accept, &f->r), -EINVAL);
+	send_frame(f, 3 << 1, true, RFCOMM_SABM, false, -1, NULL, 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_false(take(f));
+	secure_outcome(f, 0x05); /* Authentication Failure */
+	expect(f, 3 << 1, RFCOMM_DM);
+	assert_false(f->f.pf);
+	assert_int_equal(f->r.accepts, 0);
+}
+
+/* A client's link is raised to its level before the DLC's PN; a failure ends the DLC with
+ * EACCES and the reason. */
+static void test_client_level(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	rec a = { 0 }, b = { 0 };
+	rfcomm_dlc *da = NULL, *db = NULL;
+	assert_int_equal(rfcomm_connect_sec(f->rf, &f->peer, 4, L2CAP_SEC_MEDIUM, &rec_ops, &a, &da), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	assert_false(take(f)); /* no PN yet */
+	secure_outcome(f, 0x05);
+	assert_int_equal(a.closed, 1);
+	assert_int_equal(a.close_err, -EACCES);
+	assert_int_equal(rfcomm_dlc_sec_reason(da), HCI_SEC_PEER_AUTH_FAILURE);
+	rfcomm_close(da);
+
+	assert_int_equal(rfcomm_connect_sec(f->rf, &f->peer, 4, L2CAP_SEC_MEDIUM, &rec_ops, &b, &db), 0);
+	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
+	secure_outcome(f, 0);
+	rfcomm_mcc m;
+	expect_mcc(f, RFCOMM_MCC_PN, true, &m); /* our PN command */
+	rfcomm_pn pn;
+	assert_int_equal(rfcomm_pn_decode(m.val, m.len, &pn), 0);
+	assert_int_equal(pn.dlci, 4 << 1 | 1);
+	assert_int_equal(b.closed, 0);
+	rfcomm_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_server_level_secures_before_ua, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_level_refused_with_dm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_sabm_ua, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dm_for_unknown_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pn_sabm_msc_data, setup, teardown),

@@ -87,6 +87,8 @@ static int run_info(struct tool_ctx *ctx, int argc, char **argv)
 	if (btsock_adapter_info(addr, &info) < 0)
 		return tool_fail("adapter info");
 	print_info(&info);
+	r = btsock_adapter_secure_connections(addr);
+	printf("secure conn:  %s\n", r > 0 ? "on" : r == 0 ? "off (not supported by the controller)" : "unknown");
 	return TOOL_EXIT_OK;
 }
 

@@ -31,6 +31,9 @@ static const char l2cap_help[] =
 	"                   listen: publish an SDP record for the PSM named NAME\n"
 	"  -u, --uuid UUID  listen: the record's service UUID; connect: find the PSM of the\n"
 	"                   service with this UUID by SDP (then PSM is omitted)\n"
+	"      --security LEVEL\n"
+	"                   low (default), medium (encrypted), high (authenticated key) or\n"
+	"                   fips (Secure Connections key); a shortfall fails with the reason\n"
 	"\n"
 	"Example: btsock l2cap listen 0x1001\n"
 	"         echo hello | btsock l2cap connect 00:AA:01:00:00:23 0x1001\n";

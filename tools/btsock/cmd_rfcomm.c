@@ -8,7 +8,10 @@
 	"                   stderr is a terminal, and a throughput line at the end\n"          \
 	"  -q, --quiet      no progress bar, throughput line or connection messages\n"         \
 	"  -u, --uuid UUID  listen: the service UUID of --advertise; connect: find the channel\n" \
-	"                   of the service with this UUID by SDP (then CHANNEL is omitted)\n"
+	"                   of the service with this UUID by SDP (then CHANNEL is omitted)\n" \
+	"      --security LEVEL\n"                                                            \
+	"                   low (default), medium (encrypted), high (authenticated key) or\n" \
+	"                   fips (Secure Connections key); a shortfall fails with the reason\n"
 
 static const char listen_help[] =
 	"Usage: btsock listen [options] [CHANNEL]\n"

@@ -294,6 +294,11 @@ static int make_socket(const struct session *s, int *rc)
 		btsock_close(fd);
 		return -1;
 	}
+	if (s->security && btsock_set_security(fd, (enum btsock_security)(s->security - 1)) < 0) {
+		*rc = tool_fail("set security");
+		btsock_close(fd);
+		return -1;
+	}
 	return fd;
 }
 
@@ -436,7 +441,7 @@ int session_listen(const struct tool_ctx *ctx, const struct session *s)
 	return rc;
 }
 
-enum { OPT_KEEP, OPT_NO_STDIN, OPT_QUIET, OPT_SEND, OPT_MTU, OPT_ADVERTISE, OPT_UUID };
+enum { OPT_KEEP, OPT_NO_STDIN, OPT_QUIET, OPT_SEND, OPT_MTU, OPT_ADVERTISE, OPT_UUID, OPT_SECURITY };
 
 static const struct tool_opt session_opts[] = {
 	[OPT_KEEP] = { 'k', "keep", false },
@@ -446,7 +451,18 @@ static const struct tool_opt session_opts[] = {
 	[OPT_MTU] = { 'm', "mtu", true },
 	[OPT_ADVERTISE] = { 0, "advertise", true },
 	[OPT_UUID] = { 'u', "uuid", true },
+	[OPT_SECURITY] = { 0, "security", true },
 };
+
+/* --security low|medium|high|fips: enum btsock_security + 1, or 0 if not a level. */
+static int parse_security(const char *w)
+{
+	static const char *const levels[] = { "low", "medium", "high", "fips" };
+	for (int k = 0; k < 4; k++)
+		if (strcmp(w, levels[k]) == 0)
+			return k + 1;
+	return 0;
+}
 
 /* Applies one option; false on a usage error (message printed). */
 static bool session_option(struct tool_args *a, struct session *s, int opt)
@@ -477,6 +493,12 @@ static bool session_option(struct tool_args *a, struct session *s, int opt)
 		if (!tool_check_uuid(a->arg))
 			return false;
 		s->uuid = a->arg;
+		return true;
+	case OPT_SECURITY:
+		s->security = parse_security(a->arg);
+		if (!s->security)
+			return tool_usage_error(a->cmd, "--security takes low, medium, high or fips, not '%s'",
+						a->arg), false;
 		return true;
 	default: /* OPT_MTU */
 		if (s->proto != BTSOCK_L2CAP)

@@ -20,10 +20,11 @@ struct session {
 	const char *send_path;  /* --send FILE: send it, then close */
 	const char *advertise;  /* listen --advertise NAME: publish an SDP record */
 	const char *uuid;       /* listen: the record's service UUID; connect: find the port by it */
+	int security;           /* --security: enum btsock_security + 1, 0 = default (low) */
 };
 
 /* Scans the options shared by the relay commands (-k, -d, -q, --send, --mtu, --advertise,
- * --uuid) into s and
+ * --uuid, --security) into s and
  * collects up to max_pos positionals in pos[] (*npos says how many). Returns -1 to go on, or
  * the exit code to return now (help printed, or a usage error). help is the command whose
  * text -h prints. */

@@ -172,6 +172,34 @@ bool tool_parse_psm(const char *s, bool allow_any, unsigned *out)
 	return true;
 }
 
+/* The CLI's pairing agent (--agent, --pin): answers at once, on btsock's thread. */
+static int cli_confirm(void *ctx, const char *adapter, const char *peer, unsigned value)
+{
+	const struct tool_ctx *c = ctx;
+	bool yes = c->agent && strcmp(c->agent, "accept") == 0;
+
+	fprintf(stderr, "btsock: pairing with %s: confirm %06u? %s (--agent %s)\n", peer, value,
+		yes ? "yes" : "no", c->agent ? c->agent : "reject");
+	return yes ? 1 : 0;
+}
+
+static void cli_display(void *ctx, const char *adapter, const char *peer, unsigned passkey)
+{
+	fprintf(stderr, "btsock: pairing with %s: type %06u on it\n", peer, passkey);
+}
+
+static int cli_pin(void *ctx, const char *adapter, const char *peer, char pin[17])
+{
+	const struct tool_ctx *c = ctx;
+
+	if (!c->pin)
+		return 0;
+	snprintf(pin, 17, "%s", c->pin);
+	return 1;
+}
+
+static const struct btsock_agent cli_agent = { cli_confirm, cli_display, NULL, cli_pin };
+
 int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 {
 	char local[BTSOCK_ADDRSTRLEN];
@@ -190,6 +218,10 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 		tool_fail("keys file");
 		return TOOL_EXIT_FAILURE;
 	}
+	if ((ctx->agent || ctx->pin) && btsock_set_agent(&cli_agent, (void *)ctx) < 0) {
+		tool_fail("agent");
+		return TOOL_EXIT_FAILURE;
+	}
 	if (btsock_adapter_open(name, addr ? addr : local) < 0) {
 		int err = errno;
 		const char *sentence = btsock_error();
@@ -202,6 +234,11 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 	}
 	if (ctx->local_name && btsock_set_local_name(addr ? addr : local, ctx->local_name) < 0)
 		return tool_fail("local name");
+	/* --agent: a user is there to compare numbers, so the adapter says DisplayYesNo (Core Vol 4
+	 * Part E 7.1.29) and Numeric Comparison reaches the agent instead of Just Works. */
+	struct btsock_pairing p = { BTSOCK_IO_DISPLAY_YESNO, false, 0 };
+	if (ctx->agent && btsock_set_pairing(addr ? addr : local, &p) < 0)
+		return tool_fail("pairing settings");
 	return TOOL_EXIT_OK;
 }
 
@@ -219,6 +256,8 @@ static const struct tool_opt global_opts[] = {
 	{ 0, "snoop", true },
 	{ 'n', "name", true },
 	{ 0, "keys", true },
+	{ 0, "agent", true },
+	{ 0, "pin", true },
 };
 
 /* Finds the option matching argv word `w` in opts; fills *value for attached values. */
@@ -301,8 +340,17 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			a->ctx->snoop = a->arg;
 		else if (k == 2)
 			a->ctx->local_name = a->arg;
-		else
+		else if (k == 3)
 			a->ctx->keys = a->arg;
+		else if (k == 4 && strcmp(a->arg, "accept") != 0 && strcmp(a->arg, "reject") != 0)
+			return tool_usage_error(a->cmd, "--agent takes accept or reject, not '%s'", a->arg),
+			       TOOL_ARG_ERROR;
+		else if (k == 4)
+			a->ctx->agent = a->arg;
+		else if (strlen(a->arg) < 1 || strlen(a->arg) > 16)
+			return tool_usage_error(a->cmd, "--pin takes 1 to 16 characters"), TOOL_ARG_ERROR;
+		else
+			a->ctx->pin = a->arg;
 		return tool_next_arg(a, opts, nopts);
 	}
 	k = match_opt(w, opts, nopts, &attached);
