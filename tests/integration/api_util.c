@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -197,8 +198,13 @@ void child_start_in(child *c, const char *adapter, char *const argv[], const cha
 	static int seq;
 	snprintf(c->out, sizeof c->out, "/tmp/btsock-it-%d-%d.out", (int)getpid(), seq);
 	snprintf(c->err, sizeof c->err, "/tmp/btsock-it-%d-%d.err", (int)getpid(), seq++);
+	pid_t parent = getpid();
 	c->pid = fork();
 	if (c->pid == 0) {
+		/* A test that dies (an assert, a ctest timeout) takes its children with it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		int o = open(c->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		int e = open(c->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		dup2(o, STDOUT_FILENO);
