@@ -1,4 +1,4 @@
-/* lock_holder.h - for tests of the keystore's file lock (src/api/keystore.c): a child process
+/* lock_holder.h - for tests of the keystore's file lock (src/runtime/keystore.c): a child process
  * that holds PATH.lock (flock, as the keystore takes it) until told to let go. Header-only:
  * both the unit and the integration tests use it. Needs <cmocka.h> included first. */
 #ifndef BTSOCK_TEST_LOCK_HOLDER_H

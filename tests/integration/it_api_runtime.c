@@ -1,4 +1,4 @@
-/* it_api_runtime.c - faults of the socket runtime (src/api) never pass silently (issue 10 B):
+/* it_api_runtime.c - faults of the socket runtime (src/runtime) never pass silently (issue 10 B):
  *   - closing an adapter while other threads are blocked in btsock_accept / btsock_close on
  *     it: they fail with ENETDOWN ("the adapter was closed") at once, with one adapter open
  *     (they used to sleep forever) or several (they used to read freed memory);
@@ -31,8 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/keystore.h"
-#include "api/runtime.h"
+#include "runtime/keystore.h"
+#include "runtime/runtime.h"
 #include "api_util.h"
 #include "btsock.h"
 #include "btvirt_env.h"
@@ -281,8 +281,16 @@ static void test_many_sockets_all_polled(void **state)
 
 static const uint8_t test_key[16] = { 0x77, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
 
+static int notify_step(adapter *ad, void *arg, rt_why why)
+{
+	if (why == RT_DOWN)
+		return -1;
+	gap_event(bt_stack_gap(ad->st), HCI_EV_LINK_KEY_NOTIFICATION, arg, 23);
+	return 0;
+}
+
 /* The controller reports a new bond (Link_Key_Notification, Vol 4 Part E 7.7.24) to the
- * adapter: fed to its GAP under the runtime lock, as the loop does with controller events
+ * adapter: fed to its GAP on its loop thread, as the loop does with controller events
  * (two btsock stacks on btvirt never pair by themselves). */
 static void *notify_key(void *arg)
 {
@@ -294,11 +302,11 @@ static void *notify_key(void *arg)
 	memcpy(p, peer.b, 6);
 	memcpy(p + 6, test_key, 16);
 	p[22] = 0x04; /* unauthenticated combination key */
-	rt_enter();
 	adapter *ad = rt_adapter_by_addr(&a);
-	if (ad)
-		gap_event(bt_stack_gap(ad->st), HCI_EV_LINK_KEY_NOTIFICATION, p, sizeof p);
-	pthread_mutex_unlock(&rt_lock);
+	if (ad) {
+		rt_call(ad, notify_step, p, -1, "test");
+		rt_adapter_put(ad);
+	}
 	return ad ? arg : NULL;
 }
 

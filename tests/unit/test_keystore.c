@@ -1,4 +1,4 @@
-/* test_keystore.c - the link key file (src/api/keystore.c): one bond per line, keys as
+/* test_keystore.c - the link key file (src/runtime/keystore.c): one bond per line, keys as
  * Link_Key_Notification gives them (Core spec Vol 4 Part E 7.7.24), written with mode 0600. */
 #include <errno.h>
 #include <setjmp.h>
@@ -19,7 +19,7 @@
 
 #include "../common/lock_holder.h"
 
-#include "api/keystore.h"
+#include "runtime/keystore.h"
 
 typedef struct {
 	int n;

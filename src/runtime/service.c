@@ -2,8 +2,8 @@
  * adapter's SDP server, finding services on other devices with SDP queries (Core spec Vol 3
  * Part B), and describing records as text.
  *
- * Queries run on the adapter's loop (sdp_query_start under rt_lock); the calling thread
- * waits on rt_cond until the query's callback has filled in its result. */
+ * Queries run on the adapter's loop (rt_op_run: sdp_query_start there); the calling thread
+ * waits for its own completion while the query's callback fills in its result. */
 #include "runtime.h"
 
 #include <errno.h>
@@ -18,12 +18,6 @@
 #define FIND_INQUIRY_LENGTH 4   /* x 1.28 s: the inquiry when no address is given */
 #define FIND_MAX_DEVICES 32
 #define QUERY_WAIT_MS (SDP_CLIENT_DEFAULT_TIMEOUT_MS + 5000) /* the query's own timeout ends it first */
-
-static int unlock_ret(int rv)
-{
-	pthread_mutex_unlock(&rt_lock);
-	return rv;
-}
 
 /* ------------------------------------------------------------------ advertising */
 
@@ -75,55 +69,96 @@ static int desc_from_service(const struct btsock_service *svc, sdp_service_desc 
 	return 0;
 }
 
-int btsock_advertise_service(int fd, const struct btsock_service *svc)
+typedef struct {
+	bsock *s;
+	const sdp_service_desc *d;
+	bool stop;
+} adv_args;
+
+static int adv_step(adapter *ad, void *arg, rt_why why)
 {
-	rt_enter();
-	bsock *s = rt_sock_find(fd);
-	if (!s)
-		return unlock_ret(rt_fail(EBADF, "advertise_service: %d is not an open btsock socket", fd));
-	if (!svc)
-		return unlock_ret(rt_fail(EINVAL, "advertise_service: no service description"));
-	if (!s->registered && s->state == S_BOUND && rt_sock_register(s, "advertise_service") < 0)
-		return unlock_ret(-1); /* bound to port 0: the port is chosen now */
-	if (!s->registered || !s->port || !s->ad)
-		return unlock_ret(rt_fail(EINVAL, "advertise_service: socket %d is not bound to a %s (call btsock_bind "
-						  "first)",
-					  fd, s->proto == BTSOCK_RFCOMM ? "channel" : "PSM"));
-	if (s->ad->dead)
-		return unlock_ret(rt_fail(ENETDOWN, "advertise_service: %s", s->ad->err));
-	sdp_service_desc d;
-	sdp_uuid id, classes[BTSOCK_MAX_CLASSES];
-	sdp_profile profiles[BTSOCK_MAX_PROFILES];
-	if (desc_from_service(svc, &d, &id, classes, profiles) < 0)
-		return unlock_ret(-1);
+	adv_args *a = arg;
+	bsock *s = a->s;
+	const char *call = a->stop ? "stop_advertising" : "advertise_service";
+	if (why == RT_DOWN || ad->closing || ad->dead)
+		return rt_adapter_down(ad, call) < 0 ? -1 : rt_fail(ENETDOWN, "%s: the adapter was closed", call);
+	sdp_server *srv = bt_stack_sdp(ad->st);
+	if (a->stop) {
+		if (!s->sdp_handle)
+			return rt_fail(ENOENT, "stop_advertising: socket %d advertises no service", s->app_fd);
+		sdp_server_remove_record(srv, s->sdp_handle);
+		s->sdp_handle = 0;
+		rt_clear_error();
+		return 0;
+	}
+	if (!s->registered && s->state == S_BOUND && rt_sock_register(s, call) < 0)
+		return -1; /* bound to port 0: the port is chosen now */
+	if (!s->registered || !s->port)
+		return rt_fail(EINVAL, "advertise_service: socket %d is not bound to a %s (call btsock_bind first)",
+			       s->app_fd, s->proto == BTSOCK_RFCOMM ? "channel" : "PSM");
+	sdp_service_desc d = *a->d;
 	if (s->proto == BTSOCK_RFCOMM)
 		d.rfcomm_channel = (uint8_t)s->port;
 	else
 		d.l2cap_psm = s->port;
-	sdp_server *srv = bt_stack_sdp(s->ad->st);
 	uint32_t h = sdp_server_add_service(srv, &d);
 	if (!h)
-		return unlock_ret(rt_fail(ENOMEM, "advertise_service: the record could not be built (out of memory, "
-						  "or an attribute over 64 KiB)"));
+		return rt_fail(ENOMEM, "advertise_service: the record could not be built (out of memory, or an "
+				       "attribute over 64 KiB)");
 	if (s->sdp_handle)
 		sdp_server_remove_record(srv, s->sdp_handle);
 	s->sdp_handle = h;
 	rt_clear_error();
-	return unlock_ret(0);
+	return 0;
 }
 
-int btsock_stop_advertising(int fd)
+/* The socket's adapter, or NULL with the message (a socket never bound has none). */
+static adapter *bound_adapter(bsock *s, const char *call, bool stop)
 {
-	rt_enter();
-	bsock *s = rt_sock_find(fd);
+	pthread_mutex_lock(&s->mu);
+	adapter *ad = s->ad;
+	if (ad)
+		rt_adapter_get(ad);
+	pthread_mutex_unlock(&s->mu);
+	if (!ad && stop)
+		rt_fail(ENOENT, "stop_advertising: socket %d advertises no service", s->app_fd);
+	else if (!ad)
+		rt_fail(EINVAL, "%s: socket %d is not bound to a %s (call btsock_bind first)", call, s->app_fd,
+			s->proto == BTSOCK_RFCOMM ? "channel" : "PSM");
+	return ad;
+}
+
+int rt_advertise_service(int fd, const struct btsock_service *svc)
+{
+	bsock *s = rt_sock_get(fd);
 	if (!s)
-		return unlock_ret(rt_fail(EBADF, "stop_advertising: %d is not an open btsock socket", fd));
-	if (!s->sdp_handle)
-		return unlock_ret(rt_fail(ENOENT, "stop_advertising: socket %d advertises no service", fd));
-	sdp_server_remove_record(bt_stack_sdp(s->ad->st), s->sdp_handle);
-	s->sdp_handle = 0;
-	rt_clear_error();
-	return unlock_ret(0);
+		return rt_fail(EBADF, "advertise_service: %d is not an open btsock socket", fd);
+	int rc = -1;
+	sdp_service_desc d;
+	sdp_uuid id, classes[BTSOCK_MAX_CLASSES];
+	sdp_profile profiles[BTSOCK_MAX_PROFILES];
+	adapter *ad = NULL;
+	if (!svc)
+		rt_fail(EINVAL, "advertise_service: no service description");
+	else if ((ad = bound_adapter(s, "advertise_service", false)) && desc_from_service(svc, &d, &id, classes, profiles) == 0)
+		rc = rt_call(ad, adv_step, &(adv_args){ .s = s, .d = &d }, -1, "advertise_service");
+	rt_adapter_put(ad);
+	rt_sock_put(s);
+	return rc;
+}
+
+int rt_stop_advertising(int fd)
+{
+	bsock *s = rt_sock_get(fd);
+	if (!s)
+		return rt_fail(EBADF, "stop_advertising: %d is not an open btsock socket", fd);
+	int rc = -1;
+	adapter *ad = bound_adapter(s, "stop_advertising", true);
+	if (ad)
+		rc = rt_call(ad, adv_step, &(adv_args){ .s = s, .stop = true }, -1, "stop_advertising");
+	rt_adapter_put(ad);
+	rt_sock_put(s);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ results */
@@ -150,15 +185,6 @@ static struct btsock_service_info *results_add(results *r)
 		r->cap = cap;
 	}
 	return &r->v[r->n++];
-}
-
-void btsock_free_services(struct btsock_service_info *services)
-{
-	if (!services)
-		return;
-	for (struct btsock_service_info *i = services; i->host[0]; i++)
-		free((void *)i->record);
-	free(services);
 }
 
 static void fill_uuid(char out[BTSOCK_UUIDSTRLEN], const sdp_uuid *u) { sdp_uuid_format(u, out); }
@@ -228,7 +254,6 @@ static void query_done(void *ctx, int err, sdp_record *const *recs, size_t n)
 			return;
 		}
 	}
-	pthread_cond_broadcast(&rt_cond);
 }
 
 static const char *query_reason(int err)
@@ -245,23 +270,37 @@ static const char *query_reason(int err)
 	}
 }
 
+typedef struct {
+	query_ctx q;
+	sdp_query_params p;
+	sdp_query *h;
+} query_op;
+
+static int query_start(adapter *ad, void *ctx)
+{
+	query_op *o = ctx;
+	return sdp_query_start(bt_stack_l2cap(ad->st), bt_stack_timers(ad->st), &o->q.peer, &o->p, query_done, &o->q,
+			       &o->h);
+}
+
+static void query_cancel(adapter *ad, void *ctx)
+{
+	query_op *o = ctx;
+	sdp_query_cancel(o->h);
+}
+
 /* Runs one ServiceSearchAttribute query for every attribute of the records matching uuid,
  * appending what passes the name filter to out. 0 or -errno. */
 static int query_one(adapter *ad, const bt_addr *peer, const sdp_uuid *uuid, const char *name, results *out)
 {
-	query_ctx q = { .peer = *peer, .name = name, .out = out };
-	sdp_query_params p = { .uuids = uuid, .n_uuids = 1 };
-	sdp_query *h = NULL;
-	rt_op_begin(ad);
-	int rc = sdp_query_start(bt_stack_l2cap(ad->st), bt_stack_timers(ad->st), peer, &p, query_done, &q, &h);
-	if (rc == 0 && (rc = rt_op_wait(ad, &q.done, QUERY_WAIT_MS)) < 0)
-		sdp_query_cancel(h);
-	rt_op_end(ad);
+	query_op o = { .q = { .peer = *peer, .name = name, .out = out }, .p = { .uuids = uuid, .n_uuids = 1 } };
+	rt_op op = { query_start, query_cancel, &o.q.done, &o };
+	int rc = rt_op_run(ad, &op, QUERY_WAIT_MS, "find_services");
 	if (rc < 0)
 		return rc;
 	if (out->nomem)
 		return -ENOMEM;
-	return q.err;
+	return o.q.err;
 }
 
 /* ------------------------------------------------------------------ inquiry for find */
@@ -285,18 +324,23 @@ static void fi_done(void *ctx, int err)
 	find_inquiry *f = ctx;
 	f->done = true;
 	f->err = err;
-	pthread_cond_broadcast(&rt_cond);
+}
+
+static int fi_start(adapter *ad, void *ctx)
+{
+	static const gap_inquiry_ops ops = { fi_device, fi_done };
+	return gap_inquiry_start(bt_stack_gap(ad->st), FIND_INQUIRY_LENGTH, 0, &ops, ctx);
+}
+
+static void fi_cancel(adapter *ad, void *ctx)
+{
+	gap_inquiry_cancel(bt_stack_gap(ad->st)); /* done(-ECANCELED) follows at once, into ctx */
 }
 
 static int inquire_for_find(adapter *ad, find_inquiry *f)
 {
-	static const gap_inquiry_ops ops = { fi_device, fi_done };
-	gap *g = bt_stack_gap(ad->st);
-	rt_op_begin(ad);
-	int rc = gap_inquiry_start(g, FIND_INQUIRY_LENGTH, 0, &ops, f);
-	if (rc == 0 && (rc = rt_op_wait(ad, &f->done, FIND_INQUIRY_LENGTH * 1280 + 10000)) < 0)
-		gap_inquiry_cancel(g); /* done(-ECANCELED) follows at once, into f */
-	rt_op_end(ad);
+	rt_op op = { fi_start, fi_cancel, &f->done, f };
+	int rc = rt_op_run(ad, &op, FIND_INQUIRY_LENGTH * 1280 + 10000, "find_services");
 	if (rc == -EBUSY)
 		return rt_fail(EBUSY, "find_services: an inquiry is already running on this adapter");
 	if (rc < 0 || (f->err && f->err != -ECANCELED))
@@ -307,8 +351,7 @@ static int inquire_for_find(adapter *ad, find_inquiry *f)
 
 /* ------------------------------------------------------------------ find */
 
-int btsock_find_services(const char *addr, const char *uuid, const char *name,
-			 struct btsock_service_info **out)
+int rt_find_services(const char *addr, const char *uuid, const char *name, struct btsock_service_info **out)
 {
 	if (!out)
 		return rt_fail(EINVAL, "find_services: out is NULL");
@@ -324,50 +367,35 @@ int btsock_find_services(const char *addr, const char *uuid, const char *name,
 		return rt_fail(EINVAL, "find_services: invalid address '%s': expected six hex bytes like "
 				       "01:23:45:67:89:AB",
 			       addr);
-	rt_enter();
-	adapter *ad = rt_default_adapter();
+	rt_init_once();
+	adapter *ad = rt_default_adapter("find_services");
 	if (!ad)
-		return unlock_ret(-1);
-	if (ad->dead)
-		return unlock_ret(rt_fail(ENETDOWN, "find_services: %s", ad->err));
+		return -1;
 	results res = { 0 };
 	int rc = 0;
 	if (one) {
-		if (bt_addr_eq(&peer, &ad->addr))
-			return unlock_ret(rt_fail(EINVAL, "find_services: %s is this adapter's own address", addr));
-		if ((rc = query_one(ad, &peer, &pattern, name, &res)) < 0) {
-			btsock_free_services(res.v);
-			return unlock_ret(rt_fail(-rc, "find_services on %s: %s", addr, query_reason(rc)));
+		if (bt_addr_eq(&peer, &ad->addr)) {
+			rc = rt_fail(EINVAL, "find_services: %s is this adapter's own address", addr);
+		} else if ((rc = query_one(ad, &peer, &pattern, name, &res)) < 0) {
+			rc = rt_fail(-rc, "find_services on %s: %s", addr, query_reason(rc));
 		}
 	} else {
 		find_inquiry f = { 0 };
-		if (inquire_for_find(ad, &f) < 0)
-			return unlock_ret(-1);
-		for (size_t k = 0; k < f.n && !ad->dead && !ad->closing; k++)
-			if (query_one(ad, &f.found[k], &pattern, name, &res) == -ENOMEM)
+		rc = inquire_for_find(ad, &f);
+		for (size_t k = 0; rc == 0 && k < f.n; k++) {
+			int q = query_one(ad, &f.found[k], &pattern, name, &res);
+			if (q == -ENOMEM || q == -ENETDOWN)
 				break;
+		}
 	}
-	if (res.nomem) {
+	rt_adapter_put(ad);
+	if (rc < 0 || res.nomem) {
 		btsock_free_services(res.v);
-		return unlock_ret(rt_fail(ENOMEM, "find_services: out of memory"));
+		return rc < 0 ? -1 : rt_fail(ENOMEM, "find_services: out of memory");
 	}
 	if (!res.v && !(res.v = calloc(1, sizeof *res.v)))
-		return unlock_ret(rt_fail(ENOMEM, "find_services: out of memory"));
+		return rt_fail(ENOMEM, "find_services: out of memory");
 	*out = res.v;
 	rt_clear_error();
-	return unlock_ret((int)res.n);
-}
-
-/* ------------------------------------------------------------------ text */
-
-int btsock_describe_record(const unsigned char *record, size_t len, char *buf, size_t cap)
-{
-	sdp_elem top;
-	sdp_record *r = NULL;
-	if (!record || sdp_elem_validate(record, len, SDP_MAX_DEPTH, &top) < 0 || top.total != len ||
-	    sdp_record_from_attr_list(&top, &r) < 0)
-		return rt_fail(EINVAL, "describe_record: not a valid SDP attribute list");
-	size_t n = sdp_record_describe(r, buf, cap);
-	sdp_record_free(r);
-	return n > INT32_MAX ? INT32_MAX : (int)n;
+	return (int)res.n;
 }
