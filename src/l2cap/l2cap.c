@@ -966,10 +966,21 @@ static void acc_finish(l2cap_chan *ch, int shortfall)
 	link_check_idle(l, k);
 }
 
+/* Whether ch has a request on the link that is still unanswered (ch->ident names it). */
+static bool chan_awaits_answer(const l2cap_chan *c)
+{
+	return c->state == CH_WAIT_CONN_RSP || c->state == CH_WAIT_DISC_RSP ||
+	       (c->state == CH_CONFIG && !c->conf_out_done);
+}
+
+/* The channel whose request `ident` is unanswered: a response carries its request's identifier
+ * (Vol 3 Part A 4). A channel keeps the identifier of its last request after the answer, and
+ * identifiers wrap after 255 requests on a link, so only channels still waiting count: an
+ * answer must never be taken for another channel's long-answered request. */
 static l2cap_chan *chan_by_ident(l2cap *l, uint16_t handle, uint8_t ident)
 {
 	for (l2cap_chan *c = l->chans; c; c = c->next)
-		if (c->handle == handle && c->ident == ident && c->state != CH_WAIT_LINK && c->state != CH_CLOSED)
+		if (c->handle == handle && c->ident == ident && chan_awaits_answer(c))
 			return c;
 	return NULL;
 }
@@ -1093,8 +1104,11 @@ static void on_conn_rsp(l2cap *l, l2link *k, uint8_t ident, bt_reader *r)
 	bt_read_le16(r); /* status */
 	if (r->err)
 		return;
-	l2cap_chan *ch = chan_by_ident(l, k->handle, ident);
-	if (!ch || ch->state != CH_WAIT_CONN_RSP || ch->lcid != scid)
+	l2cap_chan *ch = NULL; /* ours: waiting for this answer, and named by its Source CID */
+	for (l2cap_chan *c = l->chans; c && !ch; c = c->next)
+		if (c->handle == k->handle && c->ident == ident && c->state == CH_WAIT_CONN_RSP && c->lcid == scid)
+			ch = c;
+	if (!ch)
 		return;
 	switch (result) {
 	case CONN_SUCCESS:
@@ -1607,6 +1621,8 @@ uint16_t l2cap_acl_mtu(const l2cap *l)
 {
 	return hci_is_ready(l->hci) ? hci_get_info(l->hci)->acl_mtu : 0;
 }
+
+bool l2cap_chan_tx_idle(const l2cap_chan *ch) { return ch->tx_used == 0; }
 
 bool l2cap_tx_idle(const l2cap *l)
 {

@@ -100,6 +100,9 @@ bool l2cap_can_send(l2cap_chan *ch, size_t len);
 void l2cap_close(l2cap_chan *ch);
 
 /* Whether nothing is queued for sending (signalling queues and channel rings empty). */
+/* Whether the channel's transmit ring is empty: every SDU it was given has gone to HCI (which
+ * sends a PDU it took whole, before anything queued later). */
+bool l2cap_chan_tx_idle(const l2cap_chan *ch);
 bool l2cap_tx_idle(const l2cap *l);
 /* The controller's ACL data packet length (Vol 4 Part E 7.4.5), 0 before it is known: upper
  * layers size PDUs to fill whole ACL packets. */

@@ -246,13 +246,15 @@ static int op_step(adapter *ad, void *arg, rt_why why)
 		if (*op->done)
 			return 0;
 		if (op->cancel)
-			op->cancel(ad, op->ctx);
+			op->cancel(ad, op->ctx); /* its callback may report the cancel: not the cause */
 		return -ETIMEDOUT;
 	case RT_DOWN:
 	default:
-		if (c->started && !*op->done && op->cancel)
+		if (c->started && *op->done)
+			return 0;
+		if (c->started && op->cancel)
 			op->cancel(ad, op->ctx);
-		return *op->done ? 0 : -ENETDOWN;
+		return -ENETDOWN;
 	}
 }
 

@@ -718,7 +718,7 @@ void rt_sock_service(bsock *s)
 			rfcomm_close(s->dlc); /* sends what is queued, then DISC */
 			s->dlc = NULL;
 		}
-		if (s->ch && l2cap_tx_idle(bt_stack_l2cap(s->ad->st))) {
+		if (s->ch && l2cap_chan_tx_idle(s->ch)) { /* its own SDUs, not the whole stack's */
 			l2cap_close(s->ch);
 			s->ch = NULL;
 		}
@@ -1427,7 +1427,8 @@ static bool close_busy(adapter *ad, close_args *a)
 {
 	bsock *s = a->s;
 	rfcomm *rf = bt_stack_rfcomm(ad->st);
-	bool busy = s->dlc || s->ch || !bt_stack_tx_idle(ad->st) ||
+	/* This socket's data only: other channels' traffic may never pause. */
+	bool busy = s->dlc || s->ch ||
 		    (s->proto == BTSOCK_RFCOMM && rfcomm_dlc_lingers(rf, &s->peer, (uint8_t)s->peer_port));
 	if (!busy)
 		return false;
