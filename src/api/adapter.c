@@ -177,6 +177,7 @@ typedef struct {
 	struct pollfd *p;
 	bsock **map;
 	size_t cap;
+	size_t ntr; /* p[0 .. ntr): the transport's fds; p[ntr]: the wake pipe; then sockets */
 } pollset;
 
 static bool pollset_room(pollset *ps, size_t n)
@@ -213,18 +214,21 @@ static void ad_loop_failed(adapter *ad, const char *what, int err)
 /* Fills the poll set for one round; the number of entries, or 0 without memory. */
 static size_t ad_poll_fill(adapter *ad, pollset *ps)
 {
-	size_t n = 2;
+	size_t n = BT_TRANSPORT_MAX_FDS + 1;
 	for (bsock *s = rt_socks; s; s = s->next)
 		n += s->ad == ad && !s->zombie;
 	if (!pollset_room(ps, n))
 		return 0;
 	struct pollfd *p = ps->p;
-	p[0] = (struct pollfd){ ad->tr->fd, (short)(ad->dead ? 0 : POLLIN), 0 };
-	if (bt_transport_pending(ad->tr))
-		p[0].events |= POLLOUT;
-	p[1] = (struct pollfd){ ad->wake[0], POLLIN, 0 };
-	ps->map[0] = ps->map[1] = NULL;
-	n = 2;
+	ps->ntr = bt_transport_pollfds(ad->tr, p);
+	for (size_t i = 0; i < ps->ntr; i++) {
+		if (ad->dead) /* nothing more is read; a hung-up fd would wake every round */
+			p[i].fd = -1;
+		ps->map[i] = NULL;
+	}
+	n = ps->ntr;
+	p[n] = (struct pollfd){ ad->wake[0], POLLIN, 0 };
+	ps->map[n++] = NULL;
 	for (bsock *s = rt_socks; s; s = s->next) {
 		if (s->ad != ad || s->zombie)
 			continue;
@@ -238,41 +242,35 @@ static size_t ad_poll_fill(adapter *ad, pollset *ps)
 	return n;
 }
 
-/* Drains the transport WITHOUT the runtime lock into ad->rx (bounded): btvirt drops ACL data a
- * host does not read in time, so another adapter or an API call holding the lock must never
- * delay the read. Only this thread reads the fd; writes happen under the lock, which is safe
- * at the syscall level. */
-static void ad_drain_transport(adapter *ad)
+/* The transport's I/O for the revents in p[0 .. n) of the given kinds only (a copy). */
+static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n, short mask)
 {
-	while (ad->rx_len < RT_ADAPTER_RX && !ad->rx_eof) {
-		size_t want = RT_ADAPTER_RX - ad->rx_len;
-		ssize_t n = bt_transport_read(ad->tr, ad->rx + ad->rx_len, want);
-		if (n == -EAGAIN)
-			return;
-		if (n <= 0) {
-			ad->rx_eof = true;
-			ad->rx_err = n < 0 ? (int)-n : 0;
-			return;
-		}
-		ad->rx_len += (size_t)n;
-		/* A stream that gave less than asked is empty for now: poll (level-triggered) says
-		 * when more comes, so skip the read that would only return EAGAIN, one syscall per
-		 * ACL packet. A user channel gives one packet per read: drain it to EAGAIN. */
-		if ((size_t)n < want && ad->tr->kind != BT_TRANSPORT_USERCHAN)
-			return;
+	struct pollfd q[BT_TRANSPORT_MAX_FDS];
+	for (size_t i = 0; i < n; i++) {
+		q[i] = p[i];
+		q[i].revents &= mask;
 	}
+	(void)bt_transport_events(ad->tr, q, n); /* a failure shows in bt_transport_recv */
 }
 
-/* Feeds what was drained to the stack; rt_lock held. */
+/* Drains the transport WITHOUT the runtime lock into its receive buffer (bounded): btvirt
+ * drops ACL data a host does not read in time, so another adapter or an API call holding the
+ * lock must never delay the read. Only this thread receives; sends happen under the lock, and
+ * the transport's two sides share no state (transport.h). */
+static void ad_drain_transport(adapter *ad, const struct pollfd *p, size_t n)
+{
+	ad_transport_io(ad, p, n, (short)~POLLOUT);
+}
+
+/* Feeds the packets received to the stack; rt_lock held. */
 static void ad_feed(adapter *ad, uint64_t now)
 {
-	if (ad->rx_len) {
-		bt_stack_input(ad->st, ad->rx, ad->rx_len, now);
-		ad->rx_len = 0;
-	}
-	if (ad->rx_eof && !ad->dead) {
-		snprintf(ad->err, sizeof ad->err, "adapter %s: the controller connection closed%s%s", ad->name,
-			 ad->rx_err ? ": " : "", ad->rx_err ? strerror(ad->rx_err) : "");
+	const uint8_t *pkt;
+	ssize_t n;
+	while ((n = bt_transport_recv(ad->tr, &pkt)) > 0)
+		bt_stack_input(ad->st, pkt, (size_t)n, now);
+	if (n < 0 && !ad->dead) {
+		snprintf(ad->err, sizeof ad->err, "adapter %s: %s", ad->name, bt_transport_error(ad->tr));
 		ad->dead = true;
 	}
 }
@@ -296,13 +294,6 @@ static void *ad_loop(void *arg)
 	adapter *ad = arg;
 	pollset ps = { 0 };
 	pthread_mutex_lock(&rt_lock);
-	ad->rx = malloc(RT_ADAPTER_RX);
-	if (!ad->rx) {
-		ad->dead = true;
-		snprintf(ad->err, sizeof ad->err, "adapter %s: out of memory", ad->name);
-		pthread_mutex_unlock(&rt_lock);
-		return NULL;
-	}
 	uint64_t now = rt_now_ms(); /* read once per round: a clock read costs on every wake-up */
 	bt_stack_start(ad->st, now);
 	while (!ad->stop) {
@@ -313,6 +304,7 @@ static void *ad_loop(void *arg)
 		}
 		struct pollfd *p = ps.p;
 		bsock **map = ps.map;
+		size_t ntr = ps.ntr;
 		uint64_t next = bt_stack_next_deadline(ad->st);
 		int wait = next == UINT64_MAX ? 1000 : next > now ? (int)(next - now) : 0;
 		if (wait > 1000)
@@ -325,8 +317,7 @@ static void *ad_loop(void *arg)
 		}
 		int r = poll(p, (nfds_t)n, wait);
 		int poll_err = errno;
-		if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
-			ad_drain_transport(ad);
+		ad_drain_transport(ad, p, ntr);
 		pthread_mutex_lock(&rt_lock);
 		if (ad->stop)
 			break;
@@ -334,7 +325,7 @@ static void *ad_loop(void *arg)
 			ad_loop_failed(ad, "poll", poll_err);
 			break;
 		}
-		if (p[1].revents & POLLIN) {
+		if (p[ntr].revents & POLLIN) {
 			uint8_t junk[64];
 			while (read(ad->wake[0], junk, sizeof junk) > 0)
 				;
@@ -342,11 +333,10 @@ static void *ad_loop(void *arg)
 		bool was_dead = ad->dead;
 		now = rt_now_ms();
 		ad_feed(ad, now);
-		if (p[0].revents & POLLOUT)
-			bt_transport_flush(ad->tr);
+		ad_transport_io(ad, p, ntr, POLLOUT);
 		bt_stack_run_timers(ad->st, now);
 		bt_snoop_tick(rt_snoop, now); /* the capture reaches its file within a moment */
-		for (size_t i = 2; i < n; i++)
+		for (size_t i = ntr + 1; i < n; i++)
 			if (p[i].revents && !map[i]->zombie)
 				rt_sock_io(map[i], p[i].revents);
 		for (bsock *s = rt_socks; s; s = s->next)
@@ -386,11 +376,7 @@ static void ad_destroy(adapter *ad)
 	if (ad->st)
 		bt_stack_free(ad->st);
 	ks_writer_free(ad->keys); /* a failed open: nothing was queued */
-	if (ad->tr) {
-		bt_transport_close(ad->tr);
-		free(ad->tr);
-	}
-	free(ad->rx);
+	bt_transport_close(ad->tr);
 	if (ad->wake[0] >= 0)
 		close(ad->wake[0]);
 	if (ad->wake[1] >= 0)
@@ -462,12 +448,9 @@ static adapter *ad_open(const char *spec)
 	}
 	ad->wake[0] = ad->wake[1] = -1;
 	snprintf(ad->name, sizeof ad->name, "%s", spec);
-	ad->tr = calloc(1, sizeof *ad->tr);
 	char err[256];
-	int rc = ad->tr ? bt_transport_open(spec, ad->tr, err, sizeof err) : -ENOMEM;
+	int rc = bt_transport_open(spec, &ad->tr, err, sizeof err);
 	if (rc < 0) {
-		free(ad->tr);
-		ad->tr = NULL;
 		ad_destroy(ad);
 		rt_fail(-rc, "adapter %s", err);
 		return NULL;
