@@ -268,7 +268,7 @@ static void ad_feed(adapter *ad, uint64_t now)
 	const uint8_t *pkt;
 	ssize_t n;
 	while ((n = bt_transport_recv(ad->tr, &pkt)) > 0)
-		bt_stack_input(ad->st, pkt, (size_t)n, now);
+		bt_stack_packet(ad->st, pkt, (size_t)n, now);
 	if (n < 0 && !ad->dead) {
 		snprintf(ad->err, sizeof ad->err, "adapter %s: %s", ad->name, bt_transport_error(ad->tr));
 		ad->dead = true;
