@@ -222,7 +222,9 @@ static size_t ad_poll_fill(adapter *ad, pollset *ps)
 	struct pollfd *p = ps->p;
 	ps->ntr = bt_transport_pollfds(ad->tr, p);
 	for (size_t i = 0; i < ps->ntr; i++) {
-		if (ad->dead) /* nothing more is read; a hung-up fd would wake every round */
+		if (ad->dead) /* nothing more is read, what is queued may still leave */
+			p[i].events &= (short)~POLLIN;
+		if (!p[i].events) /* a hung-up fd would wake every round */
 			p[i].fd = -1;
 		ps->map[i] = NULL;
 	}
