@@ -1,7 +1,8 @@
 /* hci.c - the Host Controller Interface (Core spec Vol 4 Part E) over H4 (Vol 4 Part A).
  *
  * Four jobs, each in its own section below:
- *  1. H4 deframing: bytes from the transport become whole event / ACL packets.
+ *  1. Packet input: each whole packet from the transport (H4 framing is the transport's) is
+ *     checked against its own header and handed to the event or ACL handler.
  *  2. Commands: one outstanding at a time, sent as Num_HCI_Command_Packets allows, each with
  *     a timeout; the initialisation sequence is a table of commands run in order.
  *  3. Links: Create_Connection / Connection_Request / Disconnection_Complete, plus a stall timer
@@ -26,7 +27,6 @@
  * CMD_QUEUE_LEN: one per link plus a few for connection requests. */
 #define CMD_URGENT_LEN (MAX_LINKS + 8)
 #define CMD_RING (CMD_QUEUE_LEN + CMD_URGENT_LEN)
-#define H4_RX_MAX (4 + 65535) /* the largest ACL packet H4 can frame */
 
 typedef struct {
 	uint16_t opcode;
@@ -70,8 +70,6 @@ typedef struct {
 	hci *owner;
 } hci_link;
 
-typedef enum { H4_TYPE, H4_HEADER, H4_BODY } h4_state;
-
 struct hci {
 	hci_config cfg;
 	hci_io io;
@@ -81,12 +79,6 @@ struct hci {
 	bool ready;
 	bool dead;
 	char err[160];
-
-	/* H4 deframer (section 1) */
-	h4_state h4;
-	uint8_t h4_type;
-	size_t h4_have, h4_need;
-	uint8_t *h4_buf;
 
 	/* commands (section 2) */
 	hci_cmd_entry cmdq[CMD_RING];
@@ -107,7 +99,6 @@ struct hci {
 	uint16_t tx_handle;
 	uint8_t *tx_frag; /* H4 header + one fragment */
 	bool in_pump;     /* acl_pump is on the stack: a nested kick is absorbed by its loop */
-	uint8_t *trace_buf; /* indicator + packet, only when io.trace_in is set */
 };
 
 static void cmd_pump(hci *h);
@@ -202,9 +193,8 @@ hci *hci_new(const hci_config *cfg, const hci_io *io, const hci_upper *upper, bt
 	h->io = *io;
 	h->up = *upper;
 	h->timers = timers;
-	h->h4_buf = malloc(H4_RX_MAX);
 	h->tx_pdu = malloc(HCI_MAX_PDU);
-	if (!h->h4_buf || !h->tx_pdu) {
+	if (!h->tx_pdu) {
 		hci_free(h);
 		return NULL;
 	}
@@ -223,10 +213,8 @@ void hci_free(hci *h)
 		bt_timer_stop(h->timers, &h->links[i].timer);
 		free(h->links[i].rx);
 	}
-	free(h->h4_buf);
 	free(h->tx_pdu);
 	free(h->tx_frag);
-	free(h->trace_buf);
 	free(h);
 }
 
@@ -1486,79 +1474,37 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 	}
 }
 
-/* ------------------------------------------------------------------ 1. H4 deframing */
+/* ------------------------------------------------------------------ 1. packet input */
 
-static void h4_packet(hci *h)
+/* Whether the header of a packet (after its indicator) agrees with the packet's length:
+ * event, Vol 4 Part E 5.4.4 (code 1, Parameter_Total_Length 1); ACL, 5.4.2 (handle and
+ * flags 2, Data_Total_Length 2). */
+static bool header_fits(uint8_t ind, const uint8_t *p, size_t len)
 {
-	if (h->io.trace_in) {
-		if (!h->trace_buf)
-			h->trace_buf = malloc(1 + H4_RX_MAX);
-		if (h->trace_buf) {
-			h->trace_buf[0] = h->h4_type;
-			memcpy(h->trace_buf + 1, h->h4_buf, h->h4_have);
-			h->io.trace_in(h->io.ctx, h->trace_buf, 1 + h->h4_have);
-		}
-	}
-	if (h->h4_type == H4_EVT)
-		event_input(h, h->h4_buf, h->h4_have);
-	else if (h->h4_type == H4_ACL)
-		acl_input(h, h->h4_buf, h->h4_have);
-	/* SCO and ISO data are not used: dropped. */
+	if (ind == H4_EVT)
+		return len >= 2 && len == 2u + p[1];
+	if (ind == H4_ACL)
+		return len >= 4 && len == 4u + get_le16(p + 2);
+	return false;
 }
 
-/* Header sizes per indicator, Vol 4 Part A 2 / Vol 4 Part E 5.4. 0 = unknown indicator. */
-static size_t h4_header_len(uint8_t type)
+void hci_packet(hci *h, const uint8_t *pkt, size_t len)
 {
-	switch (type) {
-	case H4_ACL: return 4;
-	case H4_SCO: return 3;
-	case H4_EVT: return 2;
-	case 0x05: return 4; /* ISO */
-	default: return 0;
+	if (len == 0)
+		return;
+	if (h->io.trace_in)
+		h->io.trace_in(h->io.ctx, pkt, len);
+	uint8_t ind = pkt[0];
+	if (ind != H4_EVT && ind != H4_ACL)
+		return; /* SCO and ISO data are not used; a controller sends nothing else */
+	if (!header_fits(ind, pkt + 1, len - 1)) {
+		h->faults.malformed++;
+		return;
 	}
-}
-
-static size_t h4_body_len(const hci *h)
-{
-	const uint8_t *b = h->h4_buf;
-	switch (h->h4_type) {
-	case H4_ACL: return get_le16(b + 2);
-	case H4_SCO: return b[2];
-	case H4_EVT: return b[1];
-	default: return get_le16(b + 2) & 0x3fff; /* ISO */
-	}
-}
-
-void hci_input(hci *h, const uint8_t *data, size_t len)
-{
-	while (len > 0) {
-		if (h->h4 == H4_TYPE) {
-			h->h4_type = *data++;
-			len--;
-			h->h4_need = h4_header_len(h->h4_type);
-			h->h4_have = 0;
-			if (h->h4_need) /* an unknown indicator byte is skipped (resync) */
-				h->h4 = H4_HEADER;
-			continue;
-		}
-		size_t k = h->h4_need - h->h4_have;
-		if (k > len)
-			k = len;
-		memcpy(h->h4_buf + h->h4_have, data, k);
-		h->h4_have += k;
-		data += k;
-		len -= k;
-		if (h->h4_have < h->h4_need)
-			continue;
-		if (h->h4 == H4_HEADER) {
-			h->h4_need += h4_body_len(h);
-			h->h4 = H4_BODY;
-		}
-		if (h->h4_have == h->h4_need) {
-			h4_packet(h);
-			h->h4 = H4_TYPE;
-		}
-	}
+	if (ind == H4_EVT)
+		event_input(h, pkt + 1, len - 1);
+	else
+		acl_input(h, pkt + 1, len - 1);
 }
 
 bool hci_tx_idle(const hci *h)

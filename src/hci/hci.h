@@ -5,8 +5,8 @@
  * ACL flow control against the controller's buffers (Read_Buffer_Size / Number_Of_Completed_
  * Packets), fragmentation of outgoing L2CAP PDUs and reassembly of incoming ones.
  *
- * It does no I/O: complete H4 packets go out through hci_io.send, bytes come in through
- * hci_input(). Outgoing ACL data is *pulled*: when the controller has a free buffer and no PDU
+ * It does no I/O: complete H4 packets go out through hci_io.send and come in through
+ * hci_packet() (the transport frames them). Outgoing ACL data is *pulled*: when the controller has a free buffer and no PDU
  * is being fragmented, HCI calls upper.pull to get the next whole L2CAP PDU. No queue hides
  * in between, so backpressure reaches the producer. */
 #ifndef BTSOCK_HCI_H
@@ -93,8 +93,11 @@ void hci_free(hci *h);
 
 /* Starts the initialisation sequence (Reset, Read_Local_Version, ...). upper.ready follows. */
 void hci_start(hci *h);
-/* Feeds bytes read from the transport (an H4 stream; any split is fine). */
-void hci_input(hci *h, const uint8_t *data, size_t len);
+/* Feeds one complete packet received from the controller, H4 indicator first (Core spec Vol
+ * 4 Part A 2): events and ACL data are used, SCO and ISO data dropped. A packet whose header
+ * (Vol 4 Part E 5.4.2, 5.4.4) disagrees with len is dropped and counted (faults.malformed);
+ * what its parameters say is checked where they are read. */
+void hci_packet(hci *h, const uint8_t *pkt, size_t len);
 
 /* Queues a command. opcode = OGF << 10 | OCF. cb may be NULL. 0 or -ENOBUFS. Commands are sent
  * in order as the controller's Num_HCI_Command_Packets allows. cb with status != 0 also for
@@ -212,6 +215,7 @@ typedef struct {
 	uint32_t nocp_unknown; /* Number_Of_Completed_Packets entries for a handle not ours */
 	uint32_t acl_oversize; /* ACL packets longer than the announced buffer size, dropped */
 	uint32_t hw_errors;    /* Hardware Error events (fatal) */
+	uint32_t malformed;    /* packets whose header disagrees with their length, dropped */
 } hci_faults;
 const hci_faults *hci_get_faults(const hci *h);
 

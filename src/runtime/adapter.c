@@ -18,7 +18,6 @@
 #include "hci/hci_defs.h"
 #include "keystore.h"
 
-#define RT_ADAPTER_RX (64 * 1024) /* controller bytes read per round, at most */
 #define RT_READY_WAIT_MS 8000     /* controller initialisation */
 #define RT_CLOSE_GRACE_MS 2000    /* queued data gets this long to leave when an adapter closes */
 #define RT_DISCONNECT_WAIT_MS 1000
@@ -338,9 +337,9 @@ static void ad_fatal(void *ctx, int err)
 /* The loop's poll set: the transport, the wake eventfd, and every socket that waits for
  * something; it grows with the number of sockets (no socket is ever left unpolled). */
 typedef struct {
-	struct pollfd *p;
+	struct pollfd *p; /* the transport's fds [0, ntr), the wake eventfd [ntr], sockets */
 	bsock **map;
-	size_t cap;
+	size_t cap, ntr;
 } pollset;
 
 static bool pollset_room(pollset *ps, size_t n)
@@ -379,18 +378,18 @@ static void ad_mark_dead(adapter *ad)
 /* Fills the poll set for one round; the number of entries, or 0 without memory. */
 static size_t ad_poll_fill(adapter *ad, pollset *ps)
 {
-	size_t n = 2;
+	size_t n = BT_TRANSPORT_MAX_FDS + 1;
 	for (bsock *s = ad->socks; s; s = s->next)
 		n++;
 	if (!pollset_room(ps, n))
 		return 0;
 	struct pollfd *p = ps->p;
-	p[0] = (struct pollfd){ ad->tr->fd, (short)(ad->dead ? 0 : POLLIN), 0 };
-	if (!ad->dead && bt_transport_pending(ad->tr))
-		p[0].events |= POLLOUT;
-	p[1] = (struct pollfd){ ad->wake_fd, POLLIN, 0 };
-	ps->map[0] = ps->map[1] = NULL;
-	n = 2;
+	ps->ntr = ad->dead ? 0 : bt_transport_pollfds(ad->tr, p); /* a dead one is not polled */
+	for (size_t i = 0; i < ps->ntr; i++)
+		ps->map[i] = NULL;
+	n = ps->ntr;
+	p[n] = (struct pollfd){ ad->wake_fd, POLLIN, 0 };
+	ps->map[n++] = NULL;
 	for (bsock *s = ad->socks; s; s = s->next) {
 		if (s->zombie)
 			continue;
@@ -404,38 +403,18 @@ static size_t ad_poll_fill(adapter *ad, pollset *ps)
 	return n;
 }
 
-/* Reads what the controller sent and gives it to the stack. btvirt drops ACL data a host does
- * not read in time: the loop owns the stack and nothing else holds it up, so it reads at once. */
-static void ad_read_transport(adapter *ad, uint8_t *rx)
+/* The transport's I/O for this round, then every packet it completed to the stack. btvirt
+ * drops ACL data a host does not read in time: the loop owns the stack and nothing else holds
+ * it up, so it reads at once. */
+static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n)
 {
-	size_t len = 0;
-	bool eof = false;
-	int rx_err = 0;
-	while (len < RT_ADAPTER_RX) {
-		size_t want = RT_ADAPTER_RX - len;
-		ssize_t n = bt_transport_read(ad->tr, rx + len, want);
-		if (n == -EAGAIN)
-			break;
-		if (n <= 0) {
-			eof = true;
-			rx_err = n < 0 ? (int)-n : 0;
-			break;
-		}
-		len += (size_t)n;
-		/* A stream that gave less than asked is empty for now: poll (level-triggered) says
-		 * when more comes, so skip the read that would only return EAGAIN, one syscall per
-		 * ACL packet. A user channel gives one packet per read: drain it to EAGAIN. */
-		if ((size_t)n < want && ad->tr->kind != BT_TRANSPORT_USERCHAN)
-			break;
-	}
-	if (len)
-		bt_stack_input(ad->st, rx, len, ad->now);
-	if (eof) {
-		char d[140];
-		snprintf(d, sizeof d, "the controller connection closed%s%.80s", rx_err ? ": " : "",
-			 rx_err ? strerror(rx_err) : "");
-		ad_die(ad, d);
-	}
+	(void)bt_transport_events(ad->tr, p, n); /* a failure shows in bt_transport_recv */
+	const uint8_t *pkt;
+	ssize_t len;
+	while ((len = bt_transport_recv(ad->tr, &pkt)) > 0)
+		bt_stack_packet(ad->st, pkt, (size_t)len, ad->now);
+	if (len < 0)
+		ad_die(ad, bt_transport_error(ad->tr));
 }
 
 /* Receive coalescing: while an L2CAP PDU is half reassembled and nothing waits to go out, the
@@ -549,16 +528,10 @@ static void *ad_loop(void *arg)
 {
 	adapter *ad = arg;
 	pollset ps = { 0 };
-	uint8_t *rx = malloc(RT_ADAPTER_RX);
 	const char *end_why = "the adapter was closed (btsock_adapter_close or btsock_shutdown)";
 	ad->now = rt_now_ms(); /* read once per round: a clock read costs on every wake-up */
-	if (!rx) {
-		ad_die(ad, "out of memory");
-		end_why = "out of memory";
-	} else {
-		bt_stack_start(ad->st, ad->now);
-	}
-	while (rx && !ad_stop_asked(ad)) {
+	bt_stack_start(ad->st, ad->now);
+	while (!ad_stop_asked(ad)) {
 		size_t n = ad_poll_fill(ad, &ps);
 		if (n == 0) {
 			ad_die(ad, "its loop stopped: no memory for the poll set");
@@ -582,20 +555,18 @@ static void *ad_loop(void *arg)
 		struct pollfd *p = ps.p;
 		bool was_dead = ad->dead;
 		ad->now = rt_now_ms();
-		if (r > 0 && (p[1].revents & POLLIN)) {
+		if (r > 0 && (p[ps.ntr].revents & POLLIN)) {
 			uint64_t junk;
 			if (read(ad->wake_fd, &junk, sizeof junk) < 0) {
 				/* already drained */
 			}
 		}
-		if (r > 0 && !ad->dead && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
-			ad_read_transport(ad, rx);
-		if (r > 0 && !ad->dead && (p[0].revents & POLLOUT))
-			bt_transport_flush(ad->tr);
+		if (r > 0 && !ad->dead)
+			ad_transport_io(ad, p, ps.ntr);
 		bt_stack_run_timers(ad->st, ad->now);
 		snoop_tick(ad->now);
 		ad_run_queue(ad);
-		for (size_t i = 2; r > 0 && i < n; i++)
+		for (size_t i = ps.ntr + 1; r > 0 && i < n; i++)
 			if (p[i].revents && !ps.map[i]->zombie)
 				rt_sock_io(ps.map[i], p[i].revents);
 		for (bsock *s = ad->socks; s; s = s->next)
@@ -607,7 +578,6 @@ static void *ad_loop(void *arg)
 		ad_check_waiting(ad);
 	}
 	ad_loop_end(ad, end_why);
-	free(rx);
 	free(ps.p);
 	free(ps.map);
 	return NULL;
@@ -770,11 +740,8 @@ static void ad_stop(adapter *ad)
 	if (ad->st)
 		bt_stack_free(ad->st);
 	ad->st = NULL;
-	if (ad->tr) {
-		bt_transport_close(ad->tr);
-		free(ad->tr);
-		ad->tr = NULL;
-	}
+	bt_transport_close(ad->tr);
+	ad->tr = NULL;
 	pthread_mutex_lock(&snoop_mu);
 	bt_snoop_flush(rt_snoop);
 	pthread_mutex_unlock(&snoop_mu);
@@ -808,14 +775,9 @@ static adapter *ad_open(const char *spec)
 		rt_fail(ENOMEM, "adapter %s: out of memory", spec);
 		return NULL;
 	}
-	ad->tr = calloc(1, sizeof *ad->tr);
 	char err[256];
-	int rc = ad->tr ? bt_transport_open(spec, ad->tr, err, sizeof err) : -ENOMEM;
+	int rc = bt_transport_open(spec, &ad->tr, err, sizeof err);
 	if (rc < 0) {
-		if (!ad->tr)
-			snprintf(err, sizeof err, "%s: out of memory", spec);
-		free(ad->tr);
-		ad->tr = NULL;
 		rt_adapter_put(ad);
 		rt_fail(-rc, "adapter %s", err);
 		return NULL;

@@ -146,11 +146,11 @@ void bt_stack_start(bt_stack *s, uint64_t now)
 	hci_start(s->hci);
 }
 
-void bt_stack_input(bt_stack *s, const uint8_t *data, size_t len, uint64_t now)
+void bt_stack_packet(bt_stack *s, const uint8_t *pkt, size_t len, uint64_t now)
 {
 	if (now > s->timers.now)
 		s->timers.now = now;
-	hci_input(s->hci, data, len);
+	hci_packet(s->hci, pkt, len);
 }
 
 void bt_stack_run_timers(bt_stack *s, uint64_t now) { bt_timers_run(&s->timers, now); }

@@ -2,7 +2,8 @@
  * together over one controller. No globals: a process may hold any number of stacks.
  *
  * The stack does no I/O and reads no clock. Its driver (the socket runtime, a test, a fuzzer)
- * - passes bytes read from the controller to bt_stack_input(),
+ * - passes each complete packet received from the controller ([H4 indicator][HCI packet], as
+ *   bt_transport_recv() gives them) to bt_stack_packet(),
  * - sends the H4 packets the stack hands to config.send,
  * - calls bt_stack_run_timers() when bt_stack_next_deadline() has passed,
  * passing the current monotonic time in milliseconds each time. Calls into a layer's API
@@ -45,7 +46,8 @@ bt_stack *bt_stack_new(const bt_stack_config *cfg, uint64_t now);
 void bt_stack_free(bt_stack *s);
 /* Starts controller initialisation; config.ready follows. */
 void bt_stack_start(bt_stack *s, uint64_t now);
-void bt_stack_input(bt_stack *s, const uint8_t *data, size_t len, uint64_t now);
+/* One complete packet from the controller, H4 indicator first (hci_packet). */
+void bt_stack_packet(bt_stack *s, const uint8_t *pkt, size_t len, uint64_t now);
 void bt_stack_run_timers(bt_stack *s, uint64_t now);
 uint64_t bt_stack_next_deadline(const bt_stack *s);
 const char *bt_stack_error(const bt_stack *s);

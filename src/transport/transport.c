@@ -1,9 +1,9 @@
-/* transport.c - the adapter-string front door and the I/O every transport shares.
+/* transport.c - the adapter-string front door and the calls every transport kind shares.
  *
- * bt_transport_open() splits "KIND:ARG", hands ARG to the opener of that kind (one file per
- * kind: transport_unix.c, transport_tcp.c, transport_serial.c, transport_userchan.c) and keeps
- * the fd. Everything after that is common: a bounded output queue that never splits a packet
- * for the packet-oriented user channel, non-blocking reads, end-of-stream detection.
+ * bt_transport_open() splits "KIND:ARG" and hands ARG to the opener of that kind: a
+ * bt_transport_ops table, built in (transport_unix.c, transport_tcp.c, transport_serial.c,
+ * transport_userchan.c) or added with bt_transport_register(). Everything after that is the
+ * kind's own; the calls here check arguments and dispatch.
  *
  * Error convention: every failure returns -errno and, when the caller gave a buffer, one
  * sentence "SPEC: STEP: reason (hint)". */
@@ -11,21 +11,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "core/bytes.h"
-#include "hci/hci.h"
 #include "transport/transport_impl.h"
-
-/* How long bt_transport_send waits for room in a full output queue. */
-/* ISO data packets (Core spec Vol 4 Part A 2: indicator 0x05); not in hci.h's enum. */
-#define TP_H4_ISO 0x05
 
 #define TP_FORMS "unix:PATH, tcp:HOST:PORT, serial:DEVICE[@BAUD] or userchan:hciN"
 
@@ -63,6 +55,33 @@ int tp_set_nonblock(const tp_ctx *c, int fd)
 	return 0;
 }
 
+static int side_fail(char *buf, size_t cap, int e, const char *fmt, va_list ap)
+{
+	if (!buf[0])
+		vsnprintf(buf, cap, fmt, ap);
+	return -e;
+}
+
+int tp_rx_fail(bt_transport *t, int e, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = side_fail(t->rx_err, sizeof t->rx_err, e, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int tp_tx_fail(bt_transport *t, int e, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = side_fail(t->tx_err, sizeof t->tx_err, e, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+bool tp_rx_failed(const bt_transport *t) { return t->rx_err[0] != '\0'; }
+
 int tp_parse_hci_index(const char *s)
 {
 	if (strncmp(s, "hci", 3) != 0)
@@ -81,28 +100,64 @@ int tp_parse_hci_index(const char *s)
 	return (int)v;
 }
 
-/* ---- opening ------------------------------------------------------------------------------ */
+/* ---- kinds ----------------------------------------------------------------------------------- */
 
 typedef struct {
 	const char *prefix; /* without the colon */
-	bt_transport_kind kind;
-	int (*open)(const tp_ctx *c, const char *arg, int *fd);
-} tp_kind_entry;
+	const bt_transport_ops *ops;
+} tp_kind;
 
-static const tp_kind_entry tp_kinds[] = {
-	{ "unix", BT_TRANSPORT_UNIX, tp_open_unix },
-	{ "tcp", BT_TRANSPORT_TCP, tp_open_tcp },
-	{ "serial", BT_TRANSPORT_SERIAL, tp_open_serial },
-	{ "userchan", BT_TRANSPORT_USERCHAN, tp_open_userchan },
+static const tp_kind tp_builtin[] = {
+	{ "unix", &tp_unix_ops },
+	{ "tcp", &tp_tcp_ops },
+	{ "serial", &tp_serial_ops },
+	{ "userchan", &tp_userchan_ops },
 };
 
-static const tp_kind_entry *find_kind(const char *spec, size_t prefix_len)
+/* Kinds added at run time (bt_transport_register): a small fixed table, never shrinking. */
+#define TP_REGISTERED_MAX 4
+static tp_kind tp_registered[TP_REGISTERED_MAX];
+static size_t tp_nregistered;
+static pthread_mutex_t tp_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const tp_kind *match(const tp_kind *k, size_t n, const char *spec, size_t prefix_len)
 {
-	for (size_t i = 0; i < sizeof tp_kinds / sizeof tp_kinds[0]; i++)
-		if (strlen(tp_kinds[i].prefix) == prefix_len && memcmp(tp_kinds[i].prefix, spec, prefix_len) == 0)
-			return &tp_kinds[i];
+	for (size_t i = 0; i < n; i++)
+		if (strlen(k[i].prefix) == prefix_len && memcmp(k[i].prefix, spec, prefix_len) == 0)
+			return &k[i];
 	return NULL;
 }
+
+/* The ops for "PREFIX" (prefix_len octets of spec), or NULL. */
+static const bt_transport_ops *find_kind(const char *spec, size_t prefix_len)
+{
+	const tp_kind *k = match(tp_builtin, sizeof tp_builtin / sizeof tp_builtin[0], spec, prefix_len);
+	if (k)
+		return k->ops;
+	pthread_mutex_lock(&tp_registry_lock);
+	k = match(tp_registered, tp_nregistered, spec, prefix_len);
+	const bt_transport_ops *ops = k ? k->ops : NULL;
+	pthread_mutex_unlock(&tp_registry_lock);
+	return ops;
+}
+
+int bt_transport_register(const char *prefix, const bt_transport_ops *ops)
+{
+	if (!prefix || !*prefix || strchr(prefix, ':') || !ops || !ops->open)
+		return -EINVAL;
+	if (find_kind(prefix, strlen(prefix)))
+		return -EEXIST;
+	int r = -ENOSPC;
+	pthread_mutex_lock(&tp_registry_lock);
+	if (tp_nregistered < TP_REGISTERED_MAX) {
+		tp_registered[tp_nregistered++] = (tp_kind){ prefix, ops };
+		r = 0;
+	}
+	pthread_mutex_unlock(&tp_registry_lock);
+	return r;
+}
+
+/* ---- opening ------------------------------------------------------------------------------ */
 
 /* A spec without "KIND:": plain "hciN" names the (future) kernel-socket backend. */
 static int open_unprefixed(const tp_ctx *c)
@@ -115,211 +170,92 @@ static int open_unprefixed(const tp_ctx *c)
 	return tp_fail_parse(c, EINVAL, "no adapter type; expected " TP_FORMS);
 }
 
-int bt_transport_open(const char *spec, bt_transport *t, char *err, size_t errlen)
+/* Checks spec and finds its kind. 0 with *ops and *arg, or -errno with the sentence. */
+static int parse_spec(const tp_ctx *c, const bt_transport_ops **ops, const char **arg)
+{
+	if (c->spec[0] == '\0')
+		return tp_fail_parse(c, EINVAL, "empty adapter string; expected " TP_FORMS);
+	if (strlen(c->spec) >= sizeof ((bt_transport *)0)->name) { /* do not echo all of it */
+		if (c->err && c->errlen)
+			snprintf(c->err, c->errlen, "%.32s...: parse: adapter string longer than %zu characters",
+				 c->spec, sizeof ((bt_transport *)0)->name - 1);
+		return -ENAMETOOLONG;
+	}
+	const char *colon = strchr(c->spec, ':');
+	if (!colon)
+		return open_unprefixed(c);
+	*ops = find_kind(c->spec, (size_t)(colon - c->spec));
+	if (!*ops)
+		return tp_fail_parse(c, EINVAL, "unknown adapter type '%.*s'; expected unix:, tcp:, serial: or userchan:",
+				     (int)(colon - c->spec), c->spec);
+	*arg = colon + 1;
+	return 0;
+}
+
+int bt_transport_open(const char *spec, bt_transport **out, char *err, size_t errlen)
 {
 	tp_ctx c = { spec ? spec : "", err, errlen };
 	if (err && errlen)
 		err[0] = '\0';
-	t->fd = -1;
-	t->out_len = 0;
-	t->name[0] = '\0';
-	if (c.spec[0] == '\0')
-		return tp_fail_parse(&c, EINVAL, "empty adapter string; expected " TP_FORMS);
-	if (strlen(c.spec) >= sizeof t->name) { /* do not echo all of it */
-		if (err && errlen)
-			snprintf(err, errlen, "%.32s...: parse: adapter string longer than %zu characters",
-				 c.spec, sizeof t->name - 1);
-		return -ENAMETOOLONG;
-	}
-	const char *colon = strchr(c.spec, ':');
-	if (!colon)
-		return open_unprefixed(&c);
-	const tp_kind_entry *k = find_kind(c.spec, (size_t)(colon - c.spec));
-	if (!k)
-		return tp_fail_parse(&c, EINVAL, "unknown adapter type '%.*s'; expected unix:, tcp:, serial: or userchan:",
-				     (int)(colon - c.spec), c.spec);
-	int fd = -1;
-	int r = k->open(&c, colon + 1, &fd);
+	*out = NULL;
+	const bt_transport_ops *ops = NULL;
+	const char *arg = NULL;
+	int r = parse_spec(&c, &ops, &arg);
 	if (r < 0)
 		return r;
-	t->fd = fd;
-	t->kind = k->kind;
+	bt_transport *t = calloc(1, sizeof *t);
+	if (!t)
+		return tp_fail(&c, "open", ENOMEM, NULL);
+	t->ops = ops;
 	memcpy(t->name, c.spec, strlen(c.spec) + 1);
+	r = ops->open(t, &c, arg);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	*out = t;
 	return 0;
-}
-
-/* ---- output queue --------------------------------------------------------------------------- */
-
-/* Length of the whole H4 packet starting at p (Core spec Vol 4 Part A 2 for the indicator,
- * Vol 4 Part E 5.4.1-5.4.5 for the headers), or 0 if the bytes are not one well-formed
- * header (unknown indicator or too short to hold it). */
-static size_t h4_frame_len(const uint8_t *p, size_t avail)
-{
-	bt_reader r = bt_reader_init(p, avail);
-	uint8_t type = bt_read_u8(&r);
-	size_t hdr, body;
-	switch (type) {
-	case H4_CMD: /* opcode(2) plen(1) */
-		bt_read_le16(&r);
-		hdr = 3, body = bt_read_u8(&r);
-		break;
-	case H4_ACL: /* handle+flags(2) len(2) */
-		bt_read_le16(&r);
-		hdr = 4, body = bt_read_le16(&r);
-		break;
-	case H4_SCO: /* handle+flags(2) len(1) */
-		bt_read_le16(&r);
-		hdr = 3, body = bt_read_u8(&r);
-		break;
-	case H4_EVT: /* code(1) plen(1) */
-		bt_read_u8(&r);
-		hdr = 2, body = bt_read_u8(&r);
-		break;
-	case TP_H4_ISO: /* handle+flags(2) len(14 bits) */
-		bt_read_le16(&r);
-		hdr = 4, body = bt_read_le16(&r) & 0x3fff;
-		break;
-	default:
-		return 0;
-	}
-	return r.err ? 0 : 1 + hdr + body;
-}
-
-static bool is_socket(const bt_transport *t) { return t->kind != BT_TRANSPORT_SERIAL; }
-
-/* The controller went away: the errors a dead peer gives on write, as -EPIPE. */
-static int write_errno(int e)
-{
-	switch (e) {
-	case ECONNRESET:
-	case ENOTCONN:
-	case EIO:     /* tty hung up (pty master closed, USB UART unplugged) */
-	case ENODEV:  /* user channel: adapter removed */
-	case ENXIO:
-		return -EPIPE;
-	default:
-		return -e;
-	}
-}
-
-/* One write call. >=0 bytes taken, -EAGAIN, or -errno. */
-static ssize_t write_once(bt_transport *t, const uint8_t *p, size_t n)
-{
-	for (;;) {
-		ssize_t w = is_socket(t) ? send(t->fd, p, n, MSG_NOSIGNAL) : write(t->fd, p, n);
-		if (w >= 0)
-			return w;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -EAGAIN;
-		return write_errno(errno);
-	}
-}
-
-int bt_transport_flush(bt_transport *t)
-{
-	if (t->fd < 0)
-		return -EBADF;
-	size_t done = 0;
-	int r = 0;
-	while (done < t->out_len) {
-		size_t chunk = t->out_len - done;
-		if (t->kind == BT_TRANSPORT_USERCHAN) /* one packet per write; checked in send */
-			chunk = h4_frame_len(t->out + done, chunk);
-		ssize_t w = write_once(t, t->out + done, chunk);
-		if (w < 0) {
-			r = w == -EAGAIN ? 0 : (int)w;
-			break;
-		}
-		if (w == 0) /* a stream that takes nothing without EAGAIN: try again later */
-			break;
-		/* A packet socket takes the whole packet or nothing. */
-		done += t->kind == BT_TRANSPORT_USERCHAN ? chunk : (size_t)w;
-	}
-	memmove(t->out, t->out + done, t->out_len - done);
-	t->out_len -= done;
-	return r;
-}
-
-bool bt_transport_pending(const bt_transport *t) { return t->fd >= 0 && t->out_len > 0; }
-
-
-/* Makes room for len bytes without waiting: flushes what the fd takes now. 0, -ENOBUFS if the
- * queue is still full, or the write error. Never blocks: the caller is an adapter's loop
- * thread, and a controller that leaves 64 KiB unread (far more than HCI flow control lets
- * a host have in flight) has stopped reading; waiting would stall every other adapter too. */
-static int make_room(bt_transport *t, size_t len)
-{
-	int r = bt_transport_flush(t);
-	if (r < 0)
-		return r;
-	return BT_TRANSPORT_OUTBUF - t->out_len >= len ? 0 : -ENOBUFS;
-}
-
-int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len)
-{
-	if (t->fd < 0)
-		return -EBADF;
-	if (len == 0)
-		return -EINVAL;
-	if (len > BT_TRANSPORT_OUTBUF)
-		return -EMSGSIZE;
-	/* The user channel needs packet boundaries in the queue: only whole H4 packets go in. */
-	if (t->kind == BT_TRANSPORT_USERCHAN && h4_frame_len(pkt, len) != len)
-		return -EINVAL;
-	int r = make_room(t, len);
-	if (r < 0)
-		return r;
-	memcpy(t->out + t->out_len, pkt, len);
-	t->out_len += len;
-	return bt_transport_flush(t);
-}
-
-/* ---- input ------------------------------------------------------------------------------------- */
-
-static ssize_t read_once(bt_transport *t, uint8_t *buf, size_t cap)
-{
-	if (t->kind != BT_TRANSPORT_USERCHAN)
-		return read(t->fd, buf, cap);
-	/* One packet per read; MSG_TRUNC makes recv report a packet longer than cap. */
-	ssize_t n = recv(t->fd, buf, cap, MSG_TRUNC);
-	if (n > (ssize_t)cap) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	return n;
-}
-
-ssize_t bt_transport_read(bt_transport *t, uint8_t *buf, size_t cap)
-{
-	if (t->fd < 0)
-		return -EBADF;
-	if (cap == 0)
-		return -EINVAL;
-	for (;;) {
-		ssize_t n = read_once(t, buf, cap);
-		if (n >= 0)
-			return n;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return -EAGAIN;
-		/* A tty whose other side hung up (pty master closed, UART unplugged) reads EIO: that
-		 * is this transport's end of stream. */
-		if (t->kind == BT_TRANSPORT_SERIAL && errno == EIO)
-			return 0;
-		return -errno;
-	}
 }
 
 void bt_transport_close(bt_transport *t)
 {
-	if (t->fd < 0)
+	if (!t)
 		return;
-	if (t->out_len) /* best effort, never waits: e.g. a final HCI_Reset */
-		(void)bt_transport_flush(t);
-	close(t->fd);
-	t->fd = -1;
-	t->out_len = 0;
+	t->ops->close(t);
+	free(t);
 }
+
+/* ---- dispatch ---------------------------------------------------------------------------------- */
+
+const char *bt_transport_name(const bt_transport *t) { return t->name; }
+
+size_t bt_transport_pollfds(bt_transport *t, struct pollfd *p)
+{
+	size_t n = t->ops->pollfds(t, p);
+	return n <= BT_TRANSPORT_MAX_FDS ? n : BT_TRANSPORT_MAX_FDS;
+}
+
+int bt_transport_events(bt_transport *t, const struct pollfd *p, size_t n)
+{
+	return t->ops->events(t, p, n);
+}
+
+ssize_t bt_transport_recv(bt_transport *t, const uint8_t **pkt)
+{
+	*pkt = NULL;
+	return t->ops->recv(t, pkt);
+}
+
+int bt_transport_send(bt_transport *t, const uint8_t *pkt, size_t len)
+{
+	if (len == 0)
+		return -EINVAL;
+	if (len > BT_TRANSPORT_OUTBUF)
+		return -EMSGSIZE;
+	return t->ops->send(t, pkt, len);
+}
+
+bool bt_transport_pending(const bt_transport *t) { return t->ops->pending(t); }
+bool bt_transport_can_send(const bt_transport *t) { return t->ops->can_send(t); }
+
+const char *bt_transport_error(const bt_transport *t) { return t->rx_err[0] ? t->rx_err : t->tx_err; }

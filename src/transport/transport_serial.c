@@ -154,7 +154,7 @@ static const char *open_hint(int e)
 	}
 }
 
-int tp_open_serial(const tp_ctx *c, const char *arg, int *fd)
+static int open_serial_fd(const tp_ctx *c, const char *arg, int *fd)
 {
 	char dev[128];
 	const baud_entry *baud;
@@ -177,3 +177,12 @@ int tp_open_serial(const tp_ctx *c, const char *arg, int *fd)
 	*fd = s;
 	return 0;
 }
+
+static int serial_open(bt_transport *t, const tp_ctx *c, const char *arg)
+{
+	int fd = -1;
+	int r = open_serial_fd(c, arg, &fd);
+	return r < 0 ? r : tp_fd_attach(t, c, fd, TP_FD_EIO_EOF);
+}
+
+const bt_transport_ops tp_serial_ops = TP_FD_OPS(serial_open);

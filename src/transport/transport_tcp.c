@@ -129,7 +129,7 @@ static int resolve_errno(int gai)
 	}
 }
 
-int tp_open_tcp(const tp_ctx *c, const char *arg, int *fd)
+static int open_tcp_fd(const tp_ctx *c, const char *arg, int *fd)
 {
 	tcp_target t;
 	int r = split_host_port(c, arg, &t);
@@ -157,3 +157,12 @@ int tp_open_tcp(const tp_ctx *c, const char *arg, int *fd)
 		return tp_fail(c, step, e, e == ECONNREFUSED ? "is the controller bridge listening on that port?" : NULL);
 	return 0;
 }
+
+static int tcp_open(bt_transport *t, const tp_ctx *c, const char *arg)
+{
+	int fd = -1;
+	int r = open_tcp_fd(c, arg, &fd);
+	return r < 0 ? r : tp_fd_attach(t, c, fd, TP_FD_SOCKET);
+}
+
+const bt_transport_ops tp_tcp_ops = TP_FD_OPS(tcp_open);

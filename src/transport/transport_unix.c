@@ -46,7 +46,7 @@ static int unix_connect(const tp_ctx *c, const struct sockaddr_un *sa, int *fd)
 	return 0;
 }
 
-int tp_open_unix(const tp_ctx *c, const char *arg, int *fd)
+static int open_unix_fd(const tp_ctx *c, const char *arg, int *fd)
 {
 	struct sockaddr_un sa;
 	memset(&sa, 0, sizeof sa);
@@ -60,3 +60,12 @@ int tp_open_unix(const tp_ctx *c, const char *arg, int *fd)
 	memcpy(sa.sun_path, arg, n);
 	return unix_connect(c, &sa, fd);
 }
+
+static int unix_open(bt_transport *t, const tp_ctx *c, const char *arg)
+{
+	int fd = -1;
+	int r = open_unix_fd(c, arg, &fd);
+	return r < 0 ? r : tp_fd_attach(t, c, fd, TP_FD_SOCKET);
+}
+
+const bt_transport_ops tp_unix_ops = TP_FD_OPS(unix_open);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -87,7 +88,7 @@ static void uc_grow_rcvbuf(int s)
 		(void)setsockopt(s, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
 }
 
-int tp_open_userchan(const tp_ctx *c, const char *arg, int *fd)
+static int open_userchan_fd(const tp_ctx *c, const char *arg, int *fd)
 {
 	int dev = tp_parse_hci_index(arg);
 	if (dev < 0)
@@ -103,4 +104,30 @@ int tp_open_userchan(const tp_ctx *c, const char *arg, int *fd)
 	uc_grow_rcvbuf(s);
 	*fd = s;
 	return 0;
+}
+
+static int userchan_open(bt_transport *t, const tp_ctx *c, const char *arg)
+{
+	int fd = -1;
+	int r = open_userchan_fd(c, arg, &fd);
+	return r < 0 ? r : tp_fd_attach(t, c, fd, TP_FD_SOCKET | TP_FD_PACKETS);
+}
+
+const bt_transport_ops tp_userchan_ops = TP_FD_OPS(userchan_open);
+
+bt_transport *tp_userchan_adopt(int fd, const char *name)
+{
+	bt_transport *t = calloc(1, sizeof *t);
+	tp_ctx c = { name, NULL, 0 };
+	if (!t) {
+		close(fd);
+		return NULL;
+	}
+	t->ops = &tp_userchan_ops;
+	snprintf(t->name, sizeof t->name, "%s", name);
+	if (tp_fd_attach(t, &c, fd, TP_FD_SOCKET | TP_FD_PACKETS) < 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
 }

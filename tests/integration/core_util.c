@@ -57,6 +57,7 @@ static bool node_is_ready(void *arg) { return ((core_node *)arg)->ready != 0; }
 void core_node_open(core_node *n, const char *path)
 {
 	memset(n, 0, sizeof *n);
+	h4_init(&n->h4, n->pkt, sizeof n->pkt);
 	n->fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
@@ -91,23 +92,25 @@ void core_node_close(core_node *n)
 	n->fd = -1;
 }
 
-/* Splits the received stream into H4 packets for the tap (Core spec Vol 4 Part A 2). */
-static void tap_feed(core_node *n, const uint8_t *p, size_t len)
+/* Frames what was read into H4 packets (Core spec Vol 4 Part A 2): each goes to the tap,
+ * then to the stack. */
+static void node_input(core_node *n, const uint8_t *p, size_t len)
 {
 	while (len) {
-		n->pkt[n->have++] = *p++;
-		len--;
-		size_t need = 0;
-		if (n->pkt[0] == 0x04 && n->have >= 3)
-			need = 3u + n->pkt[2];
-		else if (n->pkt[0] == 0x02 && n->have >= 5)
-			need = 5u + get_le16(n->pkt + 3);
-		else if (n->pkt[0] != 0x04 && n->pkt[0] != 0x02)
-			n->have = 0;
-		if (need && n->have == need) {
-			n->tap(n, n->pkt, n->have);
-			n->have = 0;
+		size_t used;
+		ssize_t r = h4_feed(&n->h4, p, len, &used);
+		p += used;
+		len -= used;
+		if (r < 0) {
+			char why[160];
+			fprintf(stderr, "core_util: %s\n", h4_describe(&n->h4, why, sizeof why));
+			exit(1);
 		}
+		if (r == 0)
+			continue;
+		if (n->tap)
+			n->tap(n, n->h4.buf, (size_t)r);
+		bt_stack_packet(n->s, n->h4.buf, (size_t)r, mono_ms());
 	}
 }
 
@@ -144,9 +147,7 @@ bool core_run(core_node **nodes, int count, int timeout_ms, bool (*done)(void *)
 					fprintf(stderr, "core_util: controller connection closed\n");
 					exit(1);
 				}
-				if (n->tap)
-					tap_feed(n, buf, (size_t)r);
-				bt_stack_input(n->s, buf, (size_t)r, mono_ms());
+				node_input(n, buf, (size_t)r);
 			}
 			bt_stack_run_timers(n->s, mono_ms());
 		}

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "stack/stack.h"
+#include "transport/h4.h"
 
 typedef struct core_node core_node;
 /* Sees each complete H4 packet the node receives, before its stack does. */
@@ -21,9 +22,9 @@ struct core_node {
 	bt_addr addr;
 	core_tap_fn tap;
 	void *user;
-	/* tap deframer */
-	uint8_t pkt[5 + 65536];
-	size_t have;
+	/* the H4 stream from btvirt, framed as a stream transport does */
+	h4_deframer h4;
+	uint8_t pkt[H4_MAX_PACKET];
 };
 
 uint64_t mono_ms(void);

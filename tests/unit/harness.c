@@ -8,6 +8,7 @@
 
 #include "core/bytes.h"
 #include "hci/hci_defs.h"
+#include "transport/h4.h"
 
 #define OUTQ 512
 #define PDU_MAX 8192
@@ -41,6 +42,9 @@ struct harness {
 	bool draining;
 	harness_pdu_sink sink; /* if set, takes completed PDUs instead of the queue */
 	void *sink_ctx;
+	/* harness_h4_in's bytes are framed the way a byte-stream transport frames them. */
+	h4_deframer h4;
+	uint8_t *h4_buf; /* H4_MAX_PACKET */
 };
 
 static void drain(harness *h)
@@ -55,7 +59,7 @@ static void drain(harness *h)
 		uint8_t pkt[5 + 256 + 8192];
 		memcpy(pkt, h->inq + off, n);
 		off += n;
-		bt_stack_input(h->s, pkt, n, h->now);
+		bt_stack_packet(h->s, pkt, n, h->now);
 	}
 	h->inq_len = 0;
 	h->draining = false;
@@ -210,6 +214,10 @@ int harness_fatal(harness *h) { return h->fatal; }
 harness *harness_new(uint16_t acl_pkts)
 {
 	harness *h = calloc(1, sizeof *h);
+	assert(h);
+	h->h4_buf = malloc(H4_MAX_PACKET);
+	assert(h->h4_buf);
+	h4_init(&h->h4, h->h4_buf, H4_MAX_PACKET);
 	h->now = 1000;
 	h->acl_pkts = acl_pkts ? acl_pkts : 1;
 	h->key_size = 16;
@@ -240,6 +248,7 @@ void harness_free(harness *h)
 	}
 	free(h->partial);
 	free(h->inq);
+	free(h->h4_buf);
 	free(h);
 }
 
@@ -256,7 +265,16 @@ void harness_advance(harness *h, uint32_t ms)
 
 void harness_h4_in(harness *h, const uint8_t *pkt, size_t len)
 {
-	bt_stack_input(h->s, pkt, len, h->now);
+	while (len > 0) {
+		size_t used;
+		ssize_t n = h4_feed(&h->h4, pkt, len, &used);
+		pkt += used;
+		len -= used;
+		if (n > 0)
+			bt_stack_packet(h->s, h->h4.buf, (size_t)n, h->now);
+		else if (n < 0) /* a transport would end here; the harness goes on, for the fuzzers */
+			h4_reset(&h->h4);
+	}
 	drain(h);
 }
 

@@ -56,7 +56,7 @@ static void event_in(fx *f, uint8_t code, const uint8_t *p, size_t len)
 	pkt[1] = code;
 	pkt[2] = (uint8_t)len;
 	memcpy(pkt + 3, p, len);
-	hci_input(f->h, pkt, len + 3);
+	hci_packet(f->h, pkt, len + 3);
 }
 
 /* Takes the next command the stack sent and answers it (Command Status for the commands

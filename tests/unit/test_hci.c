@@ -357,6 +357,56 @@ static void test_secure_connections_enabled(void **state)
 	harness_free(h);
 }
 
+/* hci_packet: a whole packet whose header (5.4.4 event, 5.4.2 ACL) disagrees with the length
+ * it came with is dropped and counted, never read past its end or short of it; SCO, ISO and
+ * empty input are ignored; a proper packet after them is taken. */
+static void test_packet_header_checked(void **state)
+{
+	(void)state;
+	harness *h = harness_new(1);
+	bt_stack *s = harness_stack(h);
+	l2cap *l = bt_stack_l2cap(s);
+	rec r = { 0 };
+	assert_int_equal(l2cap_listen(l, 0x1001, 1000, srv_accept, &r), 0x1001);
+	bt_addr p = addr("00:BB:12:00:00:12");
+	uint16_t handle = harness_link_up(h, &p);
+	uint16_t cid = harness_open_channel(h, handle, 0x1001, 0x0040, 800);
+	assert_int_not_equal(cid, 0);
+	/* A Hardware Error event (7.7.16) that says 1 parameter octet but comes with 2, or 0. */
+	const uint8_t hw_long[] = { 0x04, HCI_EV_HARDWARE_ERROR, 1, 0x5a, 0x00 };
+	const uint8_t hw_short[] = { 0x04, HCI_EV_HARDWARE_ERROR, 1 };
+	const uint8_t hw_no_len[] = { 0x04, HCI_EV_HARDWARE_ERROR };
+	bt_stack_packet(s, hw_long, sizeof hw_long, 2000);
+	bt_stack_packet(s, hw_short, sizeof hw_short, 2000);
+	bt_stack_packet(s, hw_no_len, sizeof hw_no_len, 2000);
+	assert_int_equal(hci_get_faults(H(h))->malformed, 3);
+	assert_int_equal(harness_fatal(h), 0); /* none of them was taken for an event */
+	/* ACL: a whole 1-octet SDU on the channel, announced one octet too long, then too short. */
+	uint8_t acl[5 + 5] = { 0x02 };
+	put_le16(acl + 1, (uint16_t)(handle | 0x2 << 12));
+	put_le16(acl + 3, 6);
+	put_le16(acl + 5, 1);
+	put_le16(acl + 7, cid);
+	bt_stack_packet(s, acl, sizeof acl, 2000);
+	put_le16(acl + 3, 4);
+	bt_stack_packet(s, acl, sizeof acl, 2000);
+	bt_stack_packet(s, acl, 4, 2000); /* not even a header */
+	assert_int_equal(hci_get_faults(H(h))->malformed, 6);
+	assert_int_equal(r.sdus, 0);
+	/* SCO, ISO and nothing at all: ignored, not counted. */
+	const uint8_t sco[] = { 0x03, 0x01, 0x00, 0x01, 0x00 };
+	const uint8_t iso[] = { 0x05, 0x01, 0x00, 0x00, 0x00 };
+	bt_stack_packet(s, sco, sizeof sco, 2000);
+	bt_stack_packet(s, iso, sizeof iso, 2000);
+	bt_stack_packet(s, acl, 0, 2000);
+	assert_int_equal(hci_get_faults(H(h))->malformed, 6);
+	/* The proper packet is taken. */
+	put_le16(acl + 3, 5);
+	bt_stack_packet(s, acl, sizeof acl, 2000);
+	assert_int_equal(r.sdus, 1);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +421,7 @@ int main(void)
 		cmocka_unit_test(test_unanswered_command_is_fatal),
 		cmocka_unit_test(test_nocp_unknown_handle_ignored),
 		cmocka_unit_test(test_oversized_acl_dropped),
+		cmocka_unit_test(test_packet_header_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
