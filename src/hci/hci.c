@@ -43,6 +43,7 @@ typedef enum { SEC_NONE, SEC_AUTH, SEC_ENCRYPT } link_sec;
 /* The peer's host features (Read_Remote_Extended_Features page 1): asking, known. */
 enum { FEAT_PENDING, FEAT_NO, FEAT_YES };
 #define FEAT_TIMEOUT_MS 2000
+#define CROSSED_PAGE_MS 2000 /* a peer's page this soon after our link to it came up crossed ours */
 
 typedef struct {
 	link_state state;
@@ -56,6 +57,7 @@ typedef struct {
 	bool rx_skip; /* dropping an oversized PDU until the next start fragment */
 	uint64_t crossed_until; /* the peer paged us while our page to it was under way: until
 				 * then, a second Connection Complete is the other page's */
+	uint64_t up_at;     /* when the link came up (Connection Complete) */
 	bool encrypted;     /* the latest Encryption Change said on */
 	link_sec sec;       /* hci_secure_link() progress */
 	bool paired;        /* Simple Pairing Complete (success) while sec == SEC_AUTH */
@@ -1107,6 +1109,7 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 	bt_timer_stop(h->timers, &l->timer);
 	l->handle = handle;
 	l->state = LINK_UP;
+	l->up_at = h->timers->now;
 	feat_ask(h, l);
 	if (h->up.link_up)
 		h->up.link_up(h->up.ctx, handle, &peer, l->initiator);
@@ -1128,6 +1131,17 @@ static void ev_conn_request(hci *h, bt_reader *r)
 		bt_addr peer;
 		memcpy(peer.b, a, 6);
 		hci_link *l = link_by_addr(h, &peer);
+		if (l && l->state == LINK_UP && h->timers->now - l->up_at < CROSSED_PAGE_MS) {
+			/* The peer's page crossed ours, which completed first: a second ACL link
+			 * between two devices is not allowed (Vol 2 Part F 4: one ACL logical
+			 * transport), and a controller would have refused it. BlueZ btvirt delivers
+			 * the request: refuse it, so both ends keep the one link; the peer's stack
+			 * treats its page failing so as having lost the race. (Later, a request from
+			 * a linked peer means the old link died silently: accepted, it replaces it.) */
+			bt_write_u8(&w, HCI_ERR_REJECTED_LIMITED_RESOURCES);
+			hci_cmd_urgent(h, HCI_OP_REJECT_CONN_REQUEST, &w);
+			return;
+		}
 		if (l && l->state == LINK_PAGING) /* both sides paging: two completions follow */
 			l->crossed_until = h->timers->now + h->cfg.connect_timeout_ms;
 		bt_write_u8(&w, 0x01); /* remain peripheral */

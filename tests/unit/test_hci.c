@@ -133,6 +133,36 @@ static void test_accept_survives_full_queue(void **state)
 	harness_free(h);
 }
 
+/* Crossed pages: a Connection Request from a peer whose link came up a moment ago is the
+ * peer's page crossing ours (btvirt delivers it; a controller would not allow a second ACL link,
+ * Vol 2 Part F 4): it is refused and the link stays. Before the fix the second link was taken
+ * for a replacement and the live one ended, with every channel on it (ECONNRESET). Much later
+ * the same request means the old link died silently: accepted, it replaces it. */
+static void test_crossed_page_refused(void **state)
+{
+	(void)state;
+	harness *h = harness_new(1);
+	bt_addr p = addr("00:BB:0E:00:00:0E");
+	uint16_t first = harness_link_up(h, &p);
+	assert_true(harness_cmd_seen(h, HCI_OP_ACCEPT_CONN_REQUEST));
+	harness_advance(h, 100);
+	uint8_t req[10] = { 0 };
+	memcpy(req, p.b, 6);
+	req[9] = 0x01; /* ACL */
+	uint8_t ev[13] = { 0x04, HCI_EV_CONN_REQUEST, 10 };
+	memcpy(ev + 3, req, 10);
+	harness_h4_in(h, ev, sizeof ev);
+	assert_true(harness_cmd_seen(h, HCI_OP_REJECT_CONN_REQUEST));
+	assert_int_equal(hci_link_count(H(h)), 1);
+	assert_int_equal(hci_link_handle(H(h), &p), first);
+	harness_advance(h, 5000);
+	uint16_t second = harness_link_up(h, &p);
+	assert_true(harness_cmd_seen(h, HCI_OP_ACCEPT_CONN_REQUEST));
+	assert_int_equal(hci_link_handle(H(h), &p), second);
+	assert_int_equal(hci_link_count(H(h)), 1);
+	harness_free(h);
+}
+
 /* 7.1.6: a link declared lost while the command queue is full still gets its Disconnect. */
 static void test_disconnect_survives_full_queue(void **state)
 {
@@ -413,6 +443,7 @@ int main(void)
 		cmocka_unit_test(test_secure_connections_enabled),
 		cmocka_unit_test(test_refused_page_charged_to_its_own_link),
 		cmocka_unit_test(test_accept_survives_full_queue),
+		cmocka_unit_test(test_crossed_page_refused),
 		cmocka_unit_test(test_disconnect_survives_full_queue),
 		cmocka_unit_test(test_page_cancel_survives_full_queue),
 		cmocka_unit_test(test_pairing_reply_survives_full_queue),
