@@ -161,7 +161,9 @@ int btsock_agent_pin(const char *adapter, const char *peer, const char *pin);
 /* Pairs with peer on purpose (dedicated bonding, Core Vol 3 Part C 6.5.3): pages it if no link
  * is up, authenticates (pairing through the agent and the adapter's pairing settings if no key
  * is known; a stored key is used, and re-paired if the peer lost it) and encrypts the link
- * (the key size checked), then leaves the link to disconnect once unused (about 2 s). The key
+ * (the key size checked), then leaves the link to disconnect once unused (about 2 s). With an
+ * IO capability other than NONE it asks MITM protection, so that the key is authenticated where
+ * the peer can take part, without requiring it (btsock_pairing.mitm requires it). The key
  * is kept in the keystore when the adapter has one. timeout_ms <= 0: 60 s. 0, or -1 with
  * EACCES and the reason (rejected by the user, wrong passkey, wrong PIN, key too short, ...),
  * EHOSTDOWN (no answer to the page), ETIMEDOUT, ECONNRESET (the link went down), EINVAL. */

@@ -135,6 +135,7 @@ struct gap {
 
 static void name_pump(gap *g);
 static pair_op *pair_find(gap *g, const bt_addr *a);
+static bool pair_asks_mitm(gap *g, const bt_addr *a);
 
 /* ------------------------------------------------------------------ device cache */
 
@@ -656,7 +657,7 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 		auth = theirs <= 0x05 ? theirs & (uint8_t)~0x01 : 0x04;
 	if (g->bondable && pair_find(g, a))
 		auth = 0x02; /* gap_pair: Dedicated Bonding (Vol 3 Part C 6.5.3) */
-	if (want_mitm(g, a))
+	if (want_mitm(g, a) || pair_asks_mitm(g, a))
 		auth |= 0x01; /* 7.1.29: odd values ask MITM protection */
 	uint8_t p[9]; /* 7.1.29: BD_ADDR, IO_Capability, OOB_Data_Present, Authentication_Requirements */
 	bt_writer w = bt_writer_init(p, sizeof p);
@@ -676,6 +677,14 @@ static pair_op *pair_find(gap *g, const bt_addr *a)
 		if (g->pairs[i].used && bt_addr_eq(&g->pairs[i].peer, a))
 			return &g->pairs[i];
 	return NULL;
+}
+
+/* gap_pair() asks MITM protection when we have a user to ask (an IO capability other than
+ * NoInputNoOutput), so that the bond gets an authenticated key where the peer allows it, but
+ * does not require it: Just Works still pairs unless the stack requires MITM (g->mitm). */
+static bool pair_asks_mitm(gap *g, const bt_addr *a)
+{
+	return g->io_cap != GAP_IO_NONE && pair_find(g, a) != NULL;
 }
 
 static pair_op *pair_by_handle(gap *g, uint16_t handle)
@@ -887,7 +896,7 @@ static void ev_user_confirm(gap *g, const uint8_t *p, size_t len)
 	uint32_t value = get_le32(p + 6);
 	const peer_io *e = peer_io_find(g, &a);
 	bool ours = want_mitm(g, &a);
-	bool mitm = ours || (e && (e->auth & 0x01));
+	bool mitm = ours || pair_asks_mitm(g, &a) || (e && (e->auth & 0x01));
 	gap_model m = gap_assoc_model(g->io_cap, e ? e->io : GAP_IO_NONE, mitm);
 	if (m != GAP_NUMERIC_COMPARISON) {
 		if (ours)

@@ -387,7 +387,7 @@ static int run_cli(const char *adapter, char *const argv[], const char *in, char
 	read_file(c.out, out, cap);
 	read_file(c.err, err, sizeof err);
 	if (st != 0)
-		fprintf(stderr, "it_pairing_models: %s %s: exit %d: %s%s", argv[3], argv[4] ? argv[4] : "", st, out, err);
+		fprintf(stderr, "it_pairing_models: btsock ... exit %d: %s%s", st, out, err);
 	unlink(c.out);
 	unlink(c.err);
 	return st;
@@ -485,6 +485,70 @@ static void test_bonds_survive_restart_and_unpair(void **state)
 	unlink(lock);
 }
 
+/* --agent ask, through the CLI without a terminal (setsid: no /dev/tty, so it asks on stdin):
+ * `btsock pair` asks MITM protection, the peer (--agent accept) and the user see the same
+ * number; "yes" gives an authenticated bond, "no" fails with the reason. */
+static void test_cli_agent_ask(void **state)
+{
+	(void)state;
+	char *bin = BTSOCK_BIN_DIR "/btsock";
+	char in[64];
+	snprintf(in, sizeof in, "/tmp/btsock-itpm-%d.in", (int)getpid());
+	static const char *const answers[] = { "yes\n", "no\n" };
+	/* Fresh controllers each round: btvirt asks a controller's IO capability only in the first
+	 * pairing of two controllers, and the second would be Just Works. */
+	for (int k = 0; k < 2; k++) {
+		pairing_proxy *pp = pp_start(env->socket_path, 2);
+		assert_non_null(pp);
+		char *listen_argv[] = { bin, "--agent", "accept", "listen", "-k", "-d", "3", NULL };
+		child b;
+		child_start(&b, pp_adapter(pp, 1), listen_argv);
+		char line[256];
+		assert_true(child_wait_stderr(&b, "listening on", line, sizeof line, 10000));
+		char B[BTSOCK_ADDRSTRLEN];
+		snprintf(B, sizeof B, "%s", pp_addr(pp, 1));
+		FILE *f = fopen(in, "w");
+		assert_non_null(f);
+		fputs(answers[k], f);
+		fclose(f);
+		char *pair_argv[] = { "/usr/bin/setsid", bin, "--agent", "ask", "pair", B, NULL };
+		child a;
+		child_start_in(&a, pp_adapter(pp, 0), pair_argv, in);
+		int st = child_wait(&a, 60000);
+		char out[2048], err[2048];
+		read_file(a.out, out, sizeof out);
+		read_file(a.err, err, sizeof err);
+		unlink(a.out);
+		unlink(a.err);
+		fprintf(stderr, "it_pairing_models: --agent ask, answer %s-> exit %d: %s%s\n", answers[k], st, out, err);
+		pp_stats sa, sb;
+		pp_get_stats(pp, 0, &sa);
+		pp_get_stats(pp, 1, &sb);
+		assert_int_equal(sa.confirm_requests, 1); /* Numeric Comparison, both sides */
+		assert_int_equal(sb.confirm_requests, 1);
+		char shown[32];
+		snprintf(shown, sizeof shown, "%06u", sa.last_confirm_value);
+		if (!strstr(err, "does it show") || !strstr(err, shown))
+			fail_msg("the user was not asked about %s: %s", shown, err);
+		assert_true(child_wait_stderr(&b, shown, line, sizeof line, 5000)); /* the peer saw it too */
+		if (k == 0) {
+			assert_int_equal(st, 0);
+			if (!strstr(out, "paired with"))
+				fail_msg("pair said: %s", out);
+		} else {
+			assert_int_equal(st, 1);
+			if (!strstr(err, "rejected by the user"))
+				fail_msg("pair said: %s", err);
+		}
+		kill(b.pid, SIGTERM);
+		child_wait(&b, 5000);
+		unlink(b.out);
+		unlink(b.err);
+		pp_stop(pp);
+	}
+	unlink(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +556,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_refusals_and_wrong_passkeys, close_all),
 		cmocka_unit_test_teardown(test_short_key_refused, close_all),
 		cmocka_unit_test_teardown(test_bonds_survive_restart_and_unpair, close_all),
+		cmocka_unit_test_teardown(test_cli_agent_ask, close_all),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -390,7 +390,7 @@ pairing_proxy *pp_start(const char *upstream, int n_hosts)
 	if (!pp)
 		return NULL;
 	pthread_mutex_init(&pp->mu, NULL);
-	pp->seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	pp->seed = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (unsigned)(uintptr_t)pp;
 	for (int i = 0; i < n_hosts; i++) {
 		pp_host *h = &pp->host[i];
 		h->pp = pp;

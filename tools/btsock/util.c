@@ -206,6 +206,8 @@ static bool ask_line(const char *prompt, char *buf, size_t cap)
 	bool ok = fgets(buf, (int)cap, in) != NULL;
 	if (tty)
 		fclose(tty);
+	else
+		fputc('\n', out); /* the answer came from stdin: end the prompt's line */
 	if (ok)
 		buf[strcspn(buf, "\r\n")] = '\0';
 	return ok;
