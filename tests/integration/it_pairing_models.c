@@ -52,6 +52,7 @@ typedef struct {
 	int confirm_answer[2]; /* 1 accept, 0 refuse */
 	bool wrong[2];        /* this side types a wrong passkey */
 	unsigned key_size;    /* the initiator's controller reports this key size (0: 16) */
+	int delay_ms;         /* the responder's user takes this long to confirm (answered later) */
 } pcase;
 
 /* ------------------------------------------------------------------ the agent */
@@ -63,6 +64,9 @@ typedef struct {
 	bool enter_pending;
 	int answer;
 	bool wrong;
+	int delay_ms;         /* confirm answered later, by the typist, after this */
+	bool confirm_pending;
+	struct timespec asked;
 } side_rec;
 
 static struct {
@@ -89,6 +93,11 @@ static int on_confirm(void *ctx, const char *adapter, const char *peer, unsigned
 		r->confirms++;
 		r->confirm_value = value;
 		answer = r->answer;
+		if (r->delay_ms) { /* a user taking time: answered from the typist's thread */
+			r->confirm_pending = true;
+			clock_gettime(CLOCK_MONOTONIC, &r->asked);
+			answer = -1;
+		}
 	}
 	pthread_mutex_unlock(&ag.mu);
 	return answer;
@@ -132,6 +141,22 @@ static void *typist(void *arg)
 		for (int k = 0; k < 2; k++) {
 			side_rec *r = &ag.side[k], *o = &ag.side[!k];
 			long v = -1;
+			if (r->confirm_pending) {
+				struct timespec now;
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				long ms = (now.tv_sec - r->asked.tv_sec) * 1000 + (now.tv_nsec - r->asked.tv_nsec) / 1000000;
+				if (ms >= r->delay_ms) {
+					r->confirm_pending = false;
+					char a[BTSOCK_ADDRSTRLEN], p[BTSOCK_ADDRSTRLEN];
+					memcpy(a, r->addr, sizeof a);
+					memcpy(p, r->peer, sizeof p);
+					bool yes = r->answer != 0;
+					pthread_mutex_unlock(&ag.mu);
+					if (btsock_agent_confirm(a, p, yes) < 0)
+						fprintf(stderr, "typist: %s\n", btsock_error());
+					pthread_mutex_lock(&ag.mu);
+				}
+			}
 			if (!r->enter_pending)
 				continue;
 			if (o->displays)
@@ -233,6 +258,7 @@ static void run_case(const pcase *c)
 		ag.side[k].answer = c->confirm_answer[k];
 		ag.side[k].wrong = c->wrong[k];
 	}
+	ag.side[1].delay_ms = c->delay_ms;
 	ag.stop = false;
 	pthread_mutex_unlock(&ag.mu);
 	pthread_t t;
@@ -319,7 +345,7 @@ static void run_case(const pcase *c)
 
 #define OK true, NULL
 #define REFUSED(s) false, s
-#define NW { false, false }, 0 /* nobody types a wrong passkey; key size as btvirt says */
+#define NW { false, false }, 0, 0 /* nobody types a wrong passkey; key size as btvirt says */
 static const char JW_REFUSED[] = "rejected by the user"; /* the initiator requires MITM */
 
 static void test_io_capability_matrix(void **state)
@@ -357,11 +383,11 @@ static void test_refusals_and_wrong_passkeys(void **state)
 		{ "initiator refuses NC", { DYN, DYN }, { ASK_CONFIRM, ASK_CONFIRM },
 		  REFUSED("rejected by the user"), { 0, 1 }, NW },
 		{ "responder types wrong", { DYN, KO }, { ASK_DISPLAY, ASK_ENTER }, REFUSED("wrong passkey"), { 1, 1 },
-		  { false, true }, 0 },
+		  { false, true }, 0, 0 },
 		{ "initiator types wrong", { KO, DYN }, { ASK_ENTER, ASK_DISPLAY }, REFUSED("wrong passkey"), { 1, 1 },
-		  { true, false }, 0 },
+		  { true, false }, 0, 0 },
 		{ "keyboards differ", { KO, KO }, { ASK_ENTER, ASK_ENTER }, REFUSED("wrong passkey"), { 1, 1 },
-		  { false, true }, 0 },
+		  { false, true }, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
 		run_case(&cases[i]);
@@ -372,7 +398,18 @@ static void test_short_key_refused(void **state)
 {
 	(void)state;
 	static const pcase c = { "5-byte key", { DYN, DYN }, { ASK_CONFIRM, ASK_CONFIRM },
-				 REFUSED("encryption key too short"), { 1, 1 }, { false, false }, 5 };
+				 REFUSED("encryption key too short"), { 1, 1 }, { false, false }, 5, 0 };
+	run_case(&c);
+}
+
+/* A user who takes 3 s to compare the number on the responder (whose link has no channel, as
+ * the initiator's has none in btsock_pair): the link is kept while the pairing waits (L2CAP
+ * would otherwise end a link without channels after 2 s), and the pairing succeeds. */
+static void test_slow_user_keeps_the_link(void **state)
+{
+	(void)state;
+	static const pcase c = { "responder thinks 3 s", { DYN, DYN }, { ASK_CONFIRM, ASK_CONFIRM }, OK, { 1, 1 },
+				 { false, false }, 0, 3000 };
 	run_case(&c);
 }
 
@@ -555,6 +592,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_io_capability_matrix, close_all),
 		cmocka_unit_test_teardown(test_refusals_and_wrong_passkeys, close_all),
 		cmocka_unit_test_teardown(test_short_key_refused, close_all),
+		cmocka_unit_test_teardown(test_slow_user_keeps_the_link, close_all),
 		cmocka_unit_test_teardown(test_bonds_survive_restart_and_unpair, close_all),
 		cmocka_unit_test_teardown(test_cli_agent_ask, close_all),
 	};
