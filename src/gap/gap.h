@@ -1,7 +1,8 @@
 /* gap.h - the Generic Access Profile parts of one stack (Core spec Vol 3 Part C, over the HCI
  * commands of Vol 4 Part E 7.1/7.3): device discovery (inquiry), remote name requests, the
  * local name / class of device / scan enable, and the replies that let a peer pair with us
- * (Secure Simple Pairing "Just Works", an in-memory link key table, PIN refused).
+ * (Secure Simple Pairing with an agent for the user, an in-memory link key table, legacy PINs),
+ * and pairing on our initiative (gap_pair, bonds).
  *
  * The stack passes every HCI event HCI does not consume to gap_event(). Pure helpers decode
  * Class of Device values and Extended Inquiry Response data. */
