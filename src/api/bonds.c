@@ -90,8 +90,8 @@ int btsock_pair(const char *adapter_addr, const char *peer, int timeout_ms)
 	pair_ctx c = { 0 };
 	rt_op_begin(ad);
 	int rc = gap_pair(g, &p, pair_done, &c);
-	if (rc == 0 && (rc = rt_op_wait(ad, &c.done, timeout_ms)) < 0 && !ad->dead)
-		gap_pair_cancel(g, &p); /* no callback into c after this */
+	if (rc == 0 && (rc = rt_op_wait(ad, &c.done, timeout_ms)) < 0)
+		gap_pair_cancel(g, &p); /* no callback into c after this (the stack lives until op_end) */
 	rt_op_end(ad);
 	if (rc == 0)
 		rc = c.err;

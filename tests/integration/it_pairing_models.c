@@ -586,6 +586,33 @@ static void test_cli_agent_ask(void **state)
 	unlink(in);
 }
 
+/* Bad input gets a clear error: not an address, our own address, no such adapter, no bond,
+ * no array; a peer that does not answer the page. */
+static void test_api_errors(void **state)
+{
+	(void)state;
+	char A[BTSOCK_ADDRSTRLEN];
+	assert_int_equal(btsock_adapter_open(env->adapter, A), 0);
+	assert_int_equal(btsock_pair(A, "zz:00", 1000), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_non_null(strstr(btsock_error(), "not a Bluetooth address"));
+	assert_int_equal(btsock_pair(A, A, 1000), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_non_null(strstr(btsock_error(), "own address"));
+	assert_int_equal(btsock_pair("00:00:00:00:00:01", "00:AA:01:00:00:99", 1000), -1);
+	assert_int_equal(btsock_unpair(A, "00:AA:01:00:00:99"), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_non_null(strstr(btsock_error(), "no bond with 00:AA:01:00:00:99"));
+	assert_int_equal(btsock_paired(A, NULL, 4), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(btsock_paired(A, NULL, 0), 0);
+	assert_int_equal(btsock_pair(A, "00:AA:01:00:00:99", 20000), -1); /* nobody there */
+	if (errno != EHOSTDOWN && errno != ETIMEDOUT)
+		fail_msg("errno %d: %s", errno, btsock_error());
+	fprintf(stderr, "it_pairing_models: pair with nobody -> %s\n", btsock_error());
+	assert_int_equal(btsock_adapter_close(A), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -595,6 +622,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_slow_user_keeps_the_link, close_all),
 		cmocka_unit_test_teardown(test_bonds_survive_restart_and_unpair, close_all),
 		cmocka_unit_test_teardown(test_cli_agent_ask, close_all),
+		cmocka_unit_test_teardown(test_api_errors, close_all),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
