@@ -154,6 +154,39 @@ int btsock_agent_confirm(const char *adapter, const char *peer, bool accept);
 int btsock_agent_passkey(const char *adapter, const char *peer, long passkey);
 int btsock_agent_pin(const char *adapter, const char *peer, const char *pin);
 
+/* Bonds. A bond is a link key kept for a peer; with a keystore (btsock_set_keystore) it lasts
+ * across runs, without one for as long as the adapter is open, and only if the peer asked to
+ * bond. */
+
+/* Pairs with peer on purpose (dedicated bonding, Core Vol 3 Part C 6.5.3): pages it if no link
+ * is up, authenticates (pairing through the agent and the adapter's pairing settings if no key
+ * is known; a stored key is used, and re-paired if the peer lost it) and encrypts the link
+ * (the key size checked), then leaves the link to disconnect once unused (about 2 s). With an
+ * IO capability other than NONE it asks MITM protection, so that the key is authenticated where
+ * the peer can take part, without requiring it (btsock_pairing.mitm requires it). The key
+ * is kept in the keystore when the adapter has one. timeout_ms <= 0: 60 s. 0, or -1 with
+ * EACCES and the reason (rejected by the user, wrong passkey, wrong PIN, key too short, ...),
+ * EHOSTDOWN (no answer to the page), ETIMEDOUT, ECONNRESET (the link went down), EINVAL. */
+int btsock_pair(const char *adapter, const char *peer, int timeout_ms);
+
+/* Forgets the bond with peer: its key in the running stack and its line in the keystore file
+ * (rewritten under its lock). A link up with the peer is disconnected, so the next connection
+ * authenticates afresh. -1 with ENOENT if there was no bond. */
+int btsock_unpair(const char *adapter, const char *peer);
+
+/* One bond of btsock_paired(). key_type as Link_Key_Notification gives it (Core Vol 4 Part E
+ * 7.7.24: 0 legacy combination key, 4 unauthenticated, 5 authenticated, 7/8 the same from
+ * Secure Connections). */
+struct btsock_bond {
+	char addr[BTSOCK_ADDRSTRLEN];
+	unsigned key_type;
+	bool authenticated;      /* MITM-protected (types 5, 8) */
+	bool secure_connections; /* types 7, 8 */
+};
+/* The adapter's bonds: stores at most max of them in out and returns how many there are
+ * (more than max if out was too small), or -1. */
+int btsock_paired(const char *adapter, struct btsock_bond *out, size_t max);
+
 /* Closes a socket and disconnects it once the data written to it has gone out, waiting as long
  * as the peer keeps taking it (plain close() works too, but returns at once). The fd is closed
  * in any case; -1 with ETIMEDOUT if data was left because the peer took nothing for the

@@ -145,6 +145,16 @@ int btsock_agent_pin(const char *adapter, const char *peer, const char *pin)
 	return by_adapter(adapter)->agent_pin(adapter, peer, pin);
 }
 
+int btsock_pair(const char *adapter, const char *peer, int timeout_ms)
+{
+	return by_adapter(adapter)->pair(adapter, peer, timeout_ms);
+}
+int btsock_unpair(const char *adapter, const char *peer) { return by_adapter(adapter)->unpair(adapter, peer); }
+int btsock_paired(const char *adapter, struct btsock_bond *out, size_t max)
+{
+	return by_adapter(adapter)->paired(adapter, out, max);
+}
+
 /* ---- process-wide settings: every backend gets them */
 
 int btsock_set_agent(const struct btsock_agent *agent, void *ctx)

@@ -58,6 +58,9 @@ typedef struct btsock_backend {
 	int (*agent_confirm)(const char *adapter, const char *peer, bool accept);
 	int (*agent_passkey)(const char *adapter, const char *peer, long passkey);
 	int (*agent_pin)(const char *adapter, const char *peer, const char *pin);
+	int (*pair)(const char *adapter, const char *peer, int timeout_ms);
+	int (*unpair)(const char *adapter, const char *peer);
+	int (*paired)(const char *adapter, struct btsock_bond *out, size_t max);
 	/* Process-wide settings, given to every backend. */
 	int (*set_agent)(const struct btsock_agent *agent, void *ctx);
 	int (*set_snoop)(const char *path);

@@ -86,6 +86,17 @@ typedef struct {
 	uint8_t pin[16];
 } fixed_pin;
 
+/* A gap_pair() under way: paging (handle unknown), then securing the link. */
+#define GAP_PAIRS 4
+typedef struct {
+	bool used;
+	bt_addr peer;
+	bool linked;      /* the link is up: handle is valid */
+	uint16_t handle;
+	gap_pair_cb done;
+	void *ctx;
+} pair_op;
+
 struct gap {
 	hci *h;
 	bt_timers *timers;
@@ -119,9 +130,12 @@ struct gap {
 	bool mitm;              /* we require MITM protection */
 	agent_pend pend[GAP_AGENT_PENDING];
 	fixed_pin pins[GAP_PINS];
+	pair_op pairs[GAP_PAIRS];
 };
 
 static void name_pump(gap *g);
+static pair_op *pair_find(gap *g, const bt_addr *a);
+static bool pair_asks_mitm(gap *g, const bt_addr *a);
 
 /* ------------------------------------------------------------------ device cache */
 
@@ -513,6 +527,22 @@ void gap_link_key_forget(gap *g, const bt_addr *peer)
 		memset(k, 0, sizeof *k);
 }
 
+size_t gap_link_keys(const gap *g, bt_addr *out, uint8_t *types, size_t max)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < GAP_MAX_KEYS; i++) {
+		if (!g->keys[i].used)
+			continue;
+		if (n < max) {
+			out[n] = g->keys[i].addr;
+			if (types)
+				types[n] = g->keys[i].type;
+		}
+		n++;
+	}
+	return n;
+}
+
 void gap_link_key_lost(gap *g, const bt_addr *peer)
 {
 	gap_link_key_forget(g, peer);
@@ -625,7 +655,9 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 	uint8_t theirs = peer_auth(g, a);
 	if (g->bondable)
 		auth = theirs <= 0x05 ? theirs & (uint8_t)~0x01 : 0x04;
-	if (want_mitm(g, a))
+	if (g->bondable && pair_find(g, a))
+		auth = 0x02; /* gap_pair: Dedicated Bonding (Vol 3 Part C 6.5.3) */
+	if (want_mitm(g, a) || pair_asks_mitm(g, a))
 		auth |= 0x01; /* 7.1.29: odd values ask MITM protection */
 	uint8_t p[9]; /* 7.1.29: BD_ADDR, IO_Capability, OOB_Data_Present, Authentication_Requirements */
 	bt_writer w = bt_writer_init(p, sizeof p);
@@ -636,6 +668,117 @@ static void ev_io_cap_request(gap *g, const bt_addr *a)
 	hci_cmd_urgent(g->h, HCI_OP_IO_CAPABILITY_REQUEST_REPLY, &w);
 }
 
+
+/* ------------------------------------------------------------------ gap_pair */
+
+static pair_op *pair_find(gap *g, const bt_addr *a)
+{
+	for (unsigned i = 0; i < GAP_PAIRS; i++)
+		if (g->pairs[i].used && bt_addr_eq(&g->pairs[i].peer, a))
+			return &g->pairs[i];
+	return NULL;
+}
+
+/* gap_pair() asks MITM protection when we have a user to ask (an IO capability other than
+ * NoInputNoOutput), so that the bond gets an authenticated key where the peer allows it, but
+ * does not require it: Just Works still pairs unless the stack requires MITM (g->mitm). */
+static bool pair_asks_mitm(gap *g, const bt_addr *a)
+{
+	return g->io_cap != GAP_IO_NONE && pair_find(g, a) != NULL;
+}
+
+static pair_op *pair_by_handle(gap *g, uint16_t handle)
+{
+	for (unsigned i = 0; i < GAP_PAIRS; i++)
+		if (g->pairs[i].used && g->pairs[i].linked && g->pairs[i].handle == handle)
+			return &g->pairs[i];
+	return NULL;
+}
+
+/* The one place a gap_pair() ends. */
+static void pair_end(pair_op *op, int err, int reason)
+{
+	gap_pair_cb done = op->done;
+	void *ctx = op->ctx;
+	bt_addr peer = op->peer;
+	memset(op, 0, sizeof *op);
+	if (done)
+		done(ctx, &peer, err, reason);
+}
+
+/* The link is up: authenticate and encrypt it (Vol 3 Part C 5.2.2; HCI does the steps). */
+static void pair_secure(gap *g, pair_op *op, uint16_t handle)
+{
+	op->linked = true;
+	op->handle = handle;
+	int rc = hci_secure_link_mitm(g->h, handle, g->mitm);
+	if (rc == 1)
+		pair_end(op, 0, HCI_SEC_OK); /* encrypted already (with a key good enough) */
+	else if (rc < 0)
+		pair_end(op, rc, HCI_SEC_OK);
+}
+
+int gap_pair(gap *g, const bt_addr *peer, gap_pair_cb done, void *ctx)
+{
+	if (pair_find(g, peer))
+		return -EBUSY;
+	pair_op *op = NULL;
+	for (unsigned i = 0; i < GAP_PAIRS && !op; i++)
+		if (!g->pairs[i].used)
+			op = &g->pairs[i];
+	if (!op)
+		return -ENOBUFS;
+	*op = (pair_op){ .used = true, .peer = *peer, .done = done, .ctx = ctx };
+	int rc = hci_connect(g->h, peer);
+	if (rc < 0) {
+		memset(op, 0, sizeof *op);
+		return rc;
+	}
+	if (rc == 1) { /* a link is up already */
+		int handle = hci_link_handle(g->h, peer);
+		if (handle < 0) {
+			memset(op, 0, sizeof *op);
+			return handle;
+		}
+		pair_secure(g, op, (uint16_t)handle);
+	}
+	return 0;
+}
+
+void gap_pair_cancel(gap *g, const bt_addr *peer)
+{
+	pair_op *op = pair_find(g, peer);
+	if (op)
+		memset(op, 0, sizeof *op);
+}
+
+void gap_link_up(gap *g, uint16_t handle, const bt_addr *peer)
+{
+	pair_op *op = g ? pair_find(g, peer) : NULL;
+	if (op && !op->linked)
+		pair_secure(g, op, handle);
+}
+
+void gap_link_down(gap *g, uint16_t handle, const bt_addr *peer, int err)
+{
+	pair_op *op = g ? pair_find(g, peer) : NULL;
+	if (op && op->linked && op->handle == handle)
+		pair_end(op, err ? err : -ECONNRESET, HCI_SEC_OK);
+}
+
+void gap_connect_failed(gap *g, const bt_addr *peer, int err)
+{
+	pair_op *op = g ? pair_find(g, peer) : NULL;
+	if (op && !op->linked)
+		pair_end(op, err, HCI_SEC_OK);
+}
+
+void gap_link_secured(gap *g, uint16_t handle, int err, int reason)
+{
+	pair_op *op = g ? pair_by_handle(g, handle) : NULL;
+	if (op)
+		pair_end(op, err, reason);
+}
 
 /* ------------------------------------------------------------------ agent */
 
@@ -753,7 +896,7 @@ static void ev_user_confirm(gap *g, const uint8_t *p, size_t len)
 	uint32_t value = get_le32(p + 6);
 	const peer_io *e = peer_io_find(g, &a);
 	bool ours = want_mitm(g, &a);
-	bool mitm = ours || (e && (e->auth & 0x01));
+	bool mitm = ours || pair_asks_mitm(g, &a) || (e && (e->auth & 0x01));
 	gap_model m = gap_assoc_model(g->io_cap, e ? e->io : GAP_IO_NONE, mitm);
 	if (m != GAP_NUMERIC_COMPARISON) {
 		if (ours)
@@ -785,10 +928,13 @@ static void ev_passkey_request(gap *g, const bt_addr *a)
  * peer. No reply. */
 static void ev_passkey_notification(gap *g, const uint8_t *p, size_t len)
 {
-	if (len < 10 || !g->agent || !g->agent->display_passkey)
+	if (len < 10)
 		return;
 	bt_addr a;
 	memcpy(a.b, p, 6);
+	hci_sec_hint(g->h, &a, HCI_SEC_WRONG_PASSKEY); /* a failure now: the peer typed it wrong */
+	if (!g->agent || !g->agent->display_passkey)
+		return;
 	g->agent->display_passkey(g->agent_ctx, &a, get_le32(p + 6) % 1000000u);
 }
 
@@ -853,6 +999,7 @@ int gap_agent_passkey(gap *g, const bt_addr *peer, bool ok, uint32_t passkey)
 		refuse(g, GAP_OP_USER_PASSKEY_NEG_REPLY, peer);
 		return 0;
 	}
+	hci_sec_hint(g->h, peer, HCI_SEC_WRONG_PASSKEY); /* if pairing fails now, it was wrong */
 	uint8_t b[10]; /* 7.1.32: BD_ADDR, Numeric_Value (4 octets) */
 	bt_writer w = bt_writer_init(b, sizeof b);
 	bt_write_bytes(&w, peer->b, 6);

@@ -1,7 +1,8 @@
 /* gap.h - the Generic Access Profile parts of one stack (Core spec Vol 3 Part C, over the HCI
  * commands of Vol 4 Part E 7.1/7.3): device discovery (inquiry), remote name requests, the
  * local name / class of device / scan enable, and the replies that let a peer pair with us
- * (Secure Simple Pairing "Just Works", an in-memory link key table, PIN refused).
+ * (Secure Simple Pairing with an agent for the user, an in-memory link key table, legacy PINs),
+ * and pairing on our initiative (gap_pair, bonds).
  *
  * The stack passes every HCI event HCI does not consume to gap_event(). Pure helpers decode
  * Class of Device values and Extended Inquiry Response data. */
@@ -97,6 +98,27 @@ void gap_link_key_forget(gap *g, const bt_addr *peer);
 
 /* Forgets a key the peer or controller called missing or stale (PIN or Key Missing, 0x06). */
 void gap_link_key_lost(gap *g, const bt_addr *peer);
+
+/* The bonds in the table: up to max peers (with their key types, may be NULL) into out;
+ * returns how many there are (which may exceed max). */
+size_t gap_link_keys(const gap *g, bt_addr *out, uint8_t *types, size_t max);
+
+/* Pairs with peer on our initiative (Vol 3 Part C 6.5.3 dedicated bonding when bondable):
+ * pages it if no link is up, then authenticates (pairing through the agent when no key is
+ * known, MITM asked if the stack requires it) and encrypts the link (hci_secure_link, key size
+ * checked). The link is then left to L2CAP, which ends it once idle. done is called once:
+ * 0, or -errno with an hci_sec_reason (-EACCES), -EHOSTDOWN/-ETIMEDOUT (page failed),
+ * -ECONNRESET (the link went down first). 0, -EBUSY (peer is being paired already),
+ * -ENOBUFS, or the error of hci_connect. */
+typedef void (*gap_pair_cb)(void *ctx, const bt_addr *peer, int err, int reason);
+int gap_pair(gap *g, const bt_addr *peer, gap_pair_cb done, void *ctx);
+/* Drops a gap_pair() without calling back (the link is left as it is). */
+void gap_pair_cancel(gap *g, const bt_addr *peer);
+/* Link events, from the stack (hci_upper), for gap_pair. */
+void gap_link_up(gap *g, uint16_t handle, const bt_addr *peer);
+void gap_link_down(gap *g, uint16_t handle, const bt_addr *peer, int err);
+void gap_connect_failed(gap *g, const bt_addr *peer, int err);
+void gap_link_secured(gap *g, uint16_t handle, int err, int reason);
 
 /* ------------------------------------------------------------------ agent (user interaction) */
 

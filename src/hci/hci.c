@@ -65,6 +65,8 @@ typedef struct {
 	bool auth_retried;  /* Authentication_Requested resent after Key Missing */
 	uint8_t sec_hint;   /* GAP's hci_sec_reason for a failure to come (hci_sec_hint) */
 	bool want_mitm;     /* the securing asks an authenticated key */
+	bool pairing;       /* a pairing (either side's) is under way: the link must not idle out */
+	uint64_t pairing_since; /* ...since then (it counts for security_timeout_ms at most) */
 	int16_t key_type;   /* link key type in use, -1 unknown */
 	uint8_t peer_ssp;   /* FEAT_* */
 	bt_timer feat_timer;
@@ -627,6 +629,7 @@ static hci_link *link_alloc(hci *h, const bt_addr *peer)
 		l->auth_retried = false;
 		l->sec_hint = HCI_SEC_OK;
 		l->want_mitm = false;
+		l->pairing = false;
 		l->key_type = -1;
 		l->peer_ssp = FEAT_NO;
 		l->owner = h;
@@ -772,6 +775,7 @@ const char *hci_sec_reason_str(int reason)
 	case HCI_SEC_PEER_AUTH_FAILURE: return "authentication failure reported by the peer";
 	case HCI_SEC_TIMEOUT: return "pairing timed out";
 	case HCI_SEC_WEAK_KEY: return "link key too weak for the security level";
+	case HCI_SEC_WRONG_PASSKEY: return "wrong passkey (the one typed was not the one shown)";
 	default: return "security failure";
 	}
 }
@@ -890,6 +894,7 @@ static void ev_auth_complete(hci *h, bt_reader *r)
 	hci_link *l = r->err ? NULL : link_by_handle(h, handle);
 	if (!l)
 		return;
+	l->pairing = false;
 	if (status == HCI_ERR_KEY_MISSING && h->up.key_missing)
 		h->up.key_missing(h->up.ctx, &l->peer);
 	if (l->sec != SEC_AUTH)
@@ -1323,6 +1328,55 @@ void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type)
 		l->key_type = type;
 }
 
+/* Pairing events name the peer first (BD_ADDR, Vol 4 Part E 7.7.22-24, 7.7.40-45, 7.7.48):
+ * from the first request to its outcome the link is busy pairing, whoever started it, so that
+ * a user taking time to compare a number does not see the link idle out under the dialog. */
+static void note_pairing(hci *h, uint8_t code, const uint8_t *p, size_t len)
+{
+	bool start;
+	switch (code) {
+	case HCI_EV_PIN_CODE_REQUEST:
+	case HCI_EV_IO_CAPABILITY_REQUEST:
+	case HCI_EV_IO_CAPABILITY_RESPONSE:
+	case HCI_EV_USER_CONFIRM_REQUEST:
+	case 0x34: /* User Passkey Request, 7.7.43 */
+	case 0x3b: /* User Passkey Notification, 7.7.48 */
+		start = true;
+		break;
+	case HCI_EV_LINK_KEY_NOTIFICATION:
+		start = false;
+		break;
+	case HCI_EV_SIMPLE_PAIRING_COMPLETE: /* status, BD_ADDR */
+		if (len < 7)
+			return;
+		p++;
+		len--;
+		start = false;
+		break;
+	default:
+		return;
+	}
+	if (len < 6)
+		return;
+	bt_addr a;
+	memcpy(a.b, p, 6);
+	hci_link *l = link_by_addr(h, &a);
+	if (l && l->state == LINK_UP) {
+		if (start && !l->pairing)
+			l->pairing_since = h->timers->now;
+		l->pairing = start;
+	}
+}
+
+bool hci_link_securing(hci *h, uint16_t handle)
+{
+	hci_link *l = link_by_handle(h, handle);
+	if (!l)
+		return false;
+	bool pairing = l->pairing && h->timers->now - l->pairing_since < h->cfg.security_timeout_ms;
+	return l->sec != SEC_NONE || l->key_check || pairing;
+}
+
 bool hci_link_wants_mitm(hci *h, const bt_addr *peer)
 {
 	const hci_link *l = link_by_addr(h, peer);
@@ -1421,6 +1475,7 @@ static void event_input(hci *h, const uint8_t *p, size_t len)
 {
 	uint8_t code = p[0];
 	bt_reader r = bt_reader_init(p + 2, len - 2);
+	note_pairing(h, code, p + 2, len - 2);
 	switch (code) {
 	case HCI_EV_CMD_COMPLETE:
 		ev_cmd_complete(h, &r);

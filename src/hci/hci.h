@@ -143,6 +143,7 @@ typedef enum {
 	HCI_SEC_PEER_AUTH_FAILURE,  /* authentication failure reported by the peer */
 	HCI_SEC_TIMEOUT,            /* no outcome within security_timeout_ms */
 	HCI_SEC_WEAK_KEY,           /* the link key is weaker than the channel's level asks */
+	HCI_SEC_WRONG_PASSKEY,      /* Passkey Entry failed: the passkey typed was not the one shown */
 } hci_sec_reason;
 const char *hci_sec_reason_str(int reason);
 /* GAP's hint for the reason of a failure about to come on peer's link (it answered the
@@ -161,6 +162,10 @@ void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type);
 /* Whether a hci_secure_link() of the link wants an authenticated (MITM-protected) key: GAP
  * then asks MITM in its IO capability reply. */
 bool hci_link_wants_mitm(hci *h, const bt_addr *peer);
+/* Whether the link is being secured: our hci_secure_link() under way, its key size being
+ * read, or a pairing of either side's between its first request (IO Capability, PIN) and its
+ * outcome. L2CAP does not disconnect such a link for want of channels. */
+bool hci_link_securing(hci *h, uint16_t handle);
 /* hci_secure_link(), asking for an authenticated (MITM) key when mitm is set. A link already
  * encrypted with a key not known to be authenticated is authenticated again (GAP then refuses
  * the stored weaker key, so a MITM-protected pairing replaces it): 0 and link_secured follow. */

@@ -292,6 +292,10 @@ static void idle_fire(bt_timer *t, void *ctx)
 {
 	l2link *k = ctx;
 	(void)t;
+	if (hci_link_securing(k->l->hci, k->handle)) { /* pairing (a user may be deciding): later */
+		bt_timer_start(k->l->timers, &k->idle, IDLE_LINK_MS);
+		return;
+	}
 	if (hci_disconnect(k->l->hci, k->handle, HCI_ERR_REMOTE_USER_TERMINATED) == -ENOBUFS)
 		bt_timer_start(k->l->timers, &k->idle, IDLE_LINK_MS); /* the command queue is full: later */
 }

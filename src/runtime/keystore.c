@@ -125,6 +125,8 @@ static void format_line(char *out, size_t cap, const bt_addr *local, const bt_ad
 
 static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
 		      uint8_t type, char *err, size_t errlen);
+static int ks_locked(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		     uint8_t type, int lock_wait_ms, char *err, size_t errlen);
 
 /* Several processes may share one file: the read-modify-write runs under an exclusive flock
  * of "PATH.lock" (the file itself is replaced by rename, so it cannot carry the lock). */
@@ -152,6 +154,20 @@ static int lock_within(int fd, int wait_ms)
 int ks_store_timed(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
 		   uint8_t type, int lock_wait_ms, char *err, size_t errlen)
 {
+	int rc = ks_locked(path, local, peer, key, type, lock_wait_ms, err, errlen);
+	return rc < 0 ? rc : 0;
+}
+
+int ks_delete(const char *path, const bt_addr *local, const bt_addr *peer, char *err, size_t errlen)
+{
+	return ks_locked(path, local, peer, NULL, 0, KS_LOCK_WAIT_MS, err, errlen);
+}
+
+/* The read-modify-write of the file under PATH.lock: key stores (replaces) the bond, NULL
+ * deletes it. Returns how many lines of that bond were replaced or deleted, or -errno. */
+static int ks_locked(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
+		     uint8_t type, int lock_wait_ms, char *err, size_t errlen)
+{
 	char lock[4096];
 	if (snprintf(lock, sizeof lock, "%s.lock", path) >= (int)sizeof lock)
 		return fail(err, errlen, ENAMETOOLONG, path, "lock");
@@ -163,8 +179,8 @@ int ks_store_timed(const char *path, const bt_addr *local, const bt_addr *peer, 
 		close(fd);
 		if (lr == -ETIMEDOUT) {
 			char a[BT_ADDR_STRLEN];
-			snprintf(err, errlen, "%s: another process held the lock for %d ms: the key of %s was not saved",
-				 lock, lock_wait_ms, bt_addr_format(peer, a));
+			snprintf(err, errlen, "%s: another process held the lock for %d ms: the key of %s was not %s",
+				 lock, lock_wait_ms, bt_addr_format(peer, a), key ? "saved" : "deleted");
 			return -ETIMEDOUT;
 		}
 		return fail(err, errlen, -lr, lock, "flock");
@@ -184,6 +200,17 @@ static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *pee
 		free_lines(lines, n);
 		return rc;
 	}
+	int found = 0;
+	for (size_t i = 0; i < n; i++) {
+		bt_addr l, p;
+		uint8_t k[16], t;
+		if (ks_parse_line(lines[i], &l, &p, k, &t) == 0 && bt_addr_eq(&l, local) && bt_addr_eq(&p, peer))
+			found++;
+	}
+	if (!key && !found) { /* nothing to delete: the file stays as it is */
+		free_lines(lines, n);
+		return 0;
+	}
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof tmp) {
 		free_lines(lines, n);
@@ -198,9 +225,10 @@ static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *pee
 		free_lines(lines, n);
 		return fail(err, errlen, e, tmp, "create");
 	}
-	char mine[KS_LINE_MAX];
-	format_line(mine, sizeof mine, local, peer, key, type);
-	bool written = false;
+	char mine[KS_LINE_MAX] = "";
+	if (key)
+		format_line(mine, sizeof mine, local, peer, key, type);
+	bool written = !key; /* deleting: no line of this bond is written */
 	for (size_t i = 0; i < n; i++) {
 		bt_addr l, p;
 		uint8_t k[16], t;
@@ -226,7 +254,7 @@ static int ks_rewrite(const char *path, const bt_addr *local, const bt_addr *pee
 		unlink(tmp);
 		return fail(err, errlen, e, path, "rename");
 	}
-	return 0;
+	return found;
 }
 
 /* ------------------------------------------------------------------ the writer thread */
@@ -322,6 +350,30 @@ bool ks_writer_idle(ks_writer *w)
 	bool idle = !w->head && !w->busy;
 	pthread_mutex_unlock(&w->mu);
 	return idle;
+}
+
+bool ks_writer_sync(ks_writer *w, int timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while ((w->head || w->busy) && w->started)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) != 0)
+			break;
+	bool idle = !w->head && !w->busy;
+	pthread_mutex_unlock(&w->mu);
+	return idle;
+}
+
+const char *ks_writer_path(const ks_writer *w)
+{
+	return w->path;
 }
 
 void ks_writer_free(ks_writer *w)

@@ -37,6 +37,11 @@ int ks_store(const char *path, const bt_addr *local, const bt_addr *peer, const 
 int ks_store_timed(const char *path, const bt_addr *local, const bt_addr *peer, const uint8_t key[16],
 		   uint8_t type, int lock_wait_ms, char *err, size_t errlen);
 
+/* Deletes the bond local-peer from the file (rewritten whole, under PATH.lock as ks_store).
+ * Returns 1 if it was there, 0 if not (the file is then left alone), or -errno with a sentence
+ * in err. */
+int ks_delete(const char *path, const bt_addr *local, const bt_addr *peer, char *err, size_t errlen);
+
 /* An adapter's key writer: keys from pairings are written to the file at path (fixed when
  * the adapter opened) by a thread of its own, so that a lock held by another process, the
  * fsync and the rename never stall the adapter's loop. Failures go to stderr. */
@@ -46,6 +51,11 @@ ks_writer *ks_writer_new(const char *path, const bt_addr *local, int lock_wait_m
 void ks_writer_post(ks_writer *w, const bt_addr *peer, const uint8_t key[16], uint8_t type);
 /* Whether every queued key has been written (or failed). */
 bool ks_writer_idle(ks_writer *w);
+/* Waits at most timeout_ms until every key queued so far has been written (or failed);
+ * whether it has. */
+bool ks_writer_sync(ks_writer *w, int timeout_ms);
+/* The keystore the writer writes to. */
+const char *ks_writer_path(const ks_writer *w);
 /* Writes what is still queued (each within lock_wait_ms of the lock), then frees w. */
 void ks_writer_free(ks_writer *w);
 

@@ -320,6 +320,7 @@ static const char *sock_reason(const bsock *s, int err)
 	switch (s->sec_reason) {
 	case HCI_SEC_REJECTED: return "refused for security reasons: pairing was rejected by the user (the agent)";
 	case HCI_SEC_WRONG_PIN: return "refused for security reasons: wrong PIN";
+	case HCI_SEC_WRONG_PASSKEY: return "refused for security reasons: wrong passkey (the passkey typed was not the one shown)";
 	case HCI_SEC_NO_KEY: return "refused for security reasons: no link key, and pairing was not possible or not allowed";
 	case HCI_SEC_ENCRYPTION_REFUSED: return "refused for security reasons: encryption was refused";
 	case HCI_SEC_KEY_TOO_SHORT: return "refused for security reasons: the encryption key is too short (below the minimum key size)";

@@ -34,16 +34,19 @@ static void up_link_up(void *ctx, uint16_t handle, const bt_addr *peer, bool ini
 {
 	bt_stack *s = ctx;
 	l2cap_link_up(s->l2cap, handle, peer, initiator);
+	gap_link_up(s->gap, handle, peer); /* a gap_pair() waiting for it */
 }
 static void up_link_down(void *ctx, uint16_t handle, const bt_addr *peer, int err)
 {
 	bt_stack *s = ctx;
 	l2cap_link_down(s->l2cap, handle, peer, err);
+	gap_link_down(s->gap, handle, peer, err);
 }
 static void up_connect_failed(void *ctx, const bt_addr *peer, int err)
 {
 	bt_stack *s = ctx;
 	l2cap_connect_failed(s->l2cap, peer, err);
+	gap_connect_failed(s->gap, peer, err);
 }
 static void up_acl(void *ctx, uint16_t handle, const uint8_t *pdu, size_t len)
 {
@@ -60,6 +63,7 @@ static void up_link_secured(void *ctx, uint16_t handle, int err, int reason)
 	bt_stack *s = ctx;
 	l2cap_link_secured(s->l2cap, handle, err, reason);
 	rfcomm_link_secured(s->rfcomm, handle, err, reason);
+	gap_link_secured(s->gap, handle, err, reason);
 }
 static void up_link_features(void *ctx, uint16_t handle)
 {

@@ -40,6 +40,14 @@ struct h4_proxy {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop, cut, closed, up;
+	bool keep_ctrl;     /* h4p_keep_controller: a host that leaves does not close btvirt's side */
+	unsigned hosts;     /* hosts that connected so far */
+	h4p_filter filter;
+	void *filter_ctx;
+	/* h4p_inject's packets wait here (under inbox_lock, always the innermost lock) until the
+	 * thread moves them into their queue: a filter may inject into any proxy, itself too. */
+	pthread_mutex_t inbox_lock;
+	qpkt *inbox[2];
 	h4p_rule rules[MAX_RULES];
 	unsigned matched[MAX_RULES], used[MAX_RULES];
 	int nrules;
@@ -144,6 +152,8 @@ static void packet(h4_proxy *p, h4p_dir dir, uint8_t *pkt, size_t len)
 {
 	h4p_side *s = &p->side[dir];
 	s->packets++;
+	if (p->filter && !p->filter(p->filter_ctx, p, dir, pkt, &len, FRAME_MAX))
+		return;
 	/* Connection Complete, Vol 4 Part E 7.7.3: status, handle, ... */
 	if (dir == H4P_TO_HOST && len >= 6 && pkt[0] == 0x04 && pkt[1] == 0x03 && pkt[3] == 0)
 		p->last_handle = le16(pkt + 4) & 0x0fff;
@@ -235,6 +245,35 @@ static void input(h4_proxy *p, h4p_dir dir, const uint8_t *d, size_t n)
 
 /* ------------------------------------------------------------------ the thread */
 
+/* Moves injected packets into their queues (dropped while no host is connected). Lock held. */
+static void drain_inbox(h4_proxy *p)
+{
+	pthread_mutex_lock(&p->inbox_lock);
+	for (int d = 0; d < 2; d++) {
+		while (p->inbox[d]) {
+			qpkt *q = p->inbox[d];
+			p->inbox[d] = q->next;
+			if (p->up)
+				enqueue(&p->side[d], q->data, q->len, 0);
+			free(q);
+		}
+	}
+	pthread_mutex_unlock(&p->inbox_lock);
+}
+
+/* The host left while btvirt's side is kept: the next host gets the same controller. */
+static void close_host(h4_proxy *p)
+{
+	if (p->host >= 0)
+		close(p->host);
+	p->host = -1;
+	p->up = false;
+	queue_free(&p->side[0]);
+	queue_free(&p->side[1]);
+	p->side[H4P_TO_CTRL].have = 0; /* the next host's stream starts afresh */
+	pthread_cond_broadcast(&p->cond);
+}
+
 static void close_both(h4_proxy *p)
 {
 	if (p->host >= 0)
@@ -266,7 +305,7 @@ static void try_accept(h4_proxy *p)
 {
 	pthread_mutex_unlock(&p->lock);
 	int host = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC); /* blocking writes: see flush */
-	int ctrl = host >= 0 ? connect_upstream(p->upstream) : -1;
+	int ctrl = host < 0 ? -1 : p->ctrl >= 0 ? p->ctrl : connect_upstream(p->upstream);
 	pthread_mutex_lock(&p->lock);
 	if (host >= 0 && ctrl < 0) {
 		close(host);
@@ -280,6 +319,7 @@ static void try_accept(h4_proxy *p)
 	p->host = host;
 	p->ctrl = ctrl;
 	p->up = true;
+	p->hosts++;
 	pthread_cond_broadcast(&p->cond);
 }
 
@@ -316,9 +356,10 @@ static void *proxy_thread(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		struct pollfd f[3] = { { p->wake[0], POLLIN, 0 }, { -1, POLLIN, 0 }, { -1, POLLIN, 0 } };
-		if (!p->up && !p->closed)
+		if (!p->up && !p->closed) {
 			f[1].fd = p->lfd;
-		else if (p->up) {
+			f[2].fd = p->ctrl; /* a kept controller: what it says meanwhile is dropped */
+		} else if (p->up) {
 			f[1].fd = p->host;
 			f[2].fd = p->ctrl;
 		}
@@ -334,21 +375,36 @@ static void *proxy_thread(void *arg)
 		if (p->stop)
 			break;
 		if (!p->up && !p->closed) {
+			if (f[2].fd >= 0 && f[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+				uint8_t junk[4096];
+				ssize_t n = recv(p->ctrl, junk, sizeof junk, MSG_DONTWAIT);
+				if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+					close(p->ctrl);
+					p->ctrl = -1;
+				}
+			}
 			if (f[1].revents & POLLIN)
 				try_accept(p);
+			drain_inbox(p);
 			continue;
 		}
+		drain_inbox(p);
 		if (!p->up)
 			continue;
-		bool ok = true;
+		bool host_ok = true, ctrl_ok = true;
 		if (f[1].revents & (POLLIN | POLLHUP | POLLERR))
-			ok &= read_side(p, p->host, H4P_TO_CTRL);
-		if (ok && f[2].revents & (POLLIN | POLLHUP | POLLERR))
-			ok &= read_side(p, p->ctrl, H4P_TO_HOST);
+			host_ok = read_side(p, p->host, H4P_TO_CTRL);
+		if (host_ok && f[2].revents & (POLLIN | POLLHUP | POLLERR))
+			ctrl_ok = read_side(p, p->ctrl, H4P_TO_HOST);
+		drain_inbox(p); /* what a filter injected goes out with this round */
 		uint64_t now = now_ms();
-		if (ok && !p->cut)
-			ok = flush(p, H4P_TO_CTRL, now) && flush(p, H4P_TO_HOST, now);
-		if (!ok || p->cut)
+		if (host_ok && ctrl_ok && !p->cut) {
+			ctrl_ok = flush(p, H4P_TO_CTRL, now);
+			host_ok = flush(p, H4P_TO_HOST, now);
+		}
+		if (!host_ok && ctrl_ok && p->keep_ctrl && !p->cut)
+			close_host(p);
+		else if (!host_ok || !ctrl_ok || p->cut)
 			close_both(p);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -369,6 +425,7 @@ h4_proxy *h4p_start(const char *upstream)
 	p->host = p->ctrl = -1;
 	p->last_handle = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->inbox_lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	unlink(p->path);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -416,11 +473,43 @@ unsigned h4p_matched(h4_proxy *p, int id)
 
 void h4p_inject(h4_proxy *p, h4p_dir dir, const uint8_t *pkt, size_t len)
 {
-	pthread_mutex_lock(&p->lock);
-	if (p->up)
-		enqueue(&p->side[dir], pkt, len, 0);
-	pthread_mutex_unlock(&p->lock);
+	qpkt *q = malloc(sizeof *q + len);
+	if (!q)
+		return;
+	q->next = NULL;
+	q->due = 0;
+	q->len = len;
+	memcpy(q->data, pkt, len);
+	pthread_mutex_lock(&p->inbox_lock);
+	qpkt **tail = &p->inbox[dir];
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = q;
+	pthread_mutex_unlock(&p->inbox_lock);
 	wake(p);
+}
+
+void h4p_set_filter(h4_proxy *p, h4p_filter fn, void *ctx)
+{
+	pthread_mutex_lock(&p->lock);
+	p->filter = fn;
+	p->filter_ctx = ctx;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void h4p_keep_controller(h4_proxy *p, bool on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->keep_ctrl = on;
+	pthread_mutex_unlock(&p->lock);
+}
+
+unsigned h4p_hosts(h4_proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	unsigned n = p->hosts;
+	pthread_mutex_unlock(&p->lock);
+	return n;
 }
 
 void h4p_cut(h4_proxy *p)
@@ -474,6 +563,13 @@ void h4p_stop(h4_proxy *p)
 	close(p->wake[0]);
 	close(p->wake[1]);
 	unlink(p->path);
+	for (int d = 0; d < 2; d++)
+		while (p->inbox[d]) {
+			qpkt *q = p->inbox[d];
+			p->inbox[d] = q->next;
+			free(q);
+		}
+	pthread_mutex_destroy(&p->inbox_lock);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->cond);
 	free(p);

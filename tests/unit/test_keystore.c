@@ -168,6 +168,35 @@ static void test_replace_keeps_other_lines(void **state)
 	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), 2);
 }
 
+/* Deleting a bond removes its lines only (every line of it, other adapters' bonds, comments and
+ * foreign lines stay); deleting one that is not there is 0 and leaves the file untouched; no
+ * file at all is 0 too. */
+static void test_delete(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	bt_addr me = addr("00:AA:01:01:00:42"), peer = addr("00:AA:01:00:00:00"), peer2 = addr("00:AA:01:00:00:07");
+	assert_int_equal(ks_delete(path, &me, &peer, err, sizeof err), 0);
+	assert_int_equal(access(path, F_OK), -1); /* not created by a delete */
+	write_file("# btsock keys\n"
+		   "00:AA:01:01:00:42 00:AA:01:00:00:00 04 00000000000000000000000000000000\n"
+		   "00:AA:01:01:00:43 00:AA:01:00:00:00 05 11111111111111111111111111111111\n"
+		   "not a bond\n"
+		   "00:aa:01:01:00:42 00:aa:01:00:00:00 05 33333333333333333333333333333333\n");
+	assert_int_equal(ks_delete(path, &me, &peer, err, sizeof err), 2);
+	const char *left = "# btsock keys\n"
+			   "00:AA:01:01:00:43 00:AA:01:00:00:00 05 11111111111111111111111111111111\n"
+			   "not a bond\n";
+	assert_string_equal(read_file(), left);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(ks_delete(path, &me, &peer2, err, sizeof err), 0);
+	assert_string_equal(read_file(), left);
+	seen s = { 0 };
+	assert_int_equal(ks_load(path, &me, on_key, &s, err, sizeof err), 0);
+}
+
 /* Bounded: an over-long line is skipped (no bond is that long), a file of more than
  * KS_MAX_LINES lines is refused, a path that cannot be written says why. */
 static void test_bounds_and_errors(void **state)
@@ -302,6 +331,7 @@ int main(void)
 		cmocka_unit_test(test_parse_line),
 		cmocka_unit_test_setup_teardown(test_store_and_load, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_keeps_other_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bounds_and_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked_file, setup, teardown),

@@ -15,6 +15,9 @@ static const struct tool_cmd *const commands[] = {
 	&tool_cmd_scan,
 	&tool_cmd_sdp,
 	&tool_cmd_bench,
+	&tool_cmd_pair,
+	&tool_cmd_unpair,
+	&tool_cmd_paired,
 };
 
 #define N_COMMANDS ((int)(sizeof(commands) / sizeof(commands[0])))
@@ -45,8 +48,9 @@ static void print_usage(FILE *out)
 	      "  -n, --name NAME        the local name other devices see (default \"btsock\")\n"
 	      "      --keys FILE        keep link keys in FILE (mode 0600) and bond with peers that\n"
 	      "                         pair; also $BTSOCK_KEYS. Without it no pairing is remembered\n"
-	      "      --agent accept|reject  answer pairing that asks the user (Numeric Comparison):\n"
-	      "                         accept or refuse; without it only Just Works pairs\n"
+	      "      --agent ask|accept|reject  answer pairing that asks the user: ask on the\n"
+	      "                         terminal (compare the number, type the passkey), accept\n"
+	      "                         every request, or refuse; without it only Just Works pairs\n"
 	      "      --pin PIN          the PIN (1-16 characters) for legacy pairing with old devices\n"
 	      "  -h, --help             this help\n"
 	      "      --version          print the version\n"

@@ -25,7 +25,7 @@ struct tool_ctx {
 	const char *snoop;    /* --snoop FILE, NULL = none (BTSOCK_SNOOP still applies) */
 	const char *keys;     /* --keys FILE, NULL = none (BTSOCK_KEYS still applies) */
 	const char *local_name; /* -n NAME: the name other devices see, NULL = "btsock" */
-	const char *agent;    /* --agent accept|reject: how pairing that needs the user is answered */
+	const char *agent;    /* --agent ask|accept|reject: how pairing that needs the user is answered */
 	const char *pin;      /* --pin PIN: the PIN for legacy pairing, NULL = refuse */
 };
 
@@ -45,6 +45,9 @@ extern const struct tool_cmd tool_cmd_connect;
 extern const struct tool_cmd tool_cmd_scan;
 extern const struct tool_cmd tool_cmd_sdp;
 extern const struct tool_cmd tool_cmd_bench;
+extern const struct tool_cmd tool_cmd_pair;
+extern const struct tool_cmd tool_cmd_unpair;
+extern const struct tool_cmd tool_cmd_paired;
 
 /* --- util.c --- */
 

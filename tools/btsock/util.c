@@ -2,8 +2,10 @@
  * RFCOMM channels, L2CAP PSMs, global options, and the "btsock: ..." messages that go with
  * the stable exit codes of tool.h. */
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,12 +174,137 @@ bool tool_parse_psm(const char *s, bool allow_any, unsigned *out)
 	return true;
 }
 
-/* The CLI's pairing agent (--agent, --pin): answers at once, on btsock's thread. */
+/* The CLI's pairing agent (--agent, --pin). accept / reject answer at once, on btsock's
+ * thread. ask cannot block that thread (the callbacks run with btsock's lock held): it returns
+ * -1 ("later") and hands the question to a thread of its own, which asks on /dev/tty (stdin if
+ * there is no terminal) and answers with btsock_agent_confirm / _passkey / _pin. One question
+ * at a time: a second one while the user is still answering is refused. */
+enum ask_kind { ASK_NONE, ASK_CONFIRM, ASK_PASSKEY, ASK_PIN };
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started;
+	enum ask_kind kind;
+	char adapter[BTSOCK_ADDRSTRLEN], peer[BTSOCK_ADDRSTRLEN];
+	unsigned value;
+} ask = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, ASK_NONE, "", "", 0 };
+
+static bool agent_is(const struct tool_ctx *c, const char *mode)
+{
+	return c->agent && strcmp(c->agent, mode) == 0;
+}
+
+/* One line from the terminal (or stdin), without its newline; false at end of input. */
+static bool ask_line(const char *prompt, char *buf, size_t cap)
+{
+	FILE *tty = fopen("/dev/tty", "r+e");
+	FILE *in = tty ? tty : stdin;
+	FILE *out = tty ? tty : stderr;
+
+	fputs(prompt, out);
+	fflush(out);
+	bool ok = fgets(buf, (int)cap, in) != NULL;
+	if (tty)
+		fclose(tty);
+	else
+		fputc('\n', out); /* the answer came from stdin: end the prompt's line */
+	if (ok)
+		buf[strcspn(buf, "\r\n")] = '\0';
+	return ok;
+}
+
+static void ask_answer(enum ask_kind kind, const char *adapter, const char *peer, unsigned value)
+{
+	char line[64], prompt[160];
+	int rc = 0;
+
+	switch (kind) {
+	case ASK_CONFIRM: {
+		snprintf(prompt, sizeof prompt, "btsock: pairing with %s: does it show %06u? [yes/no] ", peer, value);
+		bool yes = ask_line(prompt, line, sizeof line) && (strcmp(line, "yes") == 0 || strcmp(line, "y") == 0);
+		rc = btsock_agent_confirm(adapter, peer, yes);
+		break;
+	}
+	case ASK_PASSKEY: {
+		snprintf(prompt, sizeof prompt, "btsock: pairing with %s: type the passkey it shows: ", peer);
+		char *end = NULL;
+		long v = -1;
+		if (ask_line(prompt, line, sizeof line) && line[0]) {
+			v = strtol(line, &end, 10);
+			if (*end || v < 0 || v > 999999) {
+				tool_msg("'%s' is not a passkey (0 to 999999): refused", line);
+				v = -1;
+			}
+		}
+		rc = btsock_agent_passkey(adapter, peer, v);
+		break;
+	}
+	case ASK_PIN:
+		snprintf(prompt, sizeof prompt, "btsock: pairing with %s: its PIN (1-16 characters): ", peer);
+		if (ask_line(prompt, line, sizeof line) && strlen(line) >= 1 && strlen(line) <= 16)
+			rc = btsock_agent_pin(adapter, peer, line);
+		else
+			rc = btsock_agent_pin(adapter, peer, NULL);
+		break;
+	default:
+		return;
+	}
+	if (rc < 0)
+		tool_msg("%s", btsock_error());
+}
+
+static void *ask_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ask.mu);
+	for (;;) {
+		while (ask.kind == ASK_NONE)
+			pthread_cond_wait(&ask.cv, &ask.mu);
+		enum ask_kind kind = ask.kind;
+		char adapter[BTSOCK_ADDRSTRLEN], peer[BTSOCK_ADDRSTRLEN];
+		unsigned value = ask.value;
+		memcpy(adapter, ask.adapter, sizeof adapter);
+		memcpy(peer, ask.peer, sizeof peer);
+		pthread_mutex_unlock(&ask.mu);
+		ask_answer(kind, adapter, peer, value);
+		pthread_mutex_lock(&ask.mu);
+		ask.kind = ASK_NONE;
+	}
+	return NULL;
+}
+
+/* Hands a question to the asking thread: -1 ("answered later"), or 0 (refused: busy). */
+static int ask_post(enum ask_kind kind, const char *adapter, const char *peer, unsigned value)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&ask.mu);
+	if (!ask.started) {
+		pthread_t t;
+		ask.started = pthread_create(&t, NULL, ask_thread, NULL) == 0;
+		if (ask.started)
+			pthread_detach(t);
+	}
+	if (!ask.started || ask.kind != ASK_NONE) {
+		rc = 0;
+	} else {
+		ask.kind = kind;
+		snprintf(ask.adapter, sizeof ask.adapter, "%s", adapter);
+		snprintf(ask.peer, sizeof ask.peer, "%s", peer);
+		ask.value = value;
+		pthread_cond_signal(&ask.cv);
+	}
+	pthread_mutex_unlock(&ask.mu);
+	return rc;
+}
+
 static int cli_confirm(void *ctx, const char *adapter, const char *peer, unsigned value)
 {
 	const struct tool_ctx *c = ctx;
-	bool yes = c->agent && strcmp(c->agent, "accept") == 0;
+	bool yes = agent_is(c, "accept");
 
+	if (agent_is(c, "ask"))
+		return ask_post(ASK_CONFIRM, adapter, peer, value);
 	fprintf(stderr, "btsock: pairing with %s: confirm %06u? %s (--agent %s)\n", peer, value,
 		yes ? "yes" : "no", c->agent ? c->agent : "reject");
 	return yes ? 1 : 0;
@@ -188,17 +315,32 @@ static void cli_display(void *ctx, const char *adapter, const char *peer, unsign
 	fprintf(stderr, "btsock: pairing with %s: type %06u on it\n", peer, passkey);
 }
 
+/* Passkey Entry, our side types: only a user can (--agent ask); accept has nothing to type. */
+static long cli_passkey(void *ctx, const char *adapter, const char *peer)
+{
+	const struct tool_ctx *c = ctx;
+
+	if (agent_is(c, "ask"))
+		return ask_post(ASK_PASSKEY, adapter, peer, 0) < 0 ? -1 : -2;
+	fprintf(stderr, "btsock: pairing with %s: it asks for a passkey to be typed: refused (--agent %s; "
+		"use --agent ask)\n", peer, c->agent ? c->agent : "reject");
+	return -2;
+}
+
 static int cli_pin(void *ctx, const char *adapter, const char *peer, char pin[17])
 {
 	const struct tool_ctx *c = ctx;
 
-	if (!c->pin)
-		return 0;
-	snprintf(pin, 17, "%s", c->pin);
-	return 1;
+	if (c->pin) {
+		snprintf(pin, 17, "%s", c->pin);
+		return 1;
+	}
+	if (agent_is(c, "ask"))
+		return ask_post(ASK_PIN, adapter, peer, 0);
+	return 0;
 }
 
-static const struct btsock_agent cli_agent = { cli_confirm, cli_display, NULL, cli_pin };
+static const struct btsock_agent cli_agent = { cli_confirm, cli_display, cli_passkey, cli_pin };
 
 int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 {
@@ -235,8 +377,10 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 	if (ctx->local_name && btsock_set_local_name(addr ? addr : local, ctx->local_name) < 0)
 		return tool_fail("local name");
 	/* --agent: a user is there to compare numbers, so the adapter says DisplayYesNo (Core Vol 4
-	 * Part E 7.1.29) and Numeric Comparison reaches the agent instead of Just Works. */
-	struct btsock_pairing p = { BTSOCK_IO_DISPLAY_YESNO, false, 0 };
+	 * Part E 7.1.29) and Numeric Comparison reaches the agent instead of Just Works; with ask
+	 * the user can type a passkey too: KeyboardDisplay. */
+	struct btsock_pairing p = { agent_is(ctx, "ask") ? BTSOCK_IO_KEYBOARD_DISPLAY : BTSOCK_IO_DISPLAY_YESNO,
+				    false, 0 };
 	if (ctx->agent && btsock_set_pairing(addr ? addr : local, &p) < 0)
 		return tool_fail("pairing settings");
 	return TOOL_EXIT_OK;
@@ -342,8 +486,9 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			a->ctx->local_name = a->arg;
 		else if (k == 3)
 			a->ctx->keys = a->arg;
-		else if (k == 4 && strcmp(a->arg, "accept") != 0 && strcmp(a->arg, "reject") != 0)
-			return tool_usage_error(a->cmd, "--agent takes accept or reject, not '%s'", a->arg),
+		else if (k == 4 && strcmp(a->arg, "accept") != 0 && strcmp(a->arg, "reject") != 0 &&
+			 strcmp(a->arg, "ask") != 0)
+			return tool_usage_error(a->cmd, "--agent takes ask, accept or reject, not '%s'", a->arg),
 			       TOOL_ARG_ERROR;
 		else if (k == 4)
 			a->ctx->agent = a->arg;
