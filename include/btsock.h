@@ -131,10 +131,11 @@ int btsock_set_pairing(const char *adapter, const struct btsock_pairing *setting
 /* A fixed PIN (1-16 characters) for legacy pairing with a pre-2.1 peer; NULL removes it. */
 int btsock_set_pin(const char *adapter, const char *peer, const char *pin);
 
-/* The process-wide pairing agent: asked whenever pairing needs the user. Its callbacks run on an
- * adapter's thread with btsock's lock held and must not call btsock: each answers at once by
- * its return value, or returns -1 and answers later, from another thread, with the reply call
- * named (within 25 s, else the request is refused). A NULL member refuses that kind of request;
+/* The process-wide pairing agent: asked whenever pairing needs the user. Its callbacks run on the
+ * adapter's own thread (two adapters may call at the same time) and must not block: each
+ * answers at once by its return value, or returns -1 and answers later with the reply call
+ * named (within 25 s, else the request is refused), from another thread or from the callback
+ * itself; other btsock calls that wait fail there with EDEADLK. A NULL member refuses that kind of request;
  * btsock_set_agent(NULL, NULL) restores the default: Just Works accepted, nothing else.
  *   confirm: Numeric Comparison; show value (6 digits); 1 accept, 0 refuse
  *            (btsock_agent_confirm);

@@ -8,7 +8,11 @@
 #     cannot run;
 #  2. clang build with AddressSanitizer + UBSan, the same tests, plus every libFuzzer target
 #     for a few seconds from its seed corpus;
-#  3. Valgrind (memcheck, leaks are errors) over the unit tests and the core integration test.
+#  3. clang build with ThreadSanitizer: the tests of the public API's threads (many threads on
+#     several adapters, adapters closed under blocked calls; tests/tsan.supp says what is
+#     suppressed and why). it_controller_faults counts the process's fds, which TSan's own
+#     symbolizer pipes upset: it runs under ASan and Valgrind-free gcc only;
+#  4. Valgrind (memcheck, leaks are errors) over the unit tests and the core integration test.
 # Run as root on Debian 12. Takes about 15 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
@@ -35,6 +39,13 @@ cmake -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build/asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+echo "== clang build with ThreadSanitizer, the API tests"
+cmake -S . -B build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DBTSOCK_TSAN=ON >/dev/null
+tsan_tests="it_api_threads it_api_runtime it_api_rfcomm it_api_l2cap it_api_linkloss it_api_security it_transport_packets"
+cmake --build build/tsan -j"$jobs" # the tests run the CLI and the examples as processes too
+TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$PWD/tests/tsan.supp" \
+	ctest --test-dir build/tsan --output-on-failure -j"$jobs" -R "integration/($(echo $tsan_tests | tr ' ' '|'))\$"
 
 echo "== valgrind"
 vg="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"

@@ -75,7 +75,7 @@ static bsock *reg_find(int fd, bool take)
 		return NULL;
 	bsock *found = NULL;
 	pthread_mutex_lock(&reg_mu);
-	for (bsock **pp = &reg_socks; *pp && !found; pp = &(*pp)->reg_next) {
+	for (bsock **pp = &reg_socks; *pp; pp = &(*pp)->reg_next) {
 		bsock *s = *pp;
 		if (s->app_fd == fd && s->dev == st.st_dev && s->ino == st.st_ino) {
 			found = s;
@@ -85,6 +85,7 @@ static bsock *reg_find(int fd, bool take)
 			} else {
 				atomic_fetch_add(&s->refs, 1);
 			}
+			break;
 		}
 	}
 	pthread_mutex_unlock(&reg_mu);
@@ -269,11 +270,11 @@ void rt_sock_adapter_ended(bsock *s)
 	rt_sock_adapter_gone(s, -ENETDOWN);
 	if (!s->parent && !app_fd_alive(s))
 		s->app_gone = true; /* closed without btsock_close: leaves the registry too */
-	rt_sock_unlist(s);
 	if (s->rt_fd >= 0) { /* the application reads what arrived, then end of file */
 		close(s->rt_fd);
 		s->rt_fd = -1;
 	}
+	rt_sock_unlist(s); /* may drop the last reference */
 }
 
 void rt_sock_release_all(void)

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,15 +68,16 @@ static int try_connect(const char *local, const char *peer, unsigned psm, enum b
 	return btsock_connect(s, peer, psm);
 }
 
+/* Agent callbacks run on each adapter's own loop thread, so two adapters may call at once. */
 typedef struct {
-	int confirms;
+	atomic_int confirms;
 	int answer;
 } agent_rec;
 
 static int on_confirm(void *ctx, const char *adapter, const char *peer, unsigned value)
 {
 	agent_rec *r = ctx;
-	r->confirms++;
+	atomic_fetch_add(&r->confirms, 1);
 	return r->answer;
 }
 static const struct btsock_agent agent = { on_confirm, NULL, NULL, NULL };
@@ -116,7 +118,7 @@ static void test_agent_accepts_high(void **state)
 	int l = listener(D, BTSOCK_SEC_HIGH, &psm);
 	if (try_connect(C, D, psm, BTSOCK_SEC_HIGH) < 0)
 		fail_msg("connect: %s", btsock_error());
-	assert_true(r.confirms >= 1);
+	assert_true(atomic_load(&r.confirms) >= 1);
 	char peer[BTSOCK_ADDRSTRLEN];
 	int a = track(btsock_accept(l, peer, NULL));
 	assert_true(a >= 0);
@@ -136,7 +138,7 @@ static void test_agent_rejects(void **state)
 	int l = listener(F, BTSOCK_SEC_HIGH, &psm);
 	assert_int_equal(try_connect(E, F, psm, BTSOCK_SEC_HIGH), -1);
 	assert_int_equal(errno, EACCES);
-	assert_true(r.confirms >= 1);
+	assert_true(atomic_load(&r.confirms) >= 1);
 	if (!strstr(btsock_error(), "rejected by the user"))
 		fail_msg("sentence: %s", btsock_error());
 	btsock_set_agent(NULL, NULL);
