@@ -47,7 +47,7 @@ static const char bench_help[] =
 	"           we, having sent, next hear something other than Command Status/Complete or\n"
 	"           Number Of Completed Packets (each a wait for the peer or its link manager),\n"
 	"           counted in a btsnoop capture between the connect() call and its return\n"
-	"           (BTSOCK_BENCH_CAPTURE=PATH keeps it as PATH.nossp and PATH.ssp)\n"
+	"           (BTSOCK_BENCH_CAPTURE=PATH keeps it as PATH.nossp, PATH.ssp, PATH.keyed)\n"
 	"  echo     round trip of 16 bytes, application to application, median and p99\n"
 	"  memory   200 channels open at once across 7 links (14 controllers in this process):\n"
 	"           heap per channel end (the socketpair buffers are kernel memory, not counted)\n"
@@ -58,13 +58,16 @@ static const char bench_help[] =
 	"Options:\n"
 	"  --mib N      MiB for oneway/duplex (default 20)\n"
 	"  --count N    connects / echoes (default 200 / 2000)\n"
-	"  --first N    fresh links for 'first' (default 50)\n";
+	"  --first N    fresh links for 'first' (default 50)\n"
+	"  --keyed N    also N first connects with the link key stored (keystores on both sides,\n"
+	"               a pairing round first; each round waits ~5.5 s for the link to go)\n";
 
-enum { OPT_MIB, OPT_COUNT, OPT_FIRST };
+enum { OPT_MIB, OPT_COUNT, OPT_FIRST, OPT_KEYED };
 static const struct tool_opt bench_opts[] = {
 	[OPT_MIB] = { 0, "mib", true },
 	[OPT_COUNT] = { 0, "count", true },
 	[OPT_FIRST] = { 0, "first", true },
+	[OPT_KEYED] = { 0, "keyed", true },
 };
 
 enum mode { M_ONEWAY, M_DUPLEX, M_CONNECT, M_ECHO, M_FIRST };
@@ -196,6 +199,7 @@ static int serve_mode(int l, const struct srv_request *q)
 struct relay {
 	int lfd;
 	_Atomic int step_out; /* 1: asked, 2: done, -1: failed */
+	char keyed[BTSOCK_ADDRSTRLEN]; /* the adapter kept open with a keystore (q->bytes 2) */
 	char up[sizeof ((struct sockaddr_un *)0)->sun_path];
 	char path[sizeof ((struct sockaddr_un *)0)->sun_path];
 };
@@ -353,7 +357,8 @@ static int relay_start(struct relay *r, const char *adapter, char *name, size_t 
 
 /* One fresh link for 'first': a fresh controller (adapter) of the server's, listening on a
  * channel; reports where; serves one connection until the client closes it; closes the
- * adapter (btvirt drops the controller and its link); reports. q->bytes: 1 = no SSP. */
+ * adapter (btvirt drops the controller and its link); reports. q->bytes: 1 = no SSP; 2 = one
+ * adapter with a keystore, opened at the first such request and kept (bonded peers). */
 static void serve_first(struct tool_ctx *ctx, const struct srv_request *q, int wfd, struct relay *relay)
 {
 	struct srv_report rep = { .ok = 0 };
@@ -368,7 +373,20 @@ static void serve_first(struct tool_ctx *ctx, const struct srv_request *q, int w
 		adapter = name;
 	}
 	int l = -1;
-	rep.ok = rc == 0 && btsock_adapter_open(adapter, rep.addr) == 0;
+	if (q->bytes == 2 && relay->keyed[0]) {
+		memcpy(rep.addr, relay->keyed, sizeof rep.addr);
+		rep.ok = rc == 0;
+	} else if (q->bytes == 2) {
+		char keys[64];
+		snprintf(keys, sizeof keys, "/tmp/btsock-bench-keys-%d", (int)getpid());
+		unlink(keys);
+		rep.ok = rc == 0 && btsock_set_keystore(keys) == 0 && btsock_adapter_open(adapter, rep.addr) == 0;
+		btsock_set_keystore(NULL);
+		if (rep.ok)
+			memcpy(relay->keyed, rep.addr, sizeof rep.addr);
+	} else {
+		rep.ok = rc == 0 && btsock_adapter_open(adapter, rep.addr) == 0;
+	}
 	if (rep.ok && q->bytes == 1) { /* the stack is set up: the relay steps out */
 		atomic_store(&relay->step_out, 1);
 		for (int i = 0; i < 2000 && atomic_load(&relay->step_out) == 1; i++)
@@ -395,7 +413,8 @@ static void serve_first(struct tool_ctx *ctx, const struct srv_request *q, int w
 		btsock_close(c);
 	}
 	btsock_close(l);
-	btsock_adapter_close(rep.addr);
+	if (q->bytes != 2)
+		btsock_adapter_close(rep.addr);
 	double cpu = c < 0 ? -1 : cpu_s() - cpu0;
 	if (write(wfd, &cpu, sizeof cpu) != (ssize_t)sizeof cpu)
 		_exit(1);
@@ -431,6 +450,11 @@ static void server_main(struct tool_ctx *ctx, int rfd, int wfd)
 	}
 	if (relay.lfd >= 0)
 		unlink(relay.path);
+	if (relay.keyed[0]) {
+		char keys[64];
+		snprintf(keys, sizeof keys, "/tmp/btsock-bench-keys-%d", (int)getpid());
+		unlink(keys);
+	}
 	btsock_shutdown();
 	_exit(0);
 }
@@ -682,29 +706,44 @@ static double stat_median(const struct first_stats *st, size_t n, size_t field)
 	return m;
 }
 
+enum first_kind { FIRST_SSP, FIRST_NOSSP, FIRST_KEYED };
+
 /* 'first': count times a fresh pair of controllers, the server's opened for each round by the
- * server process, ours here; connect() from ours to the server's channel is timed. */
-static int bench_first(const struct tool_ctx *ctx, struct server *srv, unsigned count, bool no_ssp)
+ * server process, ours here; connect() from ours to the server's channel is timed.
+ * FIRST_KEYED: one pair with keystores instead; a warm-up round pairs and bonds, then each
+ * round waits for the link to go (RFCOMM session linger 2 s, then the idle link's 2 s) so
+ * that the next connect pages afresh and encrypts with the stored key. */
+static int bench_first(const struct tool_ctx *ctx, struct server *srv, unsigned count, enum first_kind kind)
 {
+	static const char *const label[] = { "ssp", "nossp", "keyed" };
 	const char *adapter = ctx->adapter ? ctx->adapter : getenv("BTSOCK_ADAPTER");
-	char snoop[256];
-	const char *keep = getenv("BTSOCK_BENCH_CAPTURE"); /* keep the capture: PATH.nossp / PATH.ssp */
+	char snoop[256], keys[64], local[BTSOCK_ADDRSTRLEN];
+	const char *keep = getenv("BTSOCK_BENCH_CAPTURE"); /* keep the capture: PATH.nossp, ... */
 	if (keep)
-		snprintf(snoop, sizeof snoop, "%s.%s", keep, no_ssp ? "nossp" : "ssp");
+		snprintf(snoop, sizeof snoop, "%s.%s", keep, label[kind]);
 	else
 		snprintf(snoop, sizeof snoop, "/tmp/btsock-bench-first-%d.btsnoop", (int)getpid());
-	double *t = calloc(count, sizeof *t);
-	uint64_t *from = calloc(count, sizeof *from), *to = calloc(count, sizeof *to);
-	struct first_stats *st = calloc(count, sizeof *st);
+	snprintf(keys, sizeof keys, "/tmp/btsock-bench-keys-c%d", (int)getpid());
+	unsigned rounds = kind == FIRST_KEYED ? count + 1 : count, skip = rounds - count;
+	double *t = calloc(rounds, sizeof *t);
+	uint64_t *from = calloc(rounds, sizeof *from), *to = calloc(rounds, sizeof *to);
+	struct first_stats *st = calloc(rounds, sizeof *st);
 	int rc = t && from && to && st && btsock_set_snoop(snoop) == 0 ? 0 : -1;
-	for (unsigned i = 0; rc == 0 && i < count; i++) {
+	if (rc == 0 && kind == FIRST_KEYED) {
+		unlink(keys);
+		if (btsock_set_keystore(keys) < 0 || btsock_adapter_open(adapter, local) < 0) {
+			tool_fail("bench first: adapter");
+			rc = -1;
+		}
+		btsock_set_keystore(NULL);
+	}
+	for (unsigned i = 0; rc == 0 && i < rounds; i++) {
 		struct server s = *srv;
-		char local[BTSOCK_ADDRSTRLEN];
-		if (server_start(&s, M_FIRST, no_ssp ? 1 : 0) < 0) {
+		if (server_start(&s, M_FIRST, kind) < 0) {
 			rc = -1;
 			break;
 		}
-		if (btsock_adapter_open(adapter, local) < 0) {
+		if (kind != FIRST_KEYED && btsock_adapter_open(adapter, local) < 0) {
 			tool_fail("bench first: adapter");
 			server_finish(&s);
 			rc = -1;
@@ -730,22 +769,27 @@ static int bench_first(const struct tool_ctx *ctx, struct server *srv, unsigned 
 			btsock_close(fd);
 		if (server_finish(&s) < 0)
 			rc = -1;
-		btsock_adapter_close(local);
+		if (kind != FIRST_KEYED)
+			btsock_adapter_close(local);
+		else if (i + 1 < rounds)
+			usleep(5500000); /* the link goes: linger 2 s + idle 2 s, then Disconnect */
 	}
 	btsock_shutdown(); /* closes the capture */
 	btsock_set_snoop(NULL);
-	if (rc == 0 && snoop_first_stats(snoop, from, to, count, st) < 0)
+	if (rc == 0 && snoop_first_stats(snoop, from, to, rounds, st) < 0)
 		rc = -1;
 	if (!keep)
 		unlink(snoop);
+	unlink(keys);
 	if (rc == 0)
-		printf("first-%s: median %.3f ms, p99 %.3f ms over %u first connects, each on a fresh link; "
+		printf("first-%s: median %.3f ms, p99 %.3f ms over %u first connects, each on a %s; "
 		       "per first connect %.0f HCI commands, %.0f ACL packets out, %.0f in, %.0f turns\n",
-		       no_ssp ? "nossp" : "ssp", pct(t, count, 0.5) * 1e3, pct(t, count, 0.99) * 1e3, count,
-		       stat_median(st, count, 0), stat_median(st, count, 1), stat_median(st, count, 2),
-		       stat_median(st, count, 3));
+		       label[kind], pct(t + skip, count, 0.5) * 1e3, pct(t + skip, count, 0.99) * 1e3, count,
+		       kind == FIRST_KEYED ? "new link, the key stored" : "fresh link",
+		       stat_median(st + skip, count, 0), stat_median(st + skip, count, 1),
+		       stat_median(st + skip, count, 2), stat_median(st + skip, count, 3));
 	else
-		tool_msg("bench: first (%s) failed", no_ssp ? "no SSP" : "SSP");
+		tool_msg("bench: first (%s) failed", label[kind]);
 	free(t);
 	free(from);
 	free(to);
@@ -838,10 +882,10 @@ static int bench_memory(struct tool_ctx *ctx)
 static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 {
 	struct tool_args a = { .argc = argc, .argv = argv, .i = 1, .cmd = "bench", .ctx = ctx };
-	unsigned long mib = 20, count = 0, first = 50;
+	unsigned long mib = 20, count = 0, first = 50, keyed = 0;
 	const char *what = "all";
 	int r;
-	while ((r = tool_next_arg(&a, bench_opts, 3)) != TOOL_ARG_END) {
+	while ((r = tool_next_arg(&a, bench_opts, 4)) != TOOL_ARG_END) {
 		if (r == TOOL_ARG_HELP) {
 			tool_print_help(stdout, &tool_cmd_bench);
 			return TOOL_EXIT_OK;
@@ -855,6 +899,8 @@ static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 		else if (r == OPT_COUNT && !tool_parse_uint(a.arg, "count", 2, 1000000, &count))
 			return TOOL_EXIT_USAGE;
 		else if (r == OPT_FIRST && !tool_parse_uint(a.arg, "first", 1, 100000, &first))
+			return TOOL_EXIT_USAGE;
+		else if (r == OPT_KEYED && !tool_parse_uint(a.arg, "keyed", 1, 1000, &keyed))
 			return TOOL_EXIT_USAGE;
 	}
 	static const char *const modes[] = { "oneway", "duplex", "connect", "echo", "memory", "all", "first" };
@@ -878,9 +924,11 @@ static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 		rc = bench_connect(ctx, &srv, count ? (unsigned)count : 200);
 	/* then the first connects, each on fresh controllers of both processes */
 	if (rc == 0 && (all || k == 6))
-		rc = bench_first(ctx, &srv, (unsigned)first, true);
+		rc = bench_first(ctx, &srv, (unsigned)first, FIRST_NOSSP);
 	if (rc == 0 && (all || k == 6))
-		rc = bench_first(ctx, &srv, (unsigned)first, false);
+		rc = bench_first(ctx, &srv, (unsigned)first, FIRST_SSP);
+	if (rc == 0 && (all || k == 6) && keyed)
+		rc = bench_first(ctx, &srv, (unsigned)keyed, FIRST_KEYED);
 	if (rc == 0 && (all || k <= 1 || k == 3))
 		rc = tool_open_adapter(ctx, NULL) == TOOL_EXIT_OK ? 0 : -1;
 	if (rc == 0 && (all || k == 0))
