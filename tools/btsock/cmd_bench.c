@@ -1,8 +1,10 @@
 /* cmd_bench.c - `btsock bench`: RFCOMM between two stacks in two processes on the same
  * controller source (btvirt gives each process its own emulated controller): one-way and full
  * duplex throughput with the CPU time both processes spend per MiB, connection set-up time
- * (with the HCI packets one connect exchanges, counted from a btsnoop capture), the round trip
- * of a 16-byte echo, and the heap each open channel costs with 200 channels across links.
+ * (with the HCI packets one connect exchanges, counted from a btsnoop capture), the first
+ * connect to a device over fresh links with and without SSP (commands, ACL packets and turns
+ * from a capture), the round trip of a 16-byte echo, and the heap each open channel costs
+ * with 200 channels across links.
  *
  * The server side is forked before any adapter is opened (an adapter starts a thread); it
  * reports its address and channel, then its CPU time, through a pipe. Only the public API. */
