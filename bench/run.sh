@@ -4,7 +4,8 @@
 # after a build in build/gcc. Usage: bench/run.sh [MiB] [connects] [baseline-btsock]
 # With a baseline binary (e.g. from bench/build-baseline.sh, an older commit with today's
 # bench), both run in the same btvirt, one after the other (baseline, this build, baseline,
-# this build: drift on a shared machine hits both), and a table puts them side by side.
+# this build: drift on a shared machine hits both), and a table puts them side by side;
+# figures an older bench does not print (e.g. the first-connect medians) stay empty there.
 # BTSOCK_BIN overrides this build's binary (default build/gcc/btsock).
 set -eu
 cd "$(dirname "$0")/.."
