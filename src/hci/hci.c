@@ -41,7 +41,9 @@ typedef enum { LINK_FREE, LINK_PAGING, LINK_UP } link_state;
  * Set_Connection_Encryption sent. */
 typedef enum { SEC_NONE, SEC_AUTH, SEC_ENCRYPT } link_sec;
 /* The peer's host features (Read_Remote_Extended_Features page 1): asking, known. */
-enum { FEAT_PENDING, FEAT_NO, FEAT_YES };
+/* FEAT_UNASKED: a link the peer opened; its features are read when a channel of ours needs
+ * them (hci_link_peer_ssp), not at Connection Complete. */
+enum { FEAT_PENDING, FEAT_NO, FEAT_YES, FEAT_UNASKED };
 #define FEAT_TIMEOUT_MS 2000
 #define CROSSED_PAGE_MS 2000 /* a peer's page this soon after our link to it came up crossed ours */
 
@@ -1115,7 +1117,15 @@ static void ev_conn_complete(hci *h, bt_reader *r)
 	l->handle = handle;
 	l->state = LINK_UP;
 	l->up_at = h->timers->now;
-	feat_ask(h, l);
+	/* The initiator needs the peer's host features before its first channel (Vol 3 Part C
+	 * 5.2.2: secure first if both support SSP). An acceptor needs them only when it opens a
+	 * channel itself: the peer's channels demand no security at LOW, and a peer that pairs
+	 * tells us through the pairing events. Asking anyway costs a command and its events on
+	 * the path of the peer's first connect. */
+	if (l->initiator)
+		feat_ask(h, l);
+	else
+		l->peer_ssp = FEAT_UNASKED;
 	if (h->up.link_up)
 		h->up.link_up(h->up.ctx, handle, &peer, l->initiator);
 }
@@ -1307,9 +1317,11 @@ static void acl_input(hci *h, const uint8_t *p, size_t len)
 
 int hci_link_peer_ssp(hci *h, uint16_t handle)
 {
-	const hci_link *l = link_by_handle(h, handle);
+	hci_link *l = link_by_handle(h, handle);
 	if (!l)
 		return -ENOTCONN;
+	if (l->peer_ssp == FEAT_UNASKED)
+		feat_ask(h, l);
 	if (l->peer_ssp == FEAT_PENDING)
 		return -EAGAIN;
 	return l->peer_ssp == FEAT_YES;

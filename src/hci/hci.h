@@ -150,9 +150,10 @@ const char *hci_sec_reason_str(int reason);
  * pairing negatively: HCI_SEC_REJECTED, or gave a PIN: HCI_SEC_WRONG_PIN if it fails). */
 void hci_sec_hint(hci *h, const bt_addr *peer, int reason);
 /* Whether the peer's host supports Secure Simple Pairing (features page 1 bit 0, Vol 2 Part C
- * 3.3, read after every Connection Complete with Read_Remote_Extended_Features, 7.1.22, or
- * told by a Remote Host Supported Features Notification, 7.7.50): 1, 0 (no, or unknown after
- * a failure or 2 s), -EAGAIN while asking (upper.link_features follows), -ENOTCONN. */
+ * 3.3, read with Read_Remote_Extended_Features, 7.1.22, after a Connection Complete of a link
+ * we paged, else at the first call here; or told by a Remote Host Supported Features
+ * Notification, 7.7.50): 1, 0 (no, or unknown after a failure or 2 s), -EAGAIN while asking
+ * (upper.link_features follows), -ENOTCONN. */
 int hci_link_peer_ssp(hci *h, uint16_t handle);
 /* The link key type in use on the link (Vol 4 Part E 7.7.24: 4 unauthenticated, 5
  * authenticated, 7/8 Secure Connections), or -1 if not known. GAP tells it for a stored key it

@@ -142,6 +142,10 @@ struct l2cap {
 	l2cap_chan *chans;
 	unsigned rr; /* round-robin position for pull */
 	unsigned rr_sig;
+	/* While a PDU from the peer is handled, commands it causes (a Connection Response and our
+	 * Configuration Request, a Configuration Request and Response) are queued and HCI is
+	 * kicked once at the end, so that pull_sig() sends them in one C-frame. */
+	bool in_acl, kick_due;
 };
 
 static void chan_notify_all(l2cap *l);
@@ -229,7 +233,10 @@ static void sig_send(l2cap *l, l2link *k, uint8_t code, uint8_t ident, const bt_
 		k->sigq[(tail + i) % SIGQ_SIZE] = b;
 	}
 	k->sig_used += need;
-	hci_kick(l->hci);
+	if (l->in_acl)
+		l->kick_due = true;
+	else
+		hci_kick(l->hci);
 }
 
 /* Command Reject, Vol 3 Part A 4.1: reason, then data of 0, 2 or 4 bytes by reason. */
@@ -1530,7 +1537,16 @@ void l2cap_acl(l2cap *l, uint16_t handle, const uint8_t *pdu, size_t len)
 	const uint8_t *p = pdu + 4;
 	size_t n = len - 4;
 	if (cid == 0x0001) {
+		bool outer = !l->in_acl;
+		l->in_acl = true;
 		sig_input(l, k, p, n);
+		if (outer) {
+			l->in_acl = false;
+			if (l->kick_due) {
+				l->kick_due = false;
+				hci_kick(l->hci);
+			}
+		}
 	} else if (cid >= 0x0040) {
 		l2cap_chan *ch = chan_by_lcid(l, handle, cid);
 		/* Data before both configurations finished, or above our MTU, is dropped
@@ -1541,26 +1557,48 @@ void l2cap_acl(l2cap *l, uint16_t handle, const uint8_t *pdu, size_t len)
 	chan_notify_all(l);
 }
 
+/* The length of the queued command at offset off of the link's queue ([len le16][command]). */
+static size_t sigq_len_at(const l2link *k, size_t off)
+{
+	uint8_t lb[2];
+	lb[0] = k->sigq[(k->sig_head + off) % SIGQ_SIZE];
+	lb[1] = k->sigq[(k->sig_head + off + 1) % SIGQ_SIZE];
+	return get_le16(lb);
+}
+
+/* One C-frame of the next link with signalling queued. Vol 3 Part A 4: "multiple commands may
+ * be sent in a single C-frame" on CID 0x0001: after the first command, the next ones join it
+ * while the frame's payload stays within MIN_SIG_MTU, the MTUsig every ACL-U peer accepts. One
+ * ACL packet then carries what took two (a Connection Response and our Configuration
+ * Request; a Configuration Request and Response), each a controller buffer round trip. */
 static size_t pull_sig(l2cap *l, uint16_t *handle, uint8_t *buf, size_t cap)
 {
 	for (int i = 0; i < MAX_LINKS; i++) {
 		l2link *k = &l->links[(l->rr_sig + (unsigned)i) % MAX_LINKS];
 		if (!k->used || !k->up || k->sig_used < 2)
 			continue;
-		uint8_t lb[2];
-		lb[0] = k->sigq[k->sig_head];
-		lb[1] = k->sigq[(k->sig_head + 1) % SIGQ_SIZE];
-		size_t n = get_le16(lb);
+		size_t n = sigq_len_at(k, 0), take = 2 + n;
+		while (take + 2 <= k->sig_used) {
+			size_t next = sigq_len_at(k, take);
+			if (n + next > MIN_SIG_MTU)
+				break;
+			n += next;
+			take += 2 + next;
+		}
 		bt_writer w = bt_writer_init(buf, cap);
 		bt_write_le16(&w, (uint16_t)n); /* basic header (Vol 3 Part A 3.1), CID 0x0001 */
 		bt_write_le16(&w, 0x0001);
 		uint8_t *dst = bt_write_reserve(&w, n);
 		if (w.err)
 			return 0;
-		for (size_t j = 0; j < n; j++)
-			dst[j] = k->sigq[(k->sig_head + 2 + j) % SIGQ_SIZE];
-		k->sig_head = (k->sig_head + 2 + n) % SIGQ_SIZE;
-		k->sig_used -= 2 + n;
+		for (size_t off = 0, j = 0; off < take;) {
+			size_t c = sigq_len_at(k, off);
+			for (size_t b = 0; b < c; b++)
+				dst[j++] = k->sigq[(k->sig_head + off + 2 + b) % SIGQ_SIZE];
+			off += 2 + c;
+		}
+		k->sig_head = (k->sig_head + take) % SIGQ_SIZE;
+		k->sig_used -= take;
 		*handle = k->handle;
 		l->rr_sig = (l->rr_sig + (unsigned)i + 1) % MAX_LINKS;
 		return n + 4;

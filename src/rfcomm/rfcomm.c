@@ -80,6 +80,7 @@ struct session {
 	l2cap_chan *ch;
 	bool initiator;   /* we sent SABM on DLCI 0 (RFCOMM spec 5.4, TS 07.10 5.2.1.2) */
 	bool fcoff;       /* peer sent FCoff (TS 07.10 5.4.6.3.6) */
+	bool disc0_out;   /* our DISC on DLCI 0 is out, not yet answered */
 	bt_timer timer;   /* T1 for SABM0/DISC0, linger when idle */
 	bool in_pump, pump_again;
 	bool overflow;    /* one of our own frames found no room: ended at leave() */
@@ -724,6 +725,7 @@ static void session_timer_fire(bt_timer *t, void *ctx)
 	case S_OPEN: /* linger over: close the multiplexer (TS 07.10 5.8.2) */
 		if (!session_has_dlcs(s)) {
 			session_set(s, S_DISC0_SENT);
+			s->disc0_out = true;
 			send_disc(s, 0);
 		}
 		break;
@@ -1316,8 +1318,8 @@ static void on_mux_frame(session *s, const rfcomm_frame *f)
 	case RFCOMM_UA:
 		if (s->state == S_SABM0_SENT)
 			session_opened(s);
-		else if (s->state == S_DISC0_SENT)
-			session_end(s, 0);
+		else if (s->state == S_DISC0_SENT || (s->state == S_PEER_DISC && s->disc0_out))
+			session_end(s, 0); /* crossed DISCs (both lingered out): both answered, done */
 		break;
 	case RFCOMM_DM:
 		if (s->state == S_SABM0_SENT)

@@ -45,6 +45,10 @@ struct harness {
 	/* harness_h4_in's bytes are framed the way a byte-stream transport frames them. */
 	h4_deframer h4;
 	uint8_t *h4_buf; /* H4_MAX_PACKET */
+	/* The commands of a C-frame not yet returned by harness_sig_out (Vol 3 Part A 4: a
+	 * C-frame may carry several). */
+	uint8_t sig_rest[PDU_MAX];
+	size_t sig_rest_len, sig_rest_off;
 };
 
 static void drain(harness *h)
@@ -361,21 +365,25 @@ int harness_l2cap_out(harness *h, uint16_t *handle, uint16_t *cid, uint8_t *buf,
 
 int harness_sig_out(harness *h, uint8_t *ident, uint8_t *data, size_t cap, size_t *len)
 {
-	uint8_t buf[PDU_MAX];
 	uint16_t cid;
-	for (;;) {
-		int n = harness_l2cap_out(h, NULL, &cid, buf, sizeof buf);
+	while (h->sig_rest_off + 4 > h->sig_rest_len) {
+		int n = harness_l2cap_out(h, NULL, &cid, h->sig_rest, sizeof h->sig_rest);
 		if (n < 0)
 			return -1;
 		if (cid != 0x0001 || n < 4)
 			continue; /* tests asking for signalling skip data PDUs */
-		*ident = buf[1];
-		size_t dl = get_le16(buf + 2);
-		assert(dl + 4 <= (size_t)n);
-		*len = dl < cap ? dl : cap;
-		memcpy(data, buf + 4, *len);
-		return buf[0];
+		h->sig_rest_len = (size_t)n;
+		h->sig_rest_off = 0;
 	}
+	/* One command of the C-frame: code, identifier, length, data. */
+	const uint8_t *c = h->sig_rest + h->sig_rest_off;
+	size_t dl = get_le16(c + 2);
+	assert(h->sig_rest_off + 4 + dl <= h->sig_rest_len);
+	*ident = c[1];
+	*len = dl < cap ? dl : cap;
+	memcpy(data, c + 4, *len);
+	h->sig_rest_off += 4 + dl;
+	return c[0];
 }
 
 void harness_sig_in(harness *h, uint16_t handle, uint8_t code, uint8_t ident, const uint8_t *data, size_t len)

@@ -101,6 +101,55 @@ static int sig(fixture *f, uint8_t *ident, uint8_t *d, size_t *n)
 	return harness_sig_out(f->h, ident, d, 256, n);
 }
 
+/* Vol 3 Part A 4: several commands may share one C-frame. The Connection Response and our
+ * Configuration Request that follows it go out in one PDU (one ACL packet, one controller
+ * buffer), and so do our Configuration Response and a Configuration Request caused by the same
+ * incoming frame; the frame stays within the MTUsig of 48 every peer accepts. */
+static void test_commands_share_a_c_frame(void **state)
+{
+	fixture *f = *state;
+	uint8_t req[4], buf[256];
+	put_le16(req, 0x1001);
+	put_le16(req + 2, 0x0040);
+	harness_sig_in(f->h, f->handle, 0x02, 0x30, req, 4);
+	uint16_t cid;
+	int n = harness_l2cap_out(f->h, NULL, &cid, buf, sizeof buf);
+	assert_int_equal(cid, 0x0001);
+	assert_int_equal(n, 12 + 12); /* Connection Response (4+8), Configuration Request (4+8) */
+	assert_int_equal(buf[0], 0x03);
+	assert_int_equal(buf[12], 0x04);
+	assert_int_equal(harness_l2cap_out(f->h, NULL, &cid, buf, sizeof buf), -1); /* nothing else */
+	uint16_t stack_cid = get_le16(buf + 4);
+	uint8_t ident = buf[12 + 1];
+	/* Our Configuration Response and Request in one frame: one frame of answers. */
+	uint8_t two[10 + 12];
+	two[0] = 0x05;
+	two[1] = ident;
+	put_le16(two + 2, 6);
+	put_le16(two + 4, stack_cid);
+	put_le16(two + 6, 0);
+	put_le16(two + 8, 0);
+	two[10] = 0x04;
+	two[11] = 0x31;
+	put_le16(two + 12, 8);
+	put_le16(two + 14, stack_cid);
+	put_le16(two + 16, 0);
+	two[18] = 0x01;
+	two[19] = 2;
+	put_le16(two + 20, 800);
+	harness_l2cap_in(f->h, f->handle, 0x0001, two, sizeof two);
+	n = harness_l2cap_out(f->h, NULL, &cid, buf, sizeof buf);
+	assert_int_equal(n, 4 + 6);
+	assert_int_equal(buf[0], 0x05);
+	assert_int_equal(buf[1], 0x31);
+	assert_int_equal(f->r.opened, 1);
+	/* A command over the 48 octets (an Echo Response of 60) goes alone. */
+	uint8_t echo[60] = { 0 };
+	harness_sig_in(f->h, f->handle, 0x08, 0x32, echo, sizeof echo);
+	n = harness_l2cap_out(f->h, NULL, &cid, buf, sizeof buf);
+	assert_int_equal(n, 4 + 60);
+}
+
 /* 4.2/4.3/4.4/4.5: an incoming channel is accepted, configured both ways and opens. */
 static void test_incoming_channel_opens_and_carries_data(void **state)
 {
@@ -1382,6 +1431,7 @@ static void test_ssp_peer_secured_before_connect(void **state)
 {
 	fixture *f = *state;
 	relink(f, true, true);
+	assert_false(harness_cmd_seen(f->h, HCI_OP_READ_REMOTE_EXT_FEATURES)); /* not at link up */
 	l2cap *l = bt_stack_l2cap(harness_stack(f->h));
 	bt_addr peer = peer_addr();
 	uint8_t d[256], id;
@@ -1392,6 +1442,10 @@ static void test_ssp_peer_secured_before_connect(void **state)
 	assert_int_equal(sig(f, &id, d, &n), 0x02);
 	assert_int_equal(get_le16(d), 0x0001);
 	assert_int_equal(l2cap_connect(l, &peer, 0x1003, 672, &rec_ops, &r, &ch), 0);
+	/* The peer paged us: its host features are read now that a channel of ours needs them
+	 * (not at Connection Complete); the answer comes from the controller next. */
+	assert_true(harness_cmd_seen(f->h, HCI_OP_READ_REMOTE_EXT_FEATURES));
+	harness_advance(f->h, 0);
 	assert_true(harness_cmd_seen(f->h, HCI_OP_AUTH_REQUESTED));
 	assert_int_equal(sig(f, &id, d, &n), -1); /* no Connection Request yet */
 	auth_complete(f, 0);
@@ -1629,6 +1683,7 @@ static void test_high_upgrades_encrypted_link(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_commands_share_a_c_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incoming_channel_opens_and_carries_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sdu_above_mtu_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_psm_refused, setup, teardown),

@@ -555,6 +555,15 @@ static void test_peer_disc(void **state)
 	harness_advance(f->h, 2100);
 	expect(f, 0, RFCOMM_DISC);
 	assert_true(f->f.cr == false); /* the responder's command: C/R 0 */
+	/* The peer's linger ran out too: its DISC 0 crosses ours. We answer it (TS 07.10 5.3.4),
+	 * and its UA to our DISC then ends the session at once, L2CAP channel and all, rather than
+	 * both sides waiting T1 for the other to drop L2CAP (the link stayed up ~10 s). */
+	send_frame(f, 0, true, RFCOMM_DISC, true, -1, NULL, 0);
+	expect(f, 0, RFCOMM_UA);
+	send_frame(f, 0, true, RFCOMM_UA, true, -1, NULL, 0);
+	uint8_t d[64], id;
+	size_t n;
+	assert_int_equal(harness_sig_out(f->h, &id, d, sizeof d, &n), 0x06); /* Disconnection Request */
 }
 
 /* Our close with data still queued: the data goes first, then DISC; UA ends it silently. */
