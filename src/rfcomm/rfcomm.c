@@ -1629,13 +1629,33 @@ int rfcomm_connect_sec(rfcomm *r, const bt_addr *peer, uint8_t channel, l2cap_se
 	return err;
 }
 
-ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
+/* Whether the DLC takes data from its owner now; 0, or the -errno rfcomm_write reports. */
+static int dlc_writable_state(const rfcomm_dlc *d)
 {
 	if ((d->state != D_OPEN && d->state != D_CONFIG) || d->close_pending || d->owner_gone) {
 		if (d->state == D_CLOSED && d->announced)
 			return d->close_err == 0 ? -EPIPE : d->close_err; /* the reason it ended */
 		return -ENOTCONN;
 	}
+	return 0;
+}
+
+/* The bytes just placed at the ring's tail are queued: frames go out as credits allow. */
+static void dlc_tx_added(rfcomm_dlc *d, size_t n)
+{
+	d->tx_used += n;
+	enter(d->r);
+	rfcomm *r = d->r;
+	if (d->s)
+		pump(d->s);
+	leave(r);
+}
+
+ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
+{
+	int st = dlc_writable_state(d);
+	if (st < 0)
+		return st;
 	if (len == 0)
 		return 0;
 	size_t room = TX_RING - d->tx_used;
@@ -1648,15 +1668,32 @@ ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len)
 	size_t first = TX_RING - tail < n ? TX_RING - tail : n;
 	memcpy(d->tx + tail, p, first);
 	memcpy(d->tx, p + first, n - first);
-	d->tx_used += n;
 	if (n < len)
 		d->want_writable = true;
-	enter(d->r);
-	rfcomm *r = d->r;
-	if (d->s)
-		pump(d->s);
-	leave(r);
+	dlc_tx_added(d, n);
 	return (ssize_t)n;
+}
+
+ssize_t rfcomm_write_space(rfcomm_dlc *d, uint8_t **p)
+{
+	int st = dlc_writable_state(d);
+	if (st < 0)
+		return st;
+	size_t room = TX_RING - d->tx_used;
+	size_t tail = (d->tx_head + d->tx_used) % TX_RING;
+	size_t contiguous = TX_RING - tail < room ? TX_RING - tail : room;
+	if (contiguous == 0)
+		d->want_writable = true;
+	*p = d->tx + tail;
+	return (ssize_t)contiguous;
+}
+
+void rfcomm_write_commit(rfcomm_dlc *d, size_t n)
+{
+	size_t room = TX_RING - d->tx_used;
+	if (n == 0 || dlc_writable_state(d) < 0)
+		return;
+	dlc_tx_added(d, n < room ? n : room);
 }
 
 size_t rfcomm_peek(const rfcomm_dlc *d, const uint8_t **p)

@@ -79,6 +79,12 @@ void rfcomm_link_secured(rfcomm *r, uint16_t handle, int err, int reason);
 /* Queues up to len bytes; returns how many were taken (>0), -EAGAIN (none; writable follows),
  * -ENOTCONN / -ECONNRESET / -EPIPE when the DLC is not open. */
 ssize_t rfcomm_write(rfcomm_dlc *d, const uint8_t *p, size_t len);
+/* Writing without a copy of the caller's: the free space at the tail of the DLC's transmit
+ * ring, contiguous (*p, its length; 0 when full, and `writable` follows), or rfcomm_write's
+ * -errno. Fill some of it, then rfcomm_write_commit(d, n) queues those n bytes (nothing else
+ * may call into the DLC in between). */
+ssize_t rfcomm_write_space(rfcomm_dlc *d, uint8_t **p);
+void rfcomm_write_commit(rfcomm_dlc *d, size_t n);
 /* Copies up to len buffered bytes out and returns the count (0: none waiting). Freed room
  * goes back to the peer as credits. */
 size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len);

@@ -571,28 +571,29 @@ static void app_finished(bsock *s)
 	s->want_in = false;
 }
 
+/* From the socketpair straight into the DLC's transmit ring (rfcomm_write_space): one copy,
+ * and only as much as the ring takes, so a full link leaves the rest in the socketpair. */
 static void rf_app_to_stack(bsock *s)
 {
-	uint8_t buf[8192];
 	for (int i = 0; i < 16 && s->dlc; i++) {
-		ssize_t n = recv(s->rt_fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+		uint8_t *p;
+		/* rfcomm_write_space may arm r_writable: clear the flag first and let the
+		 * callback set it again. */
+		s->want_in = false;
+		ssize_t room = rfcomm_write_space(s->dlc, &p);
+		if (room <= 0)
+			return; /* writable follows (or the DLC ended) */
+		ssize_t n = recv(s->rt_fd, p, (size_t)room, MSG_DONTWAIT);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			app_finished(s);
 			return;
 		}
+		s->want_in = true;
 		if (n < 0)
 			return;
-		/* rfcomm_write may call r_writable before it returns: clear the flag first and
-		 * let the callback set it again. */
-		s->want_in = false;
-		ssize_t k = rfcomm_write(s->dlc, buf, (size_t)n);
-		if (k <= 0)
-			return; /* writable follows (or the DLC ended) */
-		if (recv(s->rt_fd, buf, (size_t)k, MSG_DONTWAIT) != k)
-			return;
-		if (k < n)
-			return;
-		s->want_in = true;
+		rfcomm_write_commit(s->dlc, (size_t)n);
+		if (n < room)
+			return; /* the socketpair is empty for now: poll says when more comes */
 	}
 }
 

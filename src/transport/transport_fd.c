@@ -145,11 +145,23 @@ int tp_fd_send(bt_transport *t, const uint8_t *pkt, size_t len)
 	/* A datagram kind needs packet boundaries in the queue: only whole packets go in. */
 	if ((f->flags & TP_FD_PACKETS) && h4_packet_len(pkt, len) != (ssize_t)len)
 		return -EINVAL;
-	int r = make_room(t, len);
+	size_t done = 0;
+	if (f->out_len == 0) { /* nothing queued: straight to the fd, no copy into the queue */
+		ssize_t w = write_once(f, pkt, len);
+		if (w == -EPIPE)
+			return tp_tx_fail(t, EPIPE, "the controller connection closed (writing to it failed)");
+		if (w < 0 && w != -EAGAIN)
+			return tp_tx_fail(t, (int)-w, "writing to the controller failed: %s", strerror((int)-w));
+		if (w > 0)
+			done = (f->flags & TP_FD_PACKETS) ? len : (size_t)w; /* a datagram goes whole */
+		if (done == len)
+			return 0;
+	}
+	int r = make_room(t, len - done);
 	if (r < 0)
 		return r;
-	memcpy(f->out + f->out_len, pkt, len);
-	f->out_len += len;
+	memcpy(f->out + f->out_len, pkt + done, len - done);
+	f->out_len += len - done;
 	return flush(t);
 }
 
