@@ -155,6 +155,24 @@ static void req_run(adapter *ad, rt_req *r, rt_why why)
 	req_complete(r, rc);
 }
 
+/* Runs each request of a detached list (in order) with why. */
+static void run_list(adapter *ad, rt_req *list, rt_why why)
+{
+	while (list) {
+		rt_req *next = list->next;
+		req_run(ad, list, why);
+		list = next;
+	}
+}
+
+/* Every pending request gives up (the adapter closes or died). */
+static void fail_waiting(adapter *ad)
+{
+	rt_req *w = ad->waiting;
+	ad->waiting = NULL;
+	run_list(ad, w, RT_DOWN);
+}
+
 static int req_wait(adapter *ad, rt_step_fn step, void *arg, int timeout_ms, const char *call, bool *posted)
 {
 	rt_req r = { .step = step, .arg = arg };
@@ -366,13 +384,7 @@ static void ad_mark_dead(adapter *ad)
 {
 	for (bsock *s = ad->socks; s; s = s->next)
 		rt_sock_adapter_gone(s, -ENETDOWN);
-	rt_req *w = ad->waiting;
-	ad->waiting = NULL;
-	while (w) {
-		rt_req *next = w->next;
-		req_run(ad, w, RT_DOWN);
-		w = next;
-	}
+	fail_waiting(ad);
 }
 
 /* Fills the poll set for one round; the number of entries, or 0 without memory. */
@@ -431,20 +443,24 @@ static bool ad_coalesce(adapter *ad)
 	       !bt_transport_pending(ad->tr);
 }
 
-/* Runs the requests posted since the last round. */
-static void ad_run_queue(adapter *ad)
+/* The requests posted since the last round, detached from the queue; with close, the queue
+ * takes none any more (rt_post fails with why). */
+static rt_req *take_queue(adapter *ad, const char *close)
 {
 	pthread_mutex_lock(&ad->qmu);
 	rt_req *q = ad->queue;
 	ad->queue = NULL;
 	ad->queue_tail = &ad->queue;
-	pthread_mutex_unlock(&ad->qmu);
-	while (q) {
-		rt_req *next = q->next;
-		req_run(ad, q, RT_START);
-		q = next;
+	if (close) {
+		ad->q_closed = true;
+		snprintf(ad->down_msg, sizeof ad->down_msg, "%s", close);
 	}
+	pthread_mutex_unlock(&ad->qmu);
+	return q;
 }
+
+/* Runs the requests posted since the last round. */
+static void ad_run_queue(adapter *ad) { run_list(ad, take_queue(ad, NULL), RT_START); }
 
 /* Runs every pending request again: done, expired, or still waiting. */
 static void ad_check_waiting(adapter *ad)
@@ -490,30 +506,13 @@ static void ad_loop_end(adapter *ad, const char *why)
 {
 	ad->closing = true;
 	atomic_store(&ad->gone, true);
-	rt_req *w = ad->waiting;
-	ad->waiting = NULL;
-	while (w) {
-		rt_req *next = w->next;
-		req_run(ad, w, RT_DOWN);
-		w = next;
-	}
+	fail_waiting(ad);
 	while (ad->socks) {
 		bsock *s = ad->socks;
 		ad->socks = s->next;
 		rt_sock_adapter_ended(s);
 	}
-	pthread_mutex_lock(&ad->qmu);
-	ad->q_closed = true;
-	snprintf(ad->down_msg, sizeof ad->down_msg, "%s", why);
-	rt_req *q = ad->queue; /* nothing is queued after q_closed */
-	ad->queue = NULL;
-	ad->queue_tail = &ad->queue;
-	pthread_mutex_unlock(&ad->qmu);
-	while (q) {
-		rt_req *next = q->next;
-		req_run(ad, q, RT_DOWN);
-		q = next;
-	}
+	run_list(ad, take_queue(ad, why), RT_DOWN); /* nothing is queued after this */
 }
 
 static bool ad_stop_asked(adapter *ad)
@@ -1031,13 +1030,7 @@ static int close_step(adapter *ad, void *arg, rt_why why)
 	case RT_START: {
 		ad->closing = true;
 		atomic_store(&ad->gone, true);
-		rt_req *w = ad->waiting; /* calls blocked on this adapter give up first */
-		ad->waiting = NULL;
-		while (w) {
-			rt_req *next = w->next;
-			req_run(ad, w, RT_DOWN);
-			w = next;
-		}
+		fail_waiting(ad); /* calls blocked on this adapter give up first */
 		for (bsock *s = ad->socks; s; s = s->next)
 			if (!s->zombie && (s->dlc || s->ch))
 				s->app_eof = true; /* the loop closes the channel once it is flushed */
