@@ -1,11 +1,17 @@
 /* api.c - the public calls of include/btsock.h: each picks its backend (backend.h) and hands
  * the call over. No protocol work happens here. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "api_error.h"
 #include "backend.h"
 #include "btsock.h"
+
+static pthread_once_t api_once = PTHREAD_ONCE_INIT;
+
+/* Every backend lets go of everything at exit (queued data gets its grace, adapters close). */
+static void api_init(void) { atexit(btsock_shutdown); }
 
 static const btsock_backend *const backends[] = {
 	&btsock_backend_hoststack,
@@ -15,6 +21,7 @@ static const btsock_backend *const backends[] = {
 /* The backend whose adapter string spec is, or NULL. */
 static const btsock_backend *by_spec(const char *spec)
 {
+	pthread_once(&api_once, api_init);
 	for (size_t i = 0; spec && *spec && i < N_BACKENDS; i++)
 		if (backends[i]->claims_spec(spec))
 			return backends[i];
@@ -23,6 +30,7 @@ static const btsock_backend *by_spec(const char *spec)
 
 static const btsock_backend *default_backend(void)
 {
+	pthread_once(&api_once, api_init);
 	for (size_t i = 0; i < N_BACKENDS; i++)
 		if (backends[i]->any_adapter())
 			return backends[i];
@@ -42,6 +50,7 @@ static const btsock_backend *by_adapter(const char *addr)
 
 static const btsock_backend *by_fd(int fd)
 {
+	pthread_once(&api_once, api_init);
 	for (size_t i = 0; fd >= 0 && i < N_BACKENDS; i++)
 		if (backends[i]->owns_fd(fd))
 			return backends[i];

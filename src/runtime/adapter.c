@@ -52,10 +52,6 @@ static bool rt_snoop_set;         /* btsock_set_snoop called: the environment no
 static char rt_keys_path[4096];
 static bool rt_keys_set;          /* btsock_set_keystore called: the environment no longer counts */
 
-static pthread_once_t rt_once = PTHREAD_ONCE_INIT;
-
-static void rt_init(void) { atexit(rt_shutdown); }
-void rt_init_once(void) { pthread_once(&rt_once, rt_init); }
 
 uint64_t rt_now_ms(void)
 {
@@ -383,7 +379,7 @@ static bool pollset_room(pollset *ps, size_t n)
 static void ad_mark_dead(adapter *ad)
 {
 	for (bsock *s = ad->socks; s; s = s->next)
-		rt_sock_adapter_gone(s, -ENETDOWN);
+		ad->sock_hooks->gone(s, -ENETDOWN);
 	fail_waiting(ad);
 }
 
@@ -406,7 +402,7 @@ static size_t ad_poll_fill(adapter *ad, pollset *ps)
 		if (s->zombie)
 			continue;
 		short ev = 0;
-		rt_sock_poll_events(s, &ev);
+		ad->sock_hooks->poll_events(s, &ev);
 		if (!ev)
 			continue;
 		p[n] = (struct pollfd){ s->rt_fd, ev, 0 };
@@ -481,7 +477,7 @@ static void ad_reap(adapter *ad)
 		bsock *s = *pp;
 		if (s->zombie) {
 			*pp = s->next;
-			rt_sock_unlist(s);
+			ad->sock_hooks->unlist(s);
 		} else {
 			pp = &s->next;
 		}
@@ -510,7 +506,7 @@ static void ad_loop_end(adapter *ad, const char *why)
 	while (ad->socks) {
 		bsock *s = ad->socks;
 		ad->socks = s->next;
-		rt_sock_adapter_ended(s);
+		ad->sock_hooks->ended(s);
 	}
 	run_list(ad, take_queue(ad, why), RT_DOWN); /* nothing is queued after this */
 }
@@ -567,10 +563,10 @@ static void *ad_loop(void *arg)
 		ad_run_queue(ad);
 		for (size_t i = ps.ntr + 1; r > 0 && i < n; i++)
 			if (p[i].revents && !ps.map[i]->zombie)
-				rt_sock_io(ps.map[i], p[i].revents);
+				ad->sock_hooks->io(ps.map[i], p[i].revents);
 		for (bsock *s = ad->socks; s; s = s->next)
 			if (!s->zombie)
-				rt_sock_service(s);
+				ad->sock_hooks->service(s);
 		if (ad->dead && !was_dead)
 			ad_mark_dead(ad);
 		ad_reap(ad);
@@ -928,7 +924,6 @@ bool rt_any_adapter(void)
 
 int rt_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN])
 {
-	rt_init_once();
 	if (!name || !*name) {
 		name = getenv("BTSOCK_ADAPTER");
 		if (!name || !*name)
@@ -973,7 +968,6 @@ static int info_step(adapter *ad, void *arg, rt_why why)
 
 int rt_adapter_info(const char *addr, struct btsock_adapter_info *info)
 {
-	rt_init_once();
 	if (!info)
 		return rt_fail(EINVAL, "adapter_info: info is NULL");
 	adapter *ad = rt_adapter_arg(addr, "adapter_info");
@@ -987,7 +981,6 @@ int rt_adapter_info(const char *addr, struct btsock_adapter_info *info)
 
 int rt_adapter_secure_connections(const char *addr)
 {
-	rt_init_once();
 	adapter *ad = rt_adapter_arg(addr, "adapter_secure_connections");
 	if (!ad)
 		return -1;
@@ -1082,7 +1075,6 @@ static adapter *reg_take(const bt_addr *addr)
 
 int rt_adapter_close(const char *addr)
 {
-	rt_init_once();
 	bt_addr a;
 	bool any = !addr || !*addr;
 	if (!any && bt_addr_parse(addr, &a) < 0)
@@ -1099,7 +1091,6 @@ int rt_adapter_close(const char *addr)
 
 int rt_set_snoop(const char *path)
 {
-	rt_init_once();
 	pthread_mutex_lock(&cfg_mu);
 	rt_snoop_set = true;
 	snprintf(rt_snoop_path, sizeof rt_snoop_path, "%s", path ? path : "");
@@ -1125,7 +1116,6 @@ int rt_set_keystore(const char *path)
 {
 	if (path && strlen(path) >= sizeof rt_keys_path)
 		return rt_fail(ENAMETOOLONG, "btsock_set_keystore: path too long");
-	rt_init_once();
 	pthread_mutex_lock(&cfg_mu);
 	rt_keys_set = true;
 	snprintf(rt_keys_path, sizeof rt_keys_path, "%s", path ? path : "");
@@ -1133,7 +1123,7 @@ int rt_set_keystore(const char *path)
 	return 0;
 }
 
-void rt_shutdown(void)
+void rt_adapters_close_all(void)
 {
 	adapter *ad;
 	while ((ad = reg_take(NULL)))
@@ -1142,7 +1132,6 @@ void rt_shutdown(void)
 	while (reg_closing > 0)
 		pthread_cond_wait(&reg_cv, &reg_mu);
 	pthread_mutex_unlock(&reg_mu);
-	rt_sock_release_all(); /* sockets never bound to an adapter */
 	pthread_mutex_lock(&snoop_mu);
 	if (rt_snoop) {
 		bt_snoop_close(rt_snoop);

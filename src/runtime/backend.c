@@ -15,6 +15,14 @@ static bool claims_spec(const char *spec)
 	return false;
 }
 
+/* Every adapter closes (its sockets fail and detach), then the sockets the application never
+ * closed leave the registry. */
+static void shutdown_all(void)
+{
+	rt_adapters_close_all();
+	rt_sock_release_all();
+}
+
 const btsock_backend btsock_backend_hoststack = {
 	.name = "host stack",
 	.claims_spec = claims_spec,
@@ -57,5 +65,5 @@ const btsock_backend btsock_backend_hoststack = {
 	.set_agent = rt_set_agent,
 	.set_snoop = rt_set_snoop,
 	.set_keystore = rt_set_keystore,
-	.shutdown = rt_shutdown,
+	.shutdown = shutdown_all,
 };

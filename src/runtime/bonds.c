@@ -84,7 +84,6 @@ static int pair_fail(const char *peer, int err, int reason, int timeout_ms)
 
 int rt_pair(const char *adapter_addr, const char *peer, int timeout_ms)
 {
-	rt_init_once();
 	pair_ctx c = { 0 };
 	adapter *ad = target(adapter_addr, peer, &c.peer, "pair");
 	if (!ad)
@@ -135,7 +134,6 @@ static int unpair_step(adapter *ad, void *arg, rt_why why)
 
 int rt_unpair(const char *adapter_addr, const char *peer)
 {
-	rt_init_once();
 	unpair_args a = { 0 };
 	adapter *ad = target(adapter_addr, peer, &a.peer, "unpair");
 	if (!ad)
@@ -182,7 +180,6 @@ int rt_paired(const char *adapter_addr, struct btsock_bond *out, size_t max)
 {
 	if (max && !out)
 		return rt_fail(EINVAL, "paired: no array given for %zu bonds", max);
-	rt_init_once();
 	adapter *ad = rt_adapter_arg(adapter_addr, "paired");
 	if (!ad)
 		return -1;

@@ -84,7 +84,6 @@ int rt_lookup_name(const char *addr, int timeout_ms, char name[BTSOCK_NAMESTRLEN
 			       addr ? addr : "(null)");
 	if (timeout_ms <= 0)
 		timeout_ms = NAME_TIMEOUT_MS;
-	rt_init_once();
 	adapter *ad = rt_default_adapter("lookup_name");
 	if (!ad)
 		return -1;
@@ -171,7 +170,6 @@ int rt_discover(const char *adapter_addr, int duration_ms, bool lookup_names, st
 	discover_ctx c = { .dev = calloc(DISCOVER_MAX, sizeof *c.dev) };
 	if (!c.dev)
 		return rt_fail(ENOMEM, "discover: out of memory");
-	rt_init_once();
 	adapter *ad = rt_adapter_arg(adapter_addr, "discover");
 	if (!ad || run_inquiry(ad, inquiry_length(duration_ms), &c) < 0) {
 		rt_adapter_put(ad);
@@ -237,7 +235,6 @@ static void setting_cancel(adapter *ad, void *ctx)
  * timeout guarantees one, or the controller is declared dead). */
 static int apply_setting(const char *adapter_addr, setting *c)
 {
-	rt_init_once();
 	adapter *ad = rt_adapter_arg(adapter_addr, c->call);
 	if (!ad) {
 		free(c);

@@ -117,7 +117,6 @@ static int agent_step(adapter *ad, void *arg, rt_why why)
 
 int rt_set_agent(const struct btsock_agent *agent, void *ctx)
 {
-	rt_init_once();
 	pthread_mutex_lock(&agent_mu);
 	rt_agent_set = agent != NULL;
 	memset(&rt_agent, 0, sizeof rt_agent);
@@ -189,7 +188,6 @@ static int reply_step(adapter *ad, void *arg, rt_why why)
 
 static int reply(const char *adapter_addr, reply_args *a)
 {
-	rt_init_once();
 	adapter *ad = a->kind == R_PAIRING ? rt_adapter_arg(adapter_addr, a->call)
 					   : reply_target(adapter_addr, a->peer_text, &a->peer, a->call);
 	if (!ad)

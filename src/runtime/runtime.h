@@ -135,6 +135,18 @@ typedef int (*rt_step_fn)(adapter *ad, void *arg, rt_why why);
 
 typedef struct rt_req rt_req;
 
+/* What an adapter's loop does with its sockets: the socket layer's hooks (socket.c), given to
+ * the adapter when its first socket attaches, so that the loop below does not call up into the
+ * layer that calls it. */
+typedef struct {
+	void (*poll_events)(bsock *s, short *events); /* what to poll rt_fd for this round */
+	void (*io)(bsock *s, short revents);           /* rt_fd polled ready */
+	void (*service)(bsock *s);                     /* once per round */
+	void (*gone)(bsock *s, int err);               /* the controller died */
+	void (*unlist)(bsock *s);                      /* leaving ad->socks (reaped) */
+	void (*ended)(bsock *s);                       /* the loop ends */
+} rt_sock_hooks;
+
 struct adapter {
 	atomic_int refs;
 	char name[128];
@@ -157,6 +169,7 @@ struct adapter {
 	rt_req *waiting;    /* requests whose step returned RT_PENDING */
 	rt_req *cur;        /* the request whose step runs now */
 	bsock *socks;       /* attached sockets */
+	const rt_sock_hooks *sock_hooks; /* set with the first socket (socks empty before) */
 	bool ready, dead;
 	bool closing;       /* closing: new requests fail (ENETDOWN), sockets flush and end */
 	atomic_bool gone;   /* dead or closing, readable by any thread (to pick a default adapter) */
@@ -192,7 +205,6 @@ typedef struct {
 int rt_op_run(adapter *ad, const rt_op *op, int timeout_ms, const char *call);
 
 /* ---- adapters and the registry (adapter.c) */
-void rt_init_once(void);
 /* The default adapter (opens BTSOCK_ADAPTER lazily), or the open adapter with that address;
  * referenced (rt_adapter_put when done). NULL with the message prefixed by call. */
 adapter *rt_default_adapter(const char *call);
@@ -218,7 +230,7 @@ void rt_sock_put(bsock *s);
 int rt_sock_attach(bsock *s, adapter *ad, const char *call);
 /* Registers a bound socket's port with the core (port 0: the core picks one). 0 or -1. Loop. */
 int rt_sock_register(bsock *s, const char *call);
-/* Loop side. */
+/* Loop side (also reached by the adapter's loop through rt_sock_hooks). */
 void rt_sock_poll_events(bsock *s, short *events);
 void rt_sock_io(bsock *s, short revents);
 void rt_sock_service(bsock *s);
@@ -226,6 +238,8 @@ void rt_sock_adapter_gone(bsock *s, int err);
 void rt_sock_unlist(bsock *s); /* releases its stack objects, leaves ad->socks; the caller unlinks */
 /* The adapter's loop ends: s fails (ENETDOWN), is unlisted, and its runtime end closes. */
 void rt_sock_adapter_ended(bsock *s);
+/* Closes every adapter (btsock_shutdown's adapter part; adapter.c). */
+void rt_adapters_close_all(void);
 /* Every socket still in the registry leaves it (btsock_shutdown, after every adapter closed). */
 void rt_sock_release_all(void);
 
@@ -270,6 +284,5 @@ int rt_unpair(const char *adapter, const char *peer);
 int rt_paired(const char *adapter, struct btsock_bond *out, size_t max);
 int rt_set_snoop(const char *path);
 int rt_set_keystore(const char *path);
-void rt_shutdown(void);
 
 #endif

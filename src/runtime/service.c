@@ -367,7 +367,6 @@ int rt_find_services(const char *addr, const char *uuid, const char *name, struc
 		return rt_fail(EINVAL, "find_services: invalid address '%s': expected six hex bytes like "
 				       "01:23:45:67:89:AB",
 			       addr);
-	rt_init_once();
 	adapter *ad = rt_default_adapter("find_services");
 	if (!ad)
 		return -1;

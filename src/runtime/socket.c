@@ -179,11 +179,21 @@ static adapter *sock_adapter(bsock *s)
 	return ad;
 }
 
+static const rt_sock_hooks sock_hooks = {
+	.poll_events = rt_sock_poll_events,
+	.io = rt_sock_io,
+	.service = rt_sock_service,
+	.gone = rt_sock_adapter_gone,
+	.unlist = rt_sock_unlist,
+	.ended = rt_sock_adapter_ended,
+};
+
 /* On the loop: s joins its adapter's socket list (a reference of the list's). */
 static void sock_list(bsock *s)
 {
 	if (s->listed)
 		return;
+	s->ad->sock_hooks = &sock_hooks;
 	atomic_fetch_add(&s->refs, 1);
 	s->listed = true;
 	s->next = s->ad->socks;
@@ -802,7 +812,6 @@ static int sock_call(bsock *s, rt_step_fn step, void *arg, int timeout_ms, const
 
 int rt_socket(enum btsock_proto proto)
 {
-	rt_init_once();
 	if (proto != BTSOCK_L2CAP && proto != BTSOCK_RFCOMM)
 		return rt_fail(EPROTONOSUPPORT, "btsock_socket: unknown protocol %d (BTSOCK_L2CAP or BTSOCK_RFCOMM)",
 			       (int)proto);
