@@ -839,6 +839,47 @@ static void test_write_backpressure(void **state)
 	assert_int_equal(rfcomm_write(f->r.d, big, 10), 10);
 }
 
+/* Writing in place (rfcomm_write_space / _commit, the runtime's zero-copy path): the space is
+ * the ring's free tail, contiguous; what is committed goes out in order like rfcomm_write's
+ * bytes, across the ring's wrap. */
+static void test_write_in_place(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 400, 0); /* no credits yet: everything stays in the ring */
+	uint8_t *p;
+	ssize_t room = rfcomm_write_space(f->r.d, &p);
+	assert_int_equal(room, 4096);
+	for (int i = 0; i < 3000; i++)
+		p[i] = (uint8_t)i;
+	rfcomm_write_commit(f->r.d, 3000);
+	assert_int_equal(rfcomm_write_space(f->r.d, &p), 1096);
+	send_frame(f, 2, true, RFCOMM_UIH, false, 255, NULL, 0); /* credits: the 3000 leave */
+	size_t got = 0;
+	while (take(f)) {
+		assert_memory_equal(f->f.info, (const uint8_t[]){ (uint8_t)got }, 1);
+		got += f->f.len;
+	}
+	assert_int_equal(got, 3000);
+	/* The free space now wraps: first the 1096 at the end, then the start. */
+	room = rfcomm_write_space(f->r.d, &p);
+	assert_int_equal(room, 1096);
+	memset(p, 0x11, 1096);
+	rfcomm_write_commit(f->r.d, 1096);
+	room = rfcomm_write_space(f->r.d, &p);
+	assert_true(room > 0);
+	memset(p, 0x22, 904);
+	rfcomm_write_commit(f->r.d, 904);
+	got = 0;
+	while (take(f)) {
+		for (size_t i = 0; i < f->f.len; i++)
+			assert_int_equal(f->f.info[i], got + i < 1096 ? 0x11 : 0x22);
+		got += f->f.len;
+	}
+	assert_int_equal(got, 2000);
+}
+
 /* RFCOMM spec 5.2 (one session per device pair) and 5.4 (direction bit): when the peer's own
  * session opens while ours is still connecting, our DLC moves to it and uses the responder's
  * direction bit: DLCI = channel << 1 | 1. */
@@ -1304,6 +1345,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outgoing_t1_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_channels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_in_place, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crossing_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_answer_flood_keeps_own_frames, setup, teardown),
