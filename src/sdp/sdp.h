@@ -4,9 +4,12 @@
  * Server: sdp_server_new() registers the SDP server's own record (handle 0x00000000) and
  * listens on PSM 1. Services are added as records (sdp_record.h builds the standard ones).
  *
- * Client: sdp_query_start() opens an L2CAP channel to a peer's PSM 1, sends
- * ServiceSearchAttribute requests, follows continuation states until the whole attribute
- * list is in (at most SDP_CLIENT_MAX_BYTES), and calls back once with the decoded records. */
+ * Client: a query sends ServiceSearchAttribute requests, follows continuation states until
+ * the whole attribute list is in (at most SDP_CLIENT_MAX_BYTES), and calls back once with the
+ * decoded records. It knows no transport (sdp_query_new: PDUs out through a callback, in
+ * through sdp_query_input), so it runs over a channel of this stack (sdp_query_start opens
+ * one to the peer's PSM 1) or over anything else carrying whole PDUs, such as a kernel
+ * SOCK_SEQPACKET L2CAP socket to PSM 1 (one PDU per read and write). */
 #ifndef BTSOCK_SDP_H
 #define BTSOCK_SDP_H
 
@@ -79,9 +82,38 @@ typedef struct {
 	uint32_t timeout_ms;    /* the whole query; 0: SDP_CLIENT_DEFAULT_TIMEOUT_MS */
 } sdp_query_params;
 
-/* Starts a ServiceSearchAttribute query on peer (paging it if needed). 0 and *out, or
- * -errno (-EINVAL for a bad pattern; L2CAP's errors). Exactly one callback follows unless
- * the query is cancelled. */
+/* The transport of a query: whole SDP PDUs (Vol 3 Part B 4.2) each way. */
+typedef struct {
+	void *ctx;
+	/* Sends one request PDU whole: 0; -EAGAIN (nothing sent: call sdp_query_writable() once
+	 * there is room); or -errno, which ends the query with that error. */
+	int (*send)(void *ctx, const uint8_t *pdu, size_t len);
+	/* Optional: called once when the query ends (after its callback, or cancelled); the
+	 * transport may be closed then. */
+	void (*release)(void *ctx);
+} sdp_query_io;
+
+/* A query over io that sends nothing until sdp_query_begin() (call it once the transport is
+ * up). timers may be NULL: no timeout then, the transport's owner bounds the query. 0 and
+ * *out, or -EINVAL (bad pattern) / -ENOMEM, with no callback. Each call below may end the
+ * query (callback, release, freed): q is not to be used after its callback. */
+int sdp_query_new(bt_timers *timers, const sdp_query_params *p, const sdp_query_io *io, sdp_query_cb cb,
+		  void *ctx, sdp_query **out);
+/* The transport is up: the first request goes out. */
+void sdp_query_begin(sdp_query *q);
+/* One whole response PDU, as received: every length in it is checked; a malformed one or one
+ * with another transaction ID ends the query with -EPROTO. A PDU while no request is out
+ * (before the first, or while one waits for room) is ignored. */
+void sdp_query_input(sdp_query *q, const uint8_t *pdu, size_t len);
+/* The transport has room again after send returned -EAGAIN: the request goes out. */
+void sdp_query_writable(sdp_query *q);
+/* The transport failed or closed: the query ends with err (-ECONNRESET if err is 0). */
+void sdp_query_fail(sdp_query *q, int err);
+
+/* Starts a ServiceSearchAttribute query on peer (paging it if needed) over a channel of this
+ * stack to its PSM 1: sdp_query_new() with that channel as transport. 0 and *out, or -errno
+ * (-EINVAL for a bad pattern; L2CAP's errors). Exactly one callback follows unless the query
+ * is cancelled. */
 int sdp_query_start(l2cap *l, bt_timers *timers, const bt_addr *peer, const sdp_query_params *p,
 		    sdp_query_cb cb, void *ctx, sdp_query **out);
 /* Ends a query without calling back. Not from inside its own callback. */

@@ -1,9 +1,12 @@
 /* sdp_client.c - asynchronous SDP queries (Core spec Vol 3 Part B 4.7): one
- * ServiceSearchAttribute transaction over an L2CAP channel to the peer's PSM 1, repeated with
- * each continuation state the server returns until the whole attribute list is in, then
- * decoded into records for one callback.
+ * ServiceSearchAttribute transaction, repeated with each continuation state the server returns
+ * until the whole attribute list is in, then decoded into records for one callback.
  *
- * States: CONNECTING (channel not open yet) -> WAIT_RSP (a request is out) -> DONE (callback
+ * The query itself knows no transport: it emits request PDUs through its sdp_query_io and is
+ * fed response PDUs (sdp_query_input). The L2CAP glue at the end of this file is one user: a
+ * channel of this stack to the peer's PSM 1. A kernel L2CAP socket is another.
+ *
+ * States: CONNECTING (transport not up yet) -> WAIT_RSP (a request is out) -> DONE (callback
  * made, query freed). finish() is the one place a query ends. */
 #include "sdp/sdp.h"
 #include "sdp/sdp_client_int.h"
@@ -24,10 +27,8 @@ typedef enum { Q_CONNECTING, Q_WAIT_RSP, Q_DONE } q_state;
 
 struct sdp_query {
 	q_state state;
-	l2cap_chan *ch; /* NULL for a raw query */
-	sdp_query_send_fn send;
-	void *send_ctx;
-	bt_timers *timers;
+	sdp_query_io io;
+	bt_timers *timers; /* NULL: no timeout (the transport's owner bounds the query) */
 	bt_timer timer;
 	sdp_query_cb cb;
 	void *ctx;
@@ -96,22 +97,30 @@ static int decode_lists(const uint8_t *p, size_t len, sdp_record ***out, size_t 
 
 static void query_free(sdp_query *q)
 {
-	bt_timer_stop(q->timers, &q->timer);
+	if (q->timers)
+		bt_timer_stop(q->timers, &q->timer);
 	free(q->buf);
 	free(q);
 }
 
-/* The one place a query ends: channel closed, records decoded, callback, freed. */
+/* The transport is told once that the query no longer needs it. */
+static void release(sdp_query *q)
+{
+	void (*fn)(void *) = q->io.release;
+	q->io.release = NULL;
+	if (fn)
+		fn(q->io.ctx);
+}
+
+/* The one place a query ends: transport released, records decoded, callback, freed. */
 static void finish(sdp_query *q, int err)
 {
 	if (q->state == Q_DONE)
 		return;
 	q->state = Q_DONE;
-	bt_timer_stop(q->timers, &q->timer);
-	if (q->ch) {
-		l2cap_close(q->ch);
-		q->ch = NULL;
-	}
+	if (q->timers)
+		bt_timer_stop(q->timers, &q->timer);
+	release(q);
 	sdp_record **recs = NULL;
 	size_t n = 0;
 	if (!err)
@@ -129,9 +138,13 @@ void sdp_query_cancel(sdp_query *q)
 {
 	if (!q || q->in_cb)
 		return;
-	if (q->ch)
-		l2cap_close(q->ch);
+	release(q);
 	query_free(q);
+}
+
+void sdp_query_fail(sdp_query *q, int err)
+{
+	finish(q, err < 0 ? err : -ECONNRESET);
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -178,12 +191,10 @@ static int send_request(sdp_query *q)
 	if (w.err)
 		return -EMSGSIZE; /* cannot happen: params_len and cont_len are bounded when set */
 	q->state = Q_WAIT_RSP;
-	int err = q->send(q->send_ctx, pdu, bt_writer_len(&w));
+	int err = q->io.send(q->io.ctx, pdu, bt_writer_len(&w));
 	q->send_blocked = err == -EAGAIN;
 	return err == -EAGAIN ? 0 : err;
 }
-
-static int chan_send(void *ctx, const uint8_t *pdu, size_t len) { return l2cap_send(ctx, pdu, len); }
 
 /* ------------------------------------------------------------------ responses */
 
@@ -264,29 +275,6 @@ void sdp_query_writable(sdp_query *q)
 		finish(q, err);
 }
 
-/* ------------------------------------------------------------------ L2CAP glue */
-
-static void ch_opened(void *ctx, l2cap_chan *ch)
-{
-	sdp_query *q = ctx;
-	if (q->state != Q_CONNECTING)
-		return;
-	int err = send_request(q);
-	if (err < 0)
-		finish(q, err);
-}
-
-static void ch_data(void *ctx, l2cap_chan *ch, const uint8_t *p, size_t len) { sdp_query_input(ctx, p, len); }
-static void ch_writable(void *ctx, l2cap_chan *ch) { sdp_query_writable(ctx); }
-static void ch_closed(void *ctx, l2cap_chan *ch, int err) { finish(ctx, err ? err : -ECONNRESET); }
-
-static const l2cap_chan_ops query_ops = {
-	.opened = ch_opened,
-	.data = ch_data,
-	.writable = ch_writable,
-	.closed = ch_closed,
-};
-
 static int query_new(bt_timers *timers, const sdp_query_params *p, sdp_query_cb cb, void *ctx,
 		     sdp_query **out)
 {
@@ -304,19 +292,42 @@ static int query_new(bt_timers *timers, const sdp_query_params *p, sdp_query_cb 
 	q->tid = 1;
 	q->state = Q_CONNECTING;
 	bt_timer_init(&q->timer, timer_fired, q);
-	bt_timer_start(timers, &q->timer, p->timeout_ms ? p->timeout_ms : SDP_CLIENT_DEFAULT_TIMEOUT_MS);
+	if (timers)
+		bt_timer_start(timers, &q->timer, p->timeout_ms ? p->timeout_ms : SDP_CLIENT_DEFAULT_TIMEOUT_MS);
 	*out = q;
 	return 0;
+}
+
+int sdp_query_new(bt_timers *timers, const sdp_query_params *p, const sdp_query_io *io, sdp_query_cb cb,
+		  void *ctx, sdp_query **out)
+{
+	if (!io || !io->send || !out)
+		return -EINVAL;
+	sdp_query *q;
+	int err = query_new(timers, p, cb, ctx, &q);
+	if (err < 0)
+		return err;
+	q->io = *io;
+	*out = q;
+	return 0;
+}
+
+void sdp_query_begin(sdp_query *q)
+{
+	if (q->state != Q_CONNECTING)
+		return;
+	int err = send_request(q);
+	if (err < 0)
+		finish(q, err);
 }
 
 sdp_query *sdp_query_new_raw(bt_timers *timers, const sdp_query_params *p, sdp_query_cb cb, void *ctx,
 			     sdp_query_send_fn send, void *send_ctx)
 {
 	sdp_query *q;
-	if (query_new(timers, p, cb, ctx, &q) < 0)
+	sdp_query_io io = { .ctx = send_ctx, .send = send };
+	if (sdp_query_new(timers, p, &io, cb, ctx, &q) < 0)
 		return NULL;
-	q->send = send;
-	q->send_ctx = send_ctx;
 	if (send_request(q) < 0) {
 		query_free(q);
 		return NULL;
@@ -324,21 +335,63 @@ sdp_query *sdp_query_new_raw(bt_timers *timers, const sdp_query_params *p, sdp_q
 	return q;
 }
 
+/* ------------------------------------------------------------------ L2CAP glue */
+
+/* A query over a channel of this stack: the channel's callbacks feed the query, the query's
+ * io sends on the channel and closes it when the query ends. */
+typedef struct {
+	sdp_query *q;
+	l2cap_chan *ch;
+} chan_glue;
+
+static int glue_send(void *ctx, const uint8_t *pdu, size_t len)
+{
+	chan_glue *g = ctx;
+	return l2cap_send(g->ch, pdu, len);
+}
+
+static void glue_release(void *ctx)
+{
+	chan_glue *g = ctx;
+	if (g->ch)
+		l2cap_close(g->ch);
+	free(g);
+}
+
+static void ch_opened(void *ctx, l2cap_chan *ch) { sdp_query_begin(((chan_glue *)ctx)->q); }
+static void ch_data(void *ctx, l2cap_chan *ch, const uint8_t *p, size_t len)
+{
+	sdp_query_input(((chan_glue *)ctx)->q, p, len);
+}
+static void ch_writable(void *ctx, l2cap_chan *ch) { sdp_query_writable(((chan_glue *)ctx)->q); }
+static void ch_closed(void *ctx, l2cap_chan *ch, int err) { sdp_query_fail(((chan_glue *)ctx)->q, err); }
+
+static const l2cap_chan_ops query_ops = {
+	.opened = ch_opened,
+	.data = ch_data,
+	.writable = ch_writable,
+	.closed = ch_closed,
+};
+
 int sdp_query_start(l2cap *l, bt_timers *timers, const bt_addr *peer, const sdp_query_params *p,
 		    sdp_query_cb cb, void *ctx, sdp_query **out)
 {
-	sdp_query *q;
-	int err = query_new(timers, p, cb, ctx, &q);
-	if (err < 0)
-		return err;
-	q->send = chan_send;
-	err = l2cap_connect(l, peer, L2CAP_PSM_SDP, SDP_CLIENT_MTU, &query_ops, q, &q->ch);
+	chan_glue *g = calloc(1, sizeof *g);
+	if (!g)
+		return -ENOMEM;
+	sdp_query_io io = { .ctx = g, .send = glue_send, .release = glue_release };
+	int err = sdp_query_new(timers, p, &io, cb, ctx, &g->q);
 	if (err < 0) {
-		query_free(q);
+		free(g);
 		return err;
 	}
-	q->send_ctx = q->ch;
+	err = l2cap_connect(l, peer, L2CAP_PSM_SDP, SDP_CLIENT_MTU, &query_ops, g, &g->ch);
+	if (err < 0) {
+		g->ch = NULL;
+		sdp_query_cancel(g->q); /* releases g */
+		return err;
+	}
 	if (out)
-		*out = q;
+		*out = g->q;
 	return 0;
 }

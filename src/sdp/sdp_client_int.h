@@ -1,5 +1,5 @@
-/* sdp_client_int.h - internals of the SDP client exposed for unit tests and fuzzers: a query
- * that sends its requests through a function instead of an L2CAP channel. */
+/* sdp_client_int.h - a shorthand of the SDP client for unit tests and fuzzers: a query on the
+ * transport-neutral interface of sdp.h whose first request goes out at once. */
 #ifndef BTSOCK_SDP_CLIENT_INT_H
 #define BTSOCK_SDP_CLIENT_INT_H
 
@@ -15,9 +15,5 @@ typedef int (*sdp_query_send_fn)(void *ctx, const uint8_t *pdu, size_t len);
  * on a bad pattern, no memory or a failing first send. */
 sdp_query *sdp_query_new_raw(bt_timers *timers, const sdp_query_params *p, sdp_query_cb cb, void *ctx,
 			     sdp_query_send_fn send, void *send_ctx);
-/* One response PDU from the server. */
-void sdp_query_input(sdp_query *q, const uint8_t *pdu, size_t len);
-/* The link has room again after send returned -EAGAIN. */
-void sdp_query_writable(sdp_query *q);
 
 #endif

@@ -1,6 +1,7 @@
 /* test_sdp_client.c - the SDP client (Core spec Vol 3 Part B 4.7 ServiceSearchAttribute, 4.3
  * continuation) against the real server's PDU handler and against scripted bad servers:
- * reassembly across continuations, error responses, timeouts, the size cap. */
+ * reassembly across continuations, error responses, timeouts, the size cap; and the
+ * transport-neutral interface (sdp_query_new) with canned responses. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -297,6 +298,186 @@ static void test_query_backpressure(void **state)
 	sdp_server_free(s);
 }
 
+/* ------------------------------------------------------------------ the neutral interface */
+
+/* A transport of the test's own for sdp_query_new(): the requests sent, the releases. */
+typedef struct {
+	link l;
+	int releases;
+	int fail; /* send returns this (when not 0) */
+} transport;
+
+static int tp_send(void *ctx, const uint8_t *p, size_t len)
+{
+	transport *t = ctx;
+	if (t->fail)
+		return t->fail;
+	return link_send(&t->l, p, len);
+}
+
+static void tp_release(void *ctx) { ((transport *)ctx)->releases++; }
+
+static sdp_query *neutral_query(bt_timers *timers, transport *t, result *r)
+{
+	sdp_uuid spp = sdp_uuid16(SDP_UUID_SERIAL_PORT);
+	sdp_query_params p = { .uuids = &spp, .n_uuids = 1 };
+	sdp_query_io io = { .ctx = t, .send = tp_send, .release = tp_release };
+	sdp_query *q = NULL;
+	assert_int_equal(sdp_query_new(timers, &p, &io, on_done, r, &q), 0);
+	assert_non_null(q);
+	assert_int_equal(t->l.sends, 0); /* nothing before sdp_query_begin */
+	return q;
+}
+
+/* One record's attribute list inside the AttributeLists sequence (Vol 3 Part B 4.7.2, data
+ * elements 3.2/3.3): ServiceRecordHandle 0x00010000, ServiceName (0x0100) "Canned". */
+static const uint8_t canned_lists[] = {
+	0x35, 0x15, 0x35, 0x13, 0x09, 0x00, 0x00, 0x0a, 0x00, 0x01, 0x00, 0x00,
+	0x09, 0x01, 0x00, 0x25, 0x06, 'C', 'a', 'n', 'n', 'e', 'd',
+};
+
+/* A ServiceSearchAttributeResponse (4.7.2): header (4.2), byte count, lists, continuation. */
+static size_t ssa_rsp(uint8_t *out, uint16_t tid, const uint8_t *lists, size_t n, const uint8_t *cont,
+		      uint8_t cont_len)
+{
+	out[0] = SDP_PDU_SSA_RSP;
+	put_be16(out + 1, tid);
+	put_be16(out + 3, (uint16_t)(2 + n + 1 + cont_len));
+	put_be16(out + 5, (uint16_t)n);
+	memcpy(out + 7, lists, n);
+	out[7 + n] = cont_len;
+	memcpy(out + 8 + n, cont, cont_len);
+	return 8 + n + cont_len;
+}
+
+/* Canned responses in two parts (4.3): the second request carries the server's continuation
+ * state and the next transaction ID; the parts join into one record. No timers: no timeout. */
+static void test_neutral_canned_continuation(void **state)
+{
+	transport t = { 0 };
+	result r = { 0 };
+	sdp_query *q = neutral_query(NULL, &t, &r);
+	uint8_t rsp[128];
+	size_t n = ssa_rsp(rsp, 1, canned_lists, 10, NULL, 0);
+	sdp_query_input(q, rsp, n); /* before sdp_query_begin: no request out, ignored */
+	assert_int_equal(r.calls, 0);
+	sdp_query_begin(q);
+	assert_int_equal(t.l.sends, 1);
+	assert_int_equal(t.l.req[0], SDP_PDU_SSA_REQ);
+	assert_int_equal(get_be16(t.l.req + 1), 1);
+	assert_int_equal(t.l.req[t.l.len - 1], 0); /* no continuation state yet */
+	const uint8_t cont[2] = { 0xab, 0xcd };
+	n = ssa_rsp(rsp, 1, canned_lists, 10, cont, 2);
+	sdp_query_input(q, rsp, n);
+	assert_int_equal(t.l.sends, 2);
+	assert_int_equal(get_be16(t.l.req + 1), 2);
+	assert_int_equal(get_be16(t.l.req + 3), t.l.len - 5); /* ParameterLength */
+	assert_int_equal(t.l.req[t.l.len - 3], 2);
+	assert_memory_equal(t.l.req + t.l.len - 2, cont, 2);
+	n = ssa_rsp(rsp, 2, canned_lists + 10, sizeof canned_lists - 10, NULL, 0);
+	sdp_query_input(q, rsp, n);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, 0);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.names[0], "Canned");
+	assert_int_equal(t.releases, 1);
+}
+
+/* Malformed responses, each to a fresh query: every one ends it with -EPROTO (or the error
+ * response's code), the transport released once. */
+static void test_neutral_malformed(void **state)
+{
+	uint8_t good[128];
+	size_t gn = ssa_rsp(good, 1, canned_lists, sizeof canned_lists, NULL, 0);
+	static uint8_t c[9][128];
+	size_t len[9];
+	int want[9];
+	for (int i = 0; i < 9; i++) {
+		memcpy(c[i], good, gn);
+		len[i] = gn;
+		want[i] = -EPROTO;
+	}
+	put_be16(c[0] + 1, 7);        /* another transaction ID */
+	put_be16(c[1] + 3, 200);      /* ParameterLength past the PDU */
+	len[2] = gn + 1;              /* a byte after the continuation state */
+	put_be16(c[3] + 5, 100);      /* AttributeListsByteCount past the PDU */
+	len[4] = 3;                   /* a header cut short */
+	c[5][0] = SDP_PDU_SA_RSP;     /* not the response to a ServiceSearchAttributeRequest */
+	/* ContinuationState of 17 octets (4.3: at most 16) */
+	uint8_t cont[17] = { 0 };
+	len[6] = ssa_rsp(c[6], 1, canned_lists, 4, cont, 17);
+	/* lists that are no data element sequence of attribute lists */
+	const uint8_t bad_lists[] = { 0x35, 0x05, 0x09, 0x00 };
+	len[7] = ssa_rsp(c[7], 1, bad_lists, sizeof bad_lists, NULL, 0);
+	/* ErrorResponse (4.4.1): Invalid Request Syntax */
+	const uint8_t err_rsp[] = { SDP_PDU_ERROR_RSP, 0x00, 0x01, 0x00, 0x02, 0x00, 0x03 };
+	memcpy(c[8], err_rsp, sizeof err_rsp);
+	len[8] = sizeof err_rsp;
+	want[8] = sdp_error_to_errno(SDP_ERR_INVALID_SYNTAX);
+	for (int i = 0; i < 9; i++) {
+		transport t = { 0 };
+		result r = { 0 };
+		bt_timers timers = { 0 };
+		sdp_query *q = neutral_query(&timers, &t, &r);
+		sdp_query_begin(q);
+		sdp_query_input(q, c[i], len[i]);
+		assert_int_equal(r.calls, 1);
+		assert_int_equal(r.err, want[i]);
+		assert_int_equal(t.releases, 1);
+		assert_int_equal(bt_timers_next(&timers), UINT64_MAX); /* its timer gone with it */
+	}
+}
+
+/* The transport's failures: a send error ends the query with it; a transport that closes
+ * (sdp_query_fail) ends it with its error, -ECONNRESET for 0; cancel releases, no callback;
+ * -EAGAIN waits for sdp_query_writable. */
+static void test_neutral_transport_failures(void **state)
+{
+	transport t = { .fail = -EIO };
+	result r = { 0 };
+	sdp_query *q = neutral_query(NULL, &t, &r);
+	sdp_query_begin(q);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.err, -EIO);
+	assert_int_equal(t.releases, 1);
+
+	transport t2 = { 0 };
+	result r2 = { 0 };
+	q = neutral_query(NULL, &t2, &r2);
+	sdp_query_begin(q);
+	sdp_query_fail(q, 0);
+	assert_int_equal(r2.err, -ECONNRESET);
+	assert_int_equal(t2.releases, 1);
+
+	transport t3 = { 0 };
+	result r3 = { 0 };
+	q = neutral_query(NULL, &t3, &r3);
+	sdp_query_begin(q);
+	sdp_query_cancel(q);
+	assert_int_equal(r3.calls, 0);
+	assert_int_equal(t3.releases, 1);
+
+	transport t4 = { .l.eagain = 1 };
+	result r4 = { 0 };
+	q = neutral_query(NULL, &t4, &r4);
+	sdp_query_begin(q);
+	assert_int_equal(t4.l.sends, 0);
+	uint8_t rsp[128];
+	size_t n = ssa_rsp(rsp, 1, canned_lists, sizeof canned_lists, NULL, 0);
+	sdp_query_input(q, rsp, n); /* the request is not out yet: ignored */
+	assert_int_equal(r4.calls, 0);
+	sdp_query_writable(q);
+	assert_int_equal(t4.l.sends, 1);
+	sdp_query_input(q, rsp, n);
+	assert_int_equal(r4.err, 0);
+	assert_int_equal(r4.n, 1);
+	assert_int_equal(t4.releases, 1);
+
+	sdp_query_io none = { 0 };
+	sdp_query_params p = { 0 };
+	assert_int_equal(sdp_query_new(NULL, &p, &none, on_done, &r, &q), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +491,9 @@ int main(void)
 		cmocka_unit_test(test_query_timeout),
 		cmocka_unit_test(test_query_cancel),
 		cmocka_unit_test(test_query_backpressure),
+		cmocka_unit_test(test_neutral_canned_continuation),
+		cmocka_unit_test(test_neutral_malformed),
+		cmocka_unit_test(test_neutral_transport_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
