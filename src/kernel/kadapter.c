@@ -99,6 +99,22 @@ int kn_first_up(kn_bdaddr *out)
 	return -1;
 }
 
+bool kn_acl_up(const kn_bdaddr *local, const kn_bdaddr *peer)
+{
+	kn_bdaddr l = *local;
+	int dev = kn_addr_any(&l) ? kn_first_up(&l) : kn_dev_by_addr(&l);
+	if (dev < 0)
+		return false;
+	int s = socket(AF_BLUETOOTH, SOCK_RAW | SOCK_CLOEXEC, KN_BTPROTO_HCI);
+	if (s < 0)
+		return false;
+	struct kn_sockaddr_hci sa = { .hci_family = AF_BLUETOOTH, .hci_dev = (uint16_t)dev };
+	struct kn_hci_conn_info_req req = { .bdaddr = *peer, .type = 1 };
+	bool up = bind(s, (struct sockaddr *)&sa, sizeof sa) == 0 && ioctl(s, KN_HCIGETCONNINFO, &req) == 0;
+	close(s);
+	return up;
+}
+
 bool kn_kernel_up(void) { return kn_first_up(NULL) >= 0; }
 
 /* ---- adapters opened with btsock_adapter_open("hciN") */

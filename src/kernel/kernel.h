@@ -107,6 +107,20 @@ struct kn_hci_dev_info {
 };
 #define KN_HCI_UP 0
 #define KN_HCIGETDEVINFO _IOR('H', 211, int)
+#define KN_HCIGETCONNINFO _IOR('H', 213, int)
+struct kn_hci_conn_info {
+	uint16_t handle;
+	kn_bdaddr bdaddr;
+	uint8_t type;
+	uint8_t out;
+	uint16_t state;
+	uint32_t link_mode;
+};
+struct kn_hci_conn_info_req {
+	kn_bdaddr bdaddr;
+	uint8_t type; /* ACL_LINK = 1 */
+	struct kn_hci_conn_info conn_info[1];
+};
 
 /* ---- kadapter.c */
 #define KN_MAX_DEV 16
@@ -123,6 +137,8 @@ int kn_dev_by_addr(const kn_bdaddr *a);
 int kn_default_dev(kn_bdaddr *out, bool *any, const char *call);
 /* The first kernel adapter that is up (for getsockname of a socket bound to any), or -1. */
 int kn_first_up(kn_bdaddr *out);
+/* Whether the adapter with address local (any: the first up) has an ACL link to peer. */
+bool kn_acl_up(const kn_bdaddr *local, const kn_bdaddr *peer);
 bool kn_claims_spec(const char *spec);
 bool kn_has_adapter(const char *addr);
 bool kn_any_adapter(void);

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ typedef struct ksock {
 	unsigned peer_port;
 	int sec;           /* btsock level + 1, 0: never set */
 	unsigned imtu;     /* 0: never set */
-	int err;           /* how the last connection failed or ended (positive errno), kept */
+	int err;           /* how the last connection failed or ended (positive errno), kept;
+			    * -1: closed in order by the peer */
 	char adv[128];     /* D-Bus object path of its advertisement, "" if none */
 } ksock;
 
@@ -700,11 +702,14 @@ int kn_sock_error(int fd)
 		int e = 0;
 		socklen_t len = sizeof e;
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e) {
-			s.err = e;
+			/* The kernel ends a channel the peer closed in order with ECONNRESET too
+			 * (RFCOMM DISC, L2CAP Disconnection Request): when the ACL link to the peer is
+			 * still up, the channel was closed, not the link lost. */
+			s.err = e == ECONNRESET && s.state == K_CONNECTED && kn_acl_up(&s.local, &s.peer) ? -1 : e;
 			put(&s);
 		}
 	}
-	if (!s.err) {
+	if (s.err <= 0) {
 		api_clear_error();
 		return 0;
 	}
@@ -737,7 +742,25 @@ int kn_close(int fd)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-		if (shutdown(fd, SHUT_RDWR) < 0 && errno != ENOTCONN) {
+		/* L2CAP basic mode does not wait for queued data before its Disconnection Request:
+		 * wait until the kernel has handed everything written to the controller (TIOCOUTQ:
+		 * bytes not yet sent), as long as that makes progress within the linger time */
+		int q = 0, last = -1;
+		long until = now_ms() + secs * 1000L;
+		while (s.proto == BTSOCK_L2CAP && ioctl(fd, TIOCOUTQ, &q) == 0 && q > 0 && now_ms() < until) {
+			if (q != last)
+				until = now_ms() + secs * 1000L;
+			last = q;
+			struct timespec ts = { 0, 10 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		q = 0;
+		ioctl(fd, TIOCOUTQ, &q);
+		/* A channel the peer already closed in order makes shutdown report ECONNRESET
+		 * (RFCOMM's pending socket error): no fault if nothing was left to send and the link
+		 * to the peer is still up. */
+		if (shutdown(fd, SHUT_RDWR) < 0 && errno != ENOTCONN &&
+		    !(errno == ECONNRESET && q == 0 && kn_acl_up(&s.local, &s.peer))) {
 			int e = errno == EINPROGRESS || errno == EAGAIN ? ETIMEDOUT : errno;
 			char a[BTSOCK_ADDRSTRLEN];
 			kn_addr_format(&s.peer, a);
