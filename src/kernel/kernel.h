@@ -33,6 +33,7 @@
 #define KN_SOL_L2CAP 6
 #define KN_SOL_BLUETOOTH 274
 #define KN_BT_SECURITY 4 /* struct bt_security */
+#define KN_BT_DEFER_SETUP 7 /* uint32: a listener's connections wait for accept + a read */
 #define KN_BT_SECURITY_LOW 1
 #define KN_BT_SECURITY_MEDIUM 2
 #define KN_BT_SECURITY_HIGH 3

@@ -399,6 +399,12 @@ int kn_listen(int fd, int backlog)
 	if (s.state != K_BOUND && s.state != K_LISTENING)
 		return api_fail(EINVAL, "listen: socket %d is not bound (call btsock_bind first)", fd);
 	backlog = backlog < 1 ? 1 : backlog > 64 ? 64 : backlog;
+	/* Deferred setup: the kernel answers a connection only once the application accepts it
+	 * (kn_accept). Without it the kernel completes connections on its own, and one the peer
+	 * closes before accept() is dropped with its data (bt_accept_dequeue skips closed
+	 * children): a client that connects, sends and closes at once would lose its message. */
+	uint32_t defer = 1;
+	setsockopt(fd, KN_SOL_BLUETOOTH, KN_BT_DEFER_SETUP, &defer, sizeof defer);
 	if (listen(fd, backlog) < 0) {
 		int e = errno;
 		return api_fail(e, "listen: %s", strerror(e));
@@ -434,6 +440,24 @@ int kn_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
 		if (e == EBADF || e == EINVAL)
 			return api_fail(EBADF, "accept: socket %d was closed", fd);
 		return api_fail(e, "accept: %s", strerror(e));
+	}
+	/* Deferred setup (kn_listen): a read of nothing accepts the connection (RFCOMM: UA;
+	 * L2CAP: Connection Response and configuration); an L2CAP channel is open once it polls
+	 * writable. */
+	char none;
+	recv(c, &none, 0, MSG_DONTWAIT);
+	if (s.proto == BTSOCK_L2CAP) {
+		int r = kn_wait(c, POLLOUT, t > 0 ? t : 10000);
+		struct pollfd pc = { .fd = c, .events = POLLOUT };
+		if (r <= 0 || (poll(&pc, 1, 0) == 1 && (pc.revents & (POLLERR | POLLHUP)) && !(pc.revents & POLLOUT))) {
+			int so = 0;
+			socklen_t sl = sizeof so;
+			getsockopt(c, SOL_SOCKET, SO_ERROR, &so, &sl);
+			close(c);
+			return api_fail(r == 0 ? ETIMEDOUT : so ? so : ECONNRESET,
+					"accept: the connection ended while it was being set up (%s)",
+					r == 0 ? "no configuration in time" : kn_conn_reason(so ? so : ECONNRESET));
+		}
 	}
 	ksock init = { .timeout_ms = -1, .state = K_CONNECTED, .bound = true, .sec = s.sec, .imtu = s.imtu };
 	sys_name(c, s.proto, false, &init.local, &init.port);
@@ -726,6 +750,18 @@ int kn_sock_error(int fd)
 	return s.err;
 }
 
+/* Bytes written and not yet handed to the controller. The Bluetooth sockets' TIOCOUTQ is the
+ * free room of the send buffer (bt_sock_ioctl: sk_sndbuf - sk_wmem_alloc), not the queued
+ * bytes, hence SO_SNDBUF minus it. -1 if unknown. */
+static int unsent(int fd)
+{
+	int room = 0, buf = 0;
+	socklen_t len = sizeof buf;
+	if (ioctl(fd, TIOCOUTQ, &room) < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, &len) < 0)
+		return -1;
+	return buf > room ? buf - room : 0;
+}
+
 int kn_close(int fd)
 {
 	ksock s;
@@ -743,19 +779,18 @@ int kn_close(int fd)
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 		/* L2CAP basic mode does not wait for queued data before its Disconnection Request:
-		 * wait until the kernel has handed everything written to the controller (TIOCOUTQ:
-		 * bytes not yet sent), as long as that makes progress within the linger time */
-		int q = 0, last = -1;
+		 * wait until the kernel has handed everything written to the controller, as long as
+		 * that makes progress within the linger time */
+		int q, last = -1;
 		long until = now_ms() + secs * 1000L;
-		while (s.proto == BTSOCK_L2CAP && ioctl(fd, TIOCOUTQ, &q) == 0 && q > 0 && now_ms() < until) {
+		while (s.proto == BTSOCK_L2CAP && (q = unsent(fd)) > 0 && now_ms() < until) {
 			if (q != last)
 				until = now_ms() + secs * 1000L;
 			last = q;
 			struct timespec ts = { 0, 10 * 1000000L };
 			nanosleep(&ts, NULL);
 		}
-		q = 0;
-		ioctl(fd, TIOCOUTQ, &q);
+		q = unsent(fd);
 		/* A channel the peer already closed in order makes shutdown report ECONNRESET
 		 * (RFCOMM's pending socket error): no fault if nothing was left to send and the link
 		 * to the peer is still up. */
