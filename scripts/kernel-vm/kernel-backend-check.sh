@@ -12,7 +12,8 @@
 # blocking recv() meets the 6.1.0-54 L2CAP deadlock (reported as a note, not a check);
 # 5. SDP through bluetoothd WITHOUT --compat: rfcomm-server-sdp (dynamic channel, record
 # published by D-Bus RegisterProfile) found by rfcomm-client-sdp, `btsock sdp search` and
-# sdptool from hci1, and withdrawn when the server exits.
+# sdptool from hci1, and withdrawn when the server exits; 6. discovery through bluetoothd:
+# `btsock scan`, and rfcomm-client-sdp without an address (every device nearby).
 # Prints "== N. what", and an ok:/FAIL: line per check; exits 1 if any failed.
 B=./btsock
 # the examples and libbtsock.so.0 come in as plain files (kvm_check copies them mode 0644):
@@ -177,6 +178,19 @@ if [ $rc -eq 0 ] && grep -q "received \[hello sdp" /tmp/sdps.out && grep -q "con
 then pass "rfcomm-client-sdp (hci1) found rfcomm-server-sdp (hci0) by SDP and sent its lines"; else fail "rfcomm-client-sdp -> rfcomm-server-sdp (rc=$rc)"; fi
 $B -a hci1 sdp search 94f39d29-7d6d-437d-973b-fba39e49d4ee "$K0" > /tmp/sdpq2.out 2>&1; cat /tmp/sdpq2.out
 if grep -q "SampleServer" /tmp/sdpq2.out; then fail "the record outlived rfcomm-server-sdp"; else pass "the record is withdrawn once rfcomm-server-sdp has exited"; fi
+echo "== 6. discovery through bluetoothd (StartDiscovery, GetManagedObjects)"
+for d in 0 1; do btmgmt --index $d discov yes > /dev/null 2>&1; done
+$B -a hci0 scan -t 3 > /tmp/scan.out 2> /tmp/scan.err; rc=$?; cat /tmp/scan.out /tmp/scan.err
+if [ $rc -eq 0 ] && grep -q "$K1" /tmp/scan.out; then pass "btsock scan on hci0 finds hci1 ($K1)"; else fail "btsock scan on hci0 (rc=$rc)"; fi
+BTSOCK_ADAPTER=hci0 rfcomm-server-sdp > /tmp/sdps2.out 2> /tmp/sdps2.err &
+P=$!
+wait_for /tmp/sdps2.out "Waiting for connection"; cat /tmp/sdps2.out /tmp/sdps2.err
+printf 'found nearby\n\n' | BTSOCK_ADAPTER=hci1 rfcomm-client-sdp > /tmp/sdpc2.out 2>&1; rc=$?
+cat /tmp/sdpc2.out
+i=0; while kill -0 $P 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+kill $P 2>/dev/null; wait $P; cat /tmp/sdps2.out
+if [ $rc -eq 0 ] && grep -q "received \[found nearby" /tmp/sdps2.out; then pass "rfcomm-client-sdp without an address (find_services on every device nearby) reaches rfcomm-server-sdp"
+else fail "rfcomm-client-sdp without an address (rc=$rc)"; fi
 grep -i "error\|profile" /tmp/bluetoothd.log | head -10
 kill $BTD 2>/dev/null
 

@@ -1,6 +1,7 @@
 /* backend.c - the Linux kernel as a backend of the public API (src/api/backend.h): adapter
- * strings "hciN". Sockets, adapters and SDP are implemented (ksock.c, kadapter.c, ksdp.c,
- * kdbus.c); what is not yet fails with ENOTSUP and a sentence saying so. Pairing is
+ * strings "hciN". Sockets, adapters, SDP and discovery (through bluetoothd) are implemented
+ * (ksock.c, kadapter.c, ksdp.c, kdbus.c); what is not yet fails with ENOTSUP and a sentence
+ * saying so. Pairing is
  * bluetoothd's (its agent answers for the kernel), so the pairing calls say that. */
 #include "api/backend.h"
 #include "kernel.h"
@@ -22,9 +23,21 @@ static int pairing_is_bluetoothd(const char *call)
 }
 
 static int k_secure_connections(const char *addr) { return not_yet("adapter_secure_connections", "report Secure Connections"); }
+/* Through bluetoothd's D-Bus discovery (kdbus.c); names come as bluetoothd found them
+ * (lookup_names: bluetoothd asks for the names itself). Raw HCI inquiry without bluetoothd
+ * is not implemented. */
 static int k_discover(const char *adapter, int duration_ms, bool lookup_names, struct btsock_device *out, size_t max)
 {
-	return not_yet("discover", "discover devices (use bluetoothctl scan on)");
+	kn_bdaddr a;
+	int dev = kn_resolve_adapter(adapter, &a, "discover");
+	if (dev < 0)
+		return -1;
+	if (duration_ms <= 0)
+		duration_ms = 10240;
+	if (duration_ms > 61440)
+		duration_ms = 61440;
+	duration_ms = (duration_ms + 1279) / 1280 * 1280;
+	return kn_dbus_discover(dev, duration_ms, out, max, "discover");
 }
 static int k_lookup_name(const char *addr, int timeout_ms, char name[BTSOCK_NAMESTRLEN])
 {

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/api_error.h"
@@ -167,6 +168,171 @@ int kn_dbus_unregister(const char *path)
 	return rc < 0 ? -1 : 0;
 }
 
+/* ---- discovery through bluetoothd: org.bluez.Adapter1.StartDiscovery, then the devices of
+ * org.freedesktop.DBus.ObjectManager.GetManagedObjects under the adapter. */
+
+typedef struct {
+	char addr[BTSOCK_ADDRSTRLEN];
+	char name[BTSOCK_NAMESTRLEN];
+	unsigned cls;
+	bool has_rssi;
+	int rssi;
+} seen;
+
+/* The Device1 objects under /org/bluez/hciN/ (bus_mu held): how many, at most max in out; -1 on
+ * a bus error. */
+static int managed_devices(int dev, seen *out, int max)
+{
+	sd_bus_error err = SD_BUS_ERROR_NULL;
+	sd_bus_message *m = NULL;
+	int n = 0;
+	char prefix[32];
+	snprintf(prefix, sizeof prefix, "/org/bluez/hci%d/", dev);
+	if (sd_bus_call_method(bus, "org.bluez", "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", &err, &m,
+			       "") < 0) {
+		sd_bus_error_free(&err);
+		return -1;
+	}
+	sd_bus_error_free(&err);
+	if (sd_bus_message_enter_container(m, 'a', "{oa{sa{sv}}}") <= 0)
+		goto out;
+	while (sd_bus_message_enter_container(m, 'e', "oa{sa{sv}}") > 0) {
+		const char *path = NULL;
+		seen d;
+		memset(&d, 0, sizeof d);
+		bool is_dev = false;
+		sd_bus_message_read(m, "o", &path);
+		sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+		while (sd_bus_message_enter_container(m, 'e', "sa{sv}") > 0) {
+			const char *iface = NULL;
+			sd_bus_message_read(m, "s", &iface);
+			if (iface && strcmp(iface, "org.bluez.Device1") == 0) {
+				is_dev = true;
+				sd_bus_message_enter_container(m, 'a', "{sv}");
+				while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+					const char *key = NULL, *str = NULL;
+					sd_bus_message_read(m, "s", &key);
+					if (key && strcmp(key, "Address") == 0 && sd_bus_message_read(m, "v", "s", &str) > 0)
+						snprintf(d.addr, sizeof d.addr, "%s", str);
+					else if (key && strcmp(key, "Name") == 0 && sd_bus_message_read(m, "v", "s", &str) > 0)
+						snprintf(d.name, sizeof d.name, "%s", str);
+					else if (key && strcmp(key, "Class") == 0) {
+						uint32_t c = 0;
+						if (sd_bus_message_read(m, "v", "u", &c) > 0)
+							d.cls = c;
+					} else if (key && strcmp(key, "RSSI") == 0) {
+						int16_t r = 0;
+						if (sd_bus_message_read(m, "v", "n", &r) > 0) {
+							d.has_rssi = true;
+							d.rssi = r;
+						}
+					} else
+						sd_bus_message_skip(m, "v");
+					sd_bus_message_exit_container(m);
+				}
+				sd_bus_message_exit_container(m);
+			} else {
+				sd_bus_message_skip(m, "a{sv}");
+			}
+			sd_bus_message_exit_container(m);
+		}
+		sd_bus_message_exit_container(m);
+		sd_bus_message_exit_container(m);
+		if (is_dev && path && strncmp(path, prefix, strlen(prefix)) == 0 && d.addr[0]) {
+			if (n < max)
+				out[n] = d;
+			n++;
+		}
+	}
+out:
+	sd_bus_message_unref(m);
+	return n;
+}
+
+static int adapter_call(int dev, const char *method, sd_bus_error *err)
+{
+	char path[32];
+	snprintf(path, sizeof path, "/org/bluez/hci%d", dev);
+	return sd_bus_call_method(bus, "org.bluez", path, "org.bluez.Adapter1", method, err, NULL, "");
+}
+
+int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call)
+{
+	enum { MAXSEEN = 256 };
+	seen *before = calloc(MAXSEEN, sizeof *before), *after = calloc(MAXSEEN, sizeof *after);
+	if (!before || !after) {
+		free(before);
+		free(after);
+		return api_fail(ENOMEM, "%s: out of memory", call);
+	}
+	pthread_mutex_lock(&bus_mu);
+	int rc = bus_locked(call);
+	int nb = 0, na = 0;
+	if (rc == 0 && (nb = managed_devices(dev, before, MAXSEEN)) < 0)
+		rc = api_fail(ENOTSUP, "%s: bluetoothd is not running: the kernel backend discovers devices through "
+				       "its D-Bus API (raw HCI inquiry is not implemented)",
+			      call);
+	if (rc == 0) {
+		char path[32];
+		snprintf(path, sizeof path, "/org/bluez/hci%d", dev);
+		sd_bus_error err = SD_BUS_ERROR_NULL;
+		/* BR/EDR only, as btsock_discover's inquiry (an error here is not fatal) */
+		sd_bus_call_method(bus, "org.bluez", path, "org.bluez.Adapter1", "SetDiscoveryFilter", &err, NULL, "a{sv}", 1,
+				   "Transport", "s", "bredr");
+		sd_bus_error_free(&err);
+		int e = adapter_call(dev, "StartDiscovery", &err);
+		if (e < 0 && !sd_bus_error_has_name(&err, "org.bluez.Error.InProgress"))
+			rc = api_fail(-e, "%s: bluetoothd refused to discover on hci%d (StartDiscovery): %s", call, dev,
+				      err.message ? err.message : strerror(-e));
+		sd_bus_error_free(&err);
+	}
+	if (rc == 0) {
+		/* let the bus run while the inquiry does (signals are read and dropped) */
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (;;) {
+			struct timespec t;
+			clock_gettime(CLOCK_MONOTONIC, &t);
+			long ms = (t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000;
+			if (ms >= duration_ms)
+				break;
+			drain();
+			sd_bus_wait(bus, (uint64_t)(duration_ms - ms) * 1000u);
+		}
+		drain();
+		na = managed_devices(dev, after, MAXSEEN);
+		sd_bus_error err = SD_BUS_ERROR_NULL;
+		adapter_call(dev, "StopDiscovery", &err);
+		sd_bus_error_free(&err);
+		drain();
+	}
+	pthread_mutex_unlock(&bus_mu);
+	size_t n = 0;
+	for (int i = 0; rc == 0 && i < na && i < MAXSEEN; i++) {
+		/* seen in this discovery: an RSSI (bluetoothd sets it from inquiry results), or new */
+		bool known = false;
+		for (int k = 0; k < nb && k < MAXSEEN && !known; k++)
+			known = strcmp(before[k].addr, after[i].addr) == 0;
+		if (known && !after[i].has_rssi)
+			continue;
+		if (n < max && out) {
+			memset(&out[n], 0, sizeof out[n]);
+			snprintf(out[n].addr, sizeof out[n].addr, "%s", after[i].addr);
+			snprintf(out[n].name, sizeof out[n].name, "%s", after[i].name);
+			out[n].device_class = after[i].cls;
+			out[n].has_rssi = after[i].has_rssi;
+			out[n].rssi = after[i].rssi;
+			n++;
+		}
+	}
+	free(before);
+	free(after);
+	if (rc < 0)
+		return -1;
+	api_clear_error();
+	return (int)n;
+}
+
 void kn_dbus_shutdown(void)
 {
 	pthread_mutex_lock(&bus_mu);
@@ -193,5 +359,12 @@ int kn_dbus_register(const char *xml, char *path, size_t cap, const char *call)
 
 int kn_dbus_unregister(const char *path) { return 0; }
 void kn_dbus_shutdown(void) {}
+
+int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call)
+{
+	return api_fail(ENOTSUP, "%s: this btsock was built without sd-bus (libsystemd-dev), through which the kernel "
+				 "backend discovers devices (bluetoothd)",
+			call);
+}
 
 #endif

@@ -181,6 +181,9 @@ const char *kn_conn_reason(int err);
 int kn_dbus_register(const char *xml, char *path, size_t cap, const char *call);
 int kn_dbus_unregister(const char *path);
 void kn_dbus_shutdown(void);
+/* Discovery on hciN through bluetoothd for about duration_ms: the devices seen (at most max
+ * stored), or -1 with the error set (ENOTSUP when bluetoothd does not run). */
+int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call);
 
 /* ---- ksdp.c */
 int kn_find_services(const char *addr, const char *uuid, const char *name, struct btsock_service_info **out);

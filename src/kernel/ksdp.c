@@ -400,6 +400,44 @@ static int query_one(const kn_bdaddr *local, bool any, const kn_bdaddr *peer, co
 	return q.err;
 }
 
+/* Every device a discovery through bluetoothd finds (about 5 s, as the user-space backend's
+ * inquiry), asked in turn; devices that do not answer are skipped. */
+static int find_nearby(const sdp_uuid *pattern, const char *name, struct btsock_service_info **out)
+{
+	kn_bdaddr local;
+	int dev = kn_resolve_adapter(NULL, &local, "find_services");
+	if (dev < 0)
+		return -1;
+	enum { MAXDEV = 32 };
+	struct btsock_device *devs = calloc(MAXDEV, sizeof *devs);
+	if (!devs)
+		return api_fail(ENOMEM, "find_services: out of memory");
+	int n = kn_dbus_discover(dev, 4 * 1280, devs, MAXDEV, "find_services");
+	if (n < 0) {
+		free(devs);
+		return -1;
+	}
+	results res = { 0 };
+	for (int i = 0; i < n && i < MAXDEV; i++) {
+		kn_bdaddr peer;
+		if (kn_addr_parse(devs[i].addr, &peer) < 0)
+			continue;
+		int q = query_one(&local, false, &peer, devs[i].addr, pattern, name, &res);
+		if (q == -ENOMEM)
+			break;
+	}
+	free(devs);
+	if (res.nomem) {
+		btsock_free_services(res.v);
+		return api_fail(ENOMEM, "find_services: out of memory");
+	}
+	if (!res.v && !(res.v = calloc(1, sizeof *res.v)))
+		return api_fail(ENOMEM, "find_services: out of memory");
+	*out = res.v;
+	api_clear_error();
+	return (int)res.n;
+}
+
 int kn_find_services(const char *addr, const char *uuid, const char *name, struct btsock_service_info **out)
 {
 	if (!out)
@@ -410,8 +448,7 @@ int kn_find_services(const char *addr, const char *uuid, const char *name, struc
 		return api_fail(EINVAL, "find_services: '%s' is not a UUID (like 1101 or 00001101-0000-1000-8000-00805F9B34FB)",
 				uuid);
 	if (!addr || !*addr)
-		return api_fail(ENOTSUP, "find_services: searching every device nearby needs device discovery, which the "
-					 "kernel backend does not do yet: give the device's address");
+		return find_nearby(&pattern, name, out);
 	kn_bdaddr peer;
 	if (kn_addr_parse(addr, &peer) < 0)
 		return api_fail(EINVAL, "find_services: invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB",

@@ -778,24 +778,24 @@ int kn_close(int fd)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 		int fl = fcntl(fd, F_GETFL);
 		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-		/* L2CAP basic mode does not wait for queued data before its Disconnection Request:
-		 * wait until the kernel has handed everything written to the controller, as long as
-		 * that makes progress within the linger time */
+		/* L2CAP basic mode does not wait for queued data before its Disconnection Request
+		 * (RFCOMM sends its DISC after the queue): wait until the kernel has handed everything
+		 * written to the controller, as long as that makes progress within the linger time */
 		int q, last = -1;
 		long until = now_ms() + secs * 1000L;
-		while (s.proto == BTSOCK_L2CAP && (q = unsent(fd)) > 0 && now_ms() < until) {
+		while ((q = unsent(fd)) > 0 && now_ms() < until) {
 			if (q != last)
 				until = now_ms() + secs * 1000L;
 			last = q;
 			struct timespec ts = { 0, 10 * 1000000L };
 			nanosleep(&ts, NULL);
 		}
-		q = unsent(fd);
-		/* A channel the peer already closed in order makes shutdown report ECONNRESET
-		 * (RFCOMM's pending socket error): no fault if nothing was left to send and the link
-		 * to the peer is still up. */
+		/* A channel the peer closed in order (before or during our close) makes shutdown
+		 * report ECONNRESET (RFCOMM's pending socket error): no fault while the link to the
+		 * peer is still up. (Whether the peer had taken all our data then, the kernel does
+		 * not tell; the wait above saw it leave this host.) */
 		if (shutdown(fd, SHUT_RDWR) < 0 && errno != ENOTCONN &&
-		    !(errno == ECONNRESET && q == 0 && kn_acl_up(&s.local, &s.peer))) {
+		    !(errno == ECONNRESET && kn_acl_up(&s.local, &s.peer))) {
 			int e = errno == EINPROGRESS || errno == EAGAIN ? ETIMEDOUT : errno;
 			char a[BTSOCK_ADDRSTRLEN];
 			kn_addr_format(&s.peer, a);
