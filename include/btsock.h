@@ -40,8 +40,8 @@
  * L2CAP socket can hang for good while data arrives (a kernel locking bug): poll() for POLLIN
  * before each recv(), or use a timeout (btsock_settimeout). Records are published through
  * bluetoothd's D-Bus API (no --compat needed), and devices are discovered through it too;
- * pairing is bluetoothd's agent's job; name requests, the local name and class, and the
- * pairing calls fail with ENOTSUP there.
+ * and so is the local name; pairing is bluetoothd's agent's job; name requests, the device
+ * class and the pairing calls fail with ENOTSUP there.
  * btsock_adapter_open() opens further adapters; a socket uses the one whose address it is
  * bound to, or the default one. BTSOCK_SNOOP=FILE records all HCI traffic in btsnoop format
  * (btmon -r FILE, Wireshark); records reach the file within about a second, and all of them

@@ -13,7 +13,8 @@
 # 5. SDP through bluetoothd WITHOUT --compat: rfcomm-server-sdp (dynamic channel, record
 # published by D-Bus RegisterProfile) found by rfcomm-client-sdp, `btsock sdp search` and
 # sdptool from hci1, and withdrawn when the server exits; 6. discovery through bluetoothd:
-# `btsock scan`, and rfcomm-client-sdp without an address (every device nearby).
+# `btsock scan`, and rfcomm-client-sdp without an address (every device nearby); the local
+# name through bluetoothd (btsock -n).
 # Prints "== N. what", and an ok:/FAIL: line per check; exits 1 if any failed.
 B=./btsock
 # the examples and libbtsock.so.0 come in as plain files (kvm_check copies them mode 0644):
@@ -152,14 +153,25 @@ mkdir -p /run/dbus /var/lib/bluetooth
 dbus-daemon --system --fork --nopidfile || fail "dbus-daemon"
 /usr/libexec/bluetooth/bluetoothd -n > /tmp/bluetoothd.log 2>&1 &
 BTD=$!
-for d in 0 1; do
-    n=0; while ! hciconfig hci$d | grep -q 'UP RUNNING' && [ $n -lt 50 ]; do n=$((n + 1)); sleep 0.1; done
-done
+# bluetoothd takes the adapters over (they were up already: waiting for "UP RUNNING" says
+# nothing) and turns page and inquiry scan off on its own time: turn them on until they stay on.
+# SSP off: no agent runs here to answer pairing.
+i=0; while [ ! -S /run/dbus/system_bus_socket ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+i=0; while [ "$(timeout 5 bluetoothctl list 2>/dev/null | grep -c Controller)" -lt 2 ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.2; done
 sleep 1
-for d in 0 1; do
-    btmgmt --index $d connectable on > /dev/null 2>&1
-    btmgmt --index $d ssp off > /dev/null 2>&1
+for round in 1 2; do
+    for d in 0 1; do
+        btmgmt --index $d ssp off > /dev/null 2>&1
+        n=0
+        while ! hciconfig hci$d | grep -q 'PSCAN ISCAN' && [ $n -lt 20 ]; do
+            btmgmt --index $d connectable on > /dev/null 2>&1
+            btmgmt --index $d discov yes > /dev/null 2>&1
+            n=$((n + 1)); sleep 0.3
+        done
+    done
+    sleep 1
 done
+hciconfig | grep -E "^hci|SCAN"
 if [ -e /run/sdp ]; then fail "/run/sdp exists (bluetoothd in --compat mode)"; else pass "bluetoothd runs without --compat (no /run/sdp)"; fi
 BTSOCK_ADAPTER=hci0 rfcomm-server-sdp > /tmp/sdps.out 2> /tmp/sdps.err &
 P=$!
@@ -191,6 +203,10 @@ i=0; while kill -0 $P 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1;
 kill $P 2>/dev/null; wait $P; cat /tmp/sdps2.out
 if [ $rc -eq 0 ] && grep -q "received \[found nearby" /tmp/sdps2.out; then pass "rfcomm-client-sdp without an address (find_services on every device nearby) reaches rfcomm-server-sdp"
 else fail "rfcomm-client-sdp without an address (rc=$rc)"; fi
+echo "-- the local name through bluetoothd (Adapter1.Alias): btsock -n"
+$B -a hci0 -n "kbackend box" info > /dev/null 2> /tmp/n.err; rc=$?; cat /tmp/n.err
+sleep 0.5; hciconfig hci0 name | grep -i name
+if [ $rc -eq 0 ] && hciconfig hci0 name | grep -q "kbackend box"; then pass "set_local_name on hci0 (the controller's name is 'kbackend box')"; else fail "set_local_name on hci0 (rc=$rc)"; fi
 grep -i "error\|profile" /tmp/bluetoothd.log | head -10
 kill $BTD 2>/dev/null
 

@@ -7,6 +7,7 @@
 #include "kernel.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "api/api_error.h"
 
@@ -45,7 +46,16 @@ static int k_lookup_name(const char *addr, int timeout_ms, char name[BTSOCK_NAME
 }
 static int k_set_local_name(const char *adapter, const char *name)
 {
-	return not_yet("set_local_name", "set the adapter's name (bluetoothctl system-alias NAME does)");
+	kn_bdaddr a;
+	int dev = kn_resolve_adapter(adapter, &a, "set_local_name");
+	if (dev < 0)
+		return -1;
+	if (!name || strlen(name) > 248)
+		return api_fail(EINVAL, "set_local_name: a name of 0-248 bytes is needed");
+	if (kn_dbus_set_alias(dev, name, "set_local_name") < 0)
+		return -1;
+	api_clear_error();
+	return 0;
 }
 static int k_set_device_class(const char *adapter, unsigned device_class)
 {

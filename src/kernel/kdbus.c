@@ -333,6 +333,32 @@ int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t
 	return (int)n;
 }
 
+int kn_dbus_set_alias(int dev, const char *name, const char *call)
+{
+	char path[32];
+	snprintf(path, sizeof path, "/org/bluez/hci%d", dev);
+	pthread_mutex_lock(&bus_mu);
+	int rc = bus_locked(call);
+	if (rc == 0) {
+		sd_bus_error err = SD_BUS_ERROR_NULL;
+		int e = sd_bus_set_property(bus, "org.bluez", path, "org.bluez.Adapter1", "Alias", &err, "s", name);
+		if (e < 0) {
+			if (sd_bus_error_has_name(&err, "org.freedesktop.DBus.Error.ServiceUnknown") ||
+			    sd_bus_error_has_name(&err, "org.freedesktop.DBus.Error.NameHasNoOwner"))
+				rc = api_fail(ENOTSUP, "%s: bluetoothd is not running: the kernel backend sets the name "
+						       "through its D-Bus API (Adapter1.Alias)",
+					      call);
+			else
+				rc = api_fail(-e, "%s: bluetoothd refused the name (Adapter1.Alias): %s", call,
+					      err.message ? err.message : strerror(-e));
+		}
+		sd_bus_error_free(&err);
+		drain();
+	}
+	pthread_mutex_unlock(&bus_mu);
+	return rc;
+}
+
 void kn_dbus_shutdown(void)
 {
 	pthread_mutex_lock(&bus_mu);
@@ -359,6 +385,11 @@ int kn_dbus_register(const char *xml, char *path, size_t cap, const char *call)
 
 int kn_dbus_unregister(const char *path) { return 0; }
 void kn_dbus_shutdown(void) {}
+
+int kn_dbus_set_alias(int dev, const char *name, const char *call)
+{
+	return api_fail(ENOTSUP, "%s: this btsock was built without sd-bus (libsystemd-dev)", call);
+}
 
 int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call)
 {

@@ -183,6 +183,9 @@ int kn_dbus_unregister(const char *path);
 void kn_dbus_shutdown(void);
 /* Discovery on hciN through bluetoothd for about duration_ms: the devices seen (at most max
  * stored), or -1 with the error set (ENOTSUP when bluetoothd does not run). */
+/* The adapter's name through bluetoothd (Adapter1.Alias, which bluetoothd also writes to the
+ * controller as its local name). 0, or -1 with the error set. */
+int kn_dbus_set_alias(int dev, const char *name, const char *call);
 int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call);
 
 /* ---- ksdp.c */
