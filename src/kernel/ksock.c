@@ -71,15 +71,42 @@ static bool get(int fd, ksock *out, const char *call)
 	return k != NULL;
 }
 
-/* Writes the entry back (if the fd is still registered). */
+/* Writes the entry back (if the fd is still registered), all but the fields other threads
+ * may set meanwhile through their own calls: the timeout (set_timeout) and the advertisement
+ * (set_adv). */
 static void put(const ksock *s)
 {
 	pthread_mutex_lock(&reg_mu);
 	ksock *k = find_locked(s->fd);
 	if (k) {
-		ksock *next = k->next;
+		ksock keep = *k;
 		*k = *s;
-		k->next = next;
+		k->next = keep.next;
+		k->timeout_ms = keep.timeout_ms;
+		memcpy(k->adv, keep.adv, sizeof k->adv);
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+static void set_timeout(int fd, int timeout_ms)
+{
+	pthread_mutex_lock(&reg_mu);
+	ksock *k = find_locked(fd);
+	if (k)
+		k->timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* Replaces the advertisement's path; the old one goes to old. */
+static void set_adv(int fd, const char *path, char *old, size_t cap)
+{
+	pthread_mutex_lock(&reg_mu);
+	ksock *k = find_locked(fd);
+	if (k) {
+		snprintf(old, cap, "%s", k->adv);
+		snprintf(k->adv, sizeof k->adv, "%s", path);
+	} else {
+		snprintf(old, cap, "%s", path); /* closed meanwhile: the new one is to go */
 	}
 	pthread_mutex_unlock(&reg_mu);
 }
@@ -652,7 +679,7 @@ int kn_settimeout(int fd, int timeout_ms)
 		return -1;
 	s.timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
 	apply_timeout(fd, s.timeout_ms);
-	put(&s);
+	set_timeout(fd, s.timeout_ms);
 	return 0;
 }
 
@@ -827,10 +854,10 @@ int kn_advertise_service(int fd, const struct btsock_service *svc)
 	free(xml);
 	if (rc < 0)
 		return -1;
-	if (s.adv[0])
-		kn_dbus_unregister(s.adv); /* advertising again replaces the record */
-	snprintf(s.adv, sizeof s.adv, "%s", path);
-	put(&s);
+	char old[sizeof s.adv];
+	set_adv(fd, path, old, sizeof old);
+	if (old[0])
+		kn_dbus_unregister(old); /* advertising again replaces the record */
 	api_clear_error();
 	return 0;
 }
@@ -842,9 +869,10 @@ int kn_stop_advertising(int fd)
 		return -1;
 	if (!s.adv[0])
 		return api_fail(ENOENT, "stop_advertising: socket %d advertises no service", fd);
-	kn_dbus_unregister(s.adv);
-	s.adv[0] = 0;
-	put(&s);
+	char old[sizeof s.adv];
+	set_adv(fd, "", old, sizeof old);
+	if (old[0])
+		kn_dbus_unregister(old);
 	api_clear_error();
 	return 0;
 }
