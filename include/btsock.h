@@ -31,6 +31,17 @@
  *     tcp:HOST:PORT             H4 over TCP
  *     serial:DEVICE[@BAUD]      H4 over a UART or pty (default 115200 baud, 8N1, RTS/CTS)
  *     userchan:hciN             the Linux HCI user channel (takes hciN away from the kernel)
+ * or uses the Linux kernel's own Bluetooth stack, next to bluetoothd:
+ *     hciN                      the kernel adapter hciN; also the default when BTSOCK_ADAPTER
+ *                               is unset and the kernel has an adapter that is up
+ * On hciN a btsock socket IS the kernel's AF_BLUETOOTH socket, so read/recv behave as the
+ * kernel's do: a channel the peer closed reads ECONNRESET (after the data) rather than end of
+ * file, and on Linux 6.1 kernels up to at least Debian's 6.1.0-54 a blocking recv() on an
+ * L2CAP socket can hang for good while data arrives (a kernel locking bug): poll() for POLLIN
+ * before each recv(), or use a timeout (btsock_settimeout). Records are published through
+ * bluetoothd's D-Bus API (no --compat needed), and devices are discovered through it too;
+ * and so is the local name; pairing is bluetoothd's agent's job; name requests, the device
+ * class and the pairing calls fail with ENOTSUP there.
  * btsock_adapter_open() opens further adapters; a socket uses the one whose address it is
  * bound to, or the default one. BTSOCK_SNOOP=FILE records all HCI traffic in btsnoop format
  * (btmon -r FILE, Wireshark); records reach the file within about a second, and all of them

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs what btsock needs to build and test on Debian 12, from Debian's packages only.
 # Safe to run again: apt-get skips what is already there. Run as root.
+# libsystemd-dev: sd-bus, with which the kernel backend (hciN) publishes SDP records through
+# bluetoothd (org.bluez.ProfileManager1).
 # The kernel test tier (tests/kernel, tests/kernel-vm) needs qemu-system-x86, busybox-static,
 # kmod, dbus (bluetoothd's system bus) and the pinned Debian kernel linux-image-$KVER: that one is
 # only downloaded (`apt-get download`, not installed) into /var/cache/btsock, where
 # tests/kernel-vm/build-initramfs.sh finds it.
 set -eu
-pkgs="cmake make gcc clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind
+pkgs="cmake make gcc clang libclang-rt-14-dev pkg-config libcmocka-dev valgrind libsystemd-dev
       bluez bluez-test-tools util-linux
       qemu-system-x86 busybox-static kmod dbus"
 missing=""

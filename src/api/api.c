@@ -1,5 +1,7 @@
 /* api.c - the public calls of include/btsock.h: each picks its backend (backend.h) and hands
- * the call over. No protocol work happens here. */
+ * the call over. No protocol work happens here. Backends: the user-space host stack (unix:,
+ * tcp:, serial:, userchan:) and the Linux kernel (hciN). When BTSOCK_ADAPTER is unset and no
+ * adapter is open, the kernel backend is the default if the kernel has an adapter that is up. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,6 +10,11 @@
 #include "backend.h"
 #include "btsock.h"
 
+/* The Linux kernel's Bluetooth sockets and adapters, "hciN" (src/kernel/backend.c), and
+ * whether the kernel has an adapter that is up (src/kernel/kadapter.c). */
+extern const btsock_backend btsock_backend_kernel;
+bool kn_kernel_up(void);
+
 static pthread_once_t api_once = PTHREAD_ONCE_INIT;
 
 /* Every backend lets go of everything at exit (queued data gets its grace, adapters close). */
@@ -15,6 +22,7 @@ static void api_init(void) { atexit(btsock_shutdown); }
 
 static const btsock_backend *const backends[] = {
 	&btsock_backend_hoststack,
+	&btsock_backend_kernel,
 };
 #define N_BACKENDS (sizeof backends / sizeof backends[0])
 
@@ -28,14 +36,24 @@ static const btsock_backend *by_spec(const char *spec)
 	return NULL;
 }
 
+/* With no adapter string at all: the kernel backend if the kernel has an adapter that is up
+ * (next to bluetoothd, as PyBluez works), else the first (whose error names BTSOCK_ADAPTER). */
+static const btsock_backend *unnamed_backend(void)
+{
+	return btsock_backend_kernel.any_adapter() || kn_kernel_up() ? &btsock_backend_kernel : backends[0];
+}
+
 static const btsock_backend *default_backend(void)
 {
 	pthread_once(&api_once, api_init);
 	for (size_t i = 0; i < N_BACKENDS; i++)
 		if (backends[i]->any_adapter())
 			return backends[i];
-	const btsock_backend *b = by_spec(getenv("BTSOCK_ADAPTER"));
-	return b ? b : backends[0];
+	const char *spec = getenv("BTSOCK_ADAPTER");
+	const btsock_backend *b = by_spec(spec);
+	if (b)
+		return b;
+	return spec && *spec ? backends[0] : unnamed_backend();
 }
 
 /* The backend of an adapter named by address ("" or NULL: the default one). An address no
@@ -103,7 +121,9 @@ int btsock_adapter_open(const char *name, char addr[BTSOCK_ADDRSTRLEN])
 {
 	const char *spec = name && *name ? name : getenv("BTSOCK_ADAPTER");
 	const btsock_backend *b = by_spec(spec);
-	return (b ? b : backends[0])->adapter_open(name, addr);
+	if (!b)
+		b = spec && *spec ? backends[0] : unnamed_backend();
+	return b->adapter_open(name, addr);
 }
 
 int btsock_adapter_close(const char *addr) { return by_adapter(addr)->adapter_close(addr); }

@@ -93,6 +93,10 @@ static enum relay_step relay_receive(struct relay *r, short revents)
 	if (n < 0) {
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return STEP_CONTINUE;
+		/* A kernel socket (adapter hciN) reads ECONNRESET, after the data, when the peer
+		 * closed the channel: btsock_sock_error says whether it was a close or a lost link. */
+		if (errno == ECONNRESET)
+			return ended(r, STEP_PEER_CLOSED);
 		return fail_step(r, tool_fail("receive"));
 	}
 	if (n == 0) {
