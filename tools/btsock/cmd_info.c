@@ -7,7 +7,8 @@
 static const char info_help[] =
 	"Usage: btsock info\n"
 	"\n"
-	"Opens the adapter (-a ADAPTER or $BTSOCK_ADAPTER) and prints its Bluetooth address,\n"
+	"Opens the adapter (-a ADAPTER, $BTSOCK_ADAPTER, or else a kernel adapter that is up)\n"
+	"and prints which backend runs it, its Bluetooth address,\n"
 	"how it was opened, the HCI and LMP versions the controller reports (as Core spec\n"
 	"versions, e.g. 5.3), its manufacturer and its ACL buffers.\n";
 

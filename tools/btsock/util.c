@@ -346,12 +346,8 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 {
 	char local[BTSOCK_ADDRSTRLEN];
 	const char *name = ctx->adapter ? ctx->adapter : getenv("BTSOCK_ADAPTER");
+	bool unnamed = !name || !name[0]; /* the library's default: a kernel adapter that is up */
 
-	if (!name || !name[0]) {
-		tool_msg("no adapter: set BTSOCK_ADAPTER or use -a ADAPTER "
-			 "(e.g. unix:/tmp/bt-server-bredr)");
-		return TOOL_EXIT_NO_ADAPTER;
-	}
 	if (ctx->snoop && btsock_set_snoop(ctx->snoop) < 0) {
 		tool_fail("snoop file");
 		return TOOL_EXIT_FAILURE;
@@ -364,11 +360,15 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 		tool_fail("agent");
 		return TOOL_EXIT_FAILURE;
 	}
-	if (btsock_adapter_open(name, addr ? addr : local) < 0) {
+	if (btsock_adapter_open(unnamed ? NULL : name, addr ? addr : local) < 0) {
 		int err = errno;
 		const char *sentence = btsock_error();
 
-		if (sentence && sentence[0])
+		if (unnamed)
+			tool_msg("no adapter: %s; set BTSOCK_ADAPTER or use -a ADAPTER (e.g. hci0 next to "
+				 "bluetoothd, unix:/tmp/bt-server-bredr for btvirt)",
+				 sentence && sentence[0] ? sentence : strerror(err));
+		else if (sentence && sentence[0])
 			tool_msg("%s", sentence);
 		else
 			tool_msg("cannot open adapter '%s': %s", name, strerror(err));
