@@ -853,6 +853,29 @@ static void test_agent_numeric_comparison(void **state)
 	assert_true(idle(f));
 }
 
+/* A User Confirmation Request with no IO Capability Response before it (a controller that
+ * skipped the exchange): with an agent and a user (IO capability not NONE) the agent decides,
+ * never a silent Just Works. */
+static void test_confirm_without_peer_io_asks_agent(void **state)
+{
+	fx *f = *state;
+	bt_addr a = addr(0x2a);
+	agent_rec r = { 0 };
+	gap_set_agent(f->g, &full_agent, &r);
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_DISPLAY_YESNO, false), 0);
+	user_confirm_in(f, &a, 654321);
+	assert_int_equal(r.confirms, 1);
+	assert_true(idle(f)); /* nothing until the user answers */
+	assert_int_equal(gap_agent_confirm(f->g, &a, false), 0);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+	/* No user (IO capability NONE): Just Works, as the table says for NoInputNoOutput. */
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_NONE, false), 0);
+	bt_addr b = addr(0x2b);
+	user_confirm_in(f, &b, 1);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_REPLY);
+	assert_int_equal(r.confirms, 1);
+}
+
 /* Passkey Entry: we display (User_Passkey_Notification 7.7.48) or we type (User_Passkey_Request
  * 7.7.43 -> 7.1.32 with the value, 7.1.33 refused or timed out). */
 static void test_agent_passkey(void **state)
@@ -942,6 +965,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_io_capability_setting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_default_agent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_numeric_comparison, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_confirm_without_peer_io_asks_agent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_passkey, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_pin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_link_keys, setup, teardown),
