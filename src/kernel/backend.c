@@ -24,9 +24,9 @@ static int pairing_is_bluetoothd(const char *call)
 }
 
 static int k_secure_connections(const char *addr) { return not_yet("adapter_secure_connections", "report Secure Connections"); }
-/* Through bluetoothd's D-Bus discovery (kdbus.c); names come as bluetoothd found them
- * (lookup_names: bluetoothd asks for the names itself). Raw HCI inquiry without bluetoothd
- * is not implemented. */
+/* Through bluetoothd's D-Bus discovery (kdbus.c) when it runs (names come as bluetoothd found
+ * them: it asks for them itself); otherwise the kernel's own inquiry (khci.c), names asked
+ * with Remote_Name_Request when lookup_names. */
 static int k_discover(const char *adapter, int duration_ms, bool lookup_names, struct btsock_device *out, size_t max)
 {
 	kn_bdaddr a;
@@ -38,11 +38,31 @@ static int k_discover(const char *adapter, int duration_ms, bool lookup_names, s
 	if (duration_ms > 61440)
 		duration_ms = 61440;
 	duration_ms = (duration_ms + 1279) / 1280 * 1280;
-	return kn_dbus_discover(dev, duration_ms, out, max, "discover");
+	int n = kn_dbus_discover(dev, duration_ms, out, max, "discover");
+	if (n < 0 && errno == ENOTSUP) /* bluetoothd does not run (or no sd-bus in this build) */
+		n = kn_hci_inquiry(dev, duration_ms, lookup_names, out, max, "discover");
+	return n;
 }
 static int k_lookup_name(const char *addr, int timeout_ms, char name[BTSOCK_NAMESTRLEN])
 {
-	return not_yet("lookup_name", "ask devices for their names");
+	kn_bdaddr a, peer;
+	if (!name)
+		return api_fail(EINVAL, "lookup_name: name is NULL");
+	name[0] = 0;
+	if (!addr || kn_addr_parse(addr, &peer) < 0)
+		return api_fail(EINVAL, "lookup_name: invalid address '%s': expected six hex bytes like 01:23:45:67:89:AB",
+				addr ? addr : "(null)");
+	int dev = kn_resolve_adapter(NULL, &a, "lookup_name");
+	if (dev < 0)
+		return -1;
+	int rc = kn_hci_remote_name(dev, &peer, timeout_ms > 0 ? timeout_ms : 10000, name, "lookup_name");
+	if (rc < 0)
+		return api_fail(-rc, "lookup_name %s: %s", addr,
+				rc == -EHOSTDOWN ? "no device answered at that address (page timeout)"
+				: rc == -ETIMEDOUT ? "no answer in time"
+				: rc == -EIO ? "the controller refused the request" : strerror(-rc));
+	api_clear_error();
+	return 0;
 }
 static int k_set_local_name(const char *adapter, const char *name)
 {
@@ -59,7 +79,14 @@ static int k_set_local_name(const char *adapter, const char *name)
 }
 static int k_set_device_class(const char *adapter, unsigned device_class)
 {
-	return not_yet("set_device_class", "set the Class of Device (bluetoothd's main.conf Class= does)");
+	kn_bdaddr a;
+	if (device_class > 0xffffff)
+		return api_fail(EINVAL, "set_device_class: 0x%x is more than 24 bits", device_class);
+	int dev = kn_resolve_adapter(adapter, &a, "set_device_class");
+	if (dev < 0 || kn_hci_write_class(dev, device_class, "set_device_class") < 0)
+		return -1;
+	api_clear_error();
+	return 0; /* bluetoothd may write its own (main.conf Class=) when it next powers the adapter */
 }
 static int k_set_pairing(const char *adapter, const struct btsock_pairing *s) { return pairing_is_bluetoothd("set_pairing"); }
 static int k_set_pin(const char *adapter, const char *peer, const char *pin) { return pairing_is_bluetoothd("set_pin"); }

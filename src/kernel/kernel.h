@@ -188,6 +188,17 @@ void kn_dbus_shutdown(void);
 int kn_dbus_set_alias(int dev, const char *name, const char *call);
 int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t max, const char *call);
 
+/* ---- khci.c: a raw HCI socket of hciN (CAP_NET_RAW) and the kernel's HCIINQUIRY. */
+/* Remote_Name_Request (Vol 4 Part E 7.1.19) and its Remote Name Request Complete: 0 and the
+ * name, or -errno (-EHOSTDOWN page timeout, -ETIMEDOUT, -EIO refused); sets no message. */
+int kn_hci_remote_name(int dev, const kn_bdaddr *peer, int timeout_ms, char name[BTSOCK_NAMESTRLEN],
+		       const char *call);
+/* Write_Class_Of_Device (7.3.26). 0, or -1 with the error set. */
+int kn_hci_write_class(int dev, unsigned cod, const char *call);
+/* An inquiry of about duration_ms by the kernel (no bluetoothd needed), names asked when
+ * names: the devices found (at most max stored), or -1 with the error set. */
+int kn_hci_inquiry(int dev, int duration_ms, bool names, struct btsock_device *out, size_t max, const char *call);
+
 /* ---- ksdp.c */
 int kn_find_services(const char *addr, const char *uuid, const char *name, struct btsock_service_info **out);
 /* The record of svc with the socket's RFCOMM channel or L2CAP PSM, in BlueZ's XML record

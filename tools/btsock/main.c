@@ -46,6 +46,7 @@ static void print_usage(FILE *out)
 	      "                         unix:PATH, tcp:HOST:PORT, serial:DEVICE[@BAUD], userchan:hciN\n"
 	      "      --snoop FILE       record all HCI traffic to FILE (btsnoop; btmon -r FILE)\n"
 	      "  -n, --name NAME        the local name other devices see (default \"btsock\")\n"
+	      "      --class HEX        the Class of Device other devices see (e.g. 5a020c)\n"
 	      "      --keys FILE        keep link keys in FILE (mode 0600) and bond with peers that\n"
 	      "                         pair; also $BTSOCK_KEYS. Without it no pairing is remembered\n"
 	      "      --agent ask|accept|reject  answer pairing that asks the user: ask on the\n"

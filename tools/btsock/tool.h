@@ -25,6 +25,8 @@ struct tool_ctx {
 	const char *snoop;    /* --snoop FILE, NULL = none (BTSOCK_SNOOP still applies) */
 	const char *keys;     /* --keys FILE, NULL = none (BTSOCK_KEYS still applies) */
 	const char *local_name; /* -n NAME: the name other devices see, NULL = "btsock" */
+	unsigned device_class;  /* --class HEX: the Class of Device (set_class) */
+	bool set_class;
 	const char *agent;    /* --agent ask|accept|reject: how pairing that needs the user is answered */
 	const char *pin;      /* --pin PIN: the PIN for legacy pairing, NULL = refuse */
 };

@@ -376,6 +376,8 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 	}
 	if (ctx->local_name && btsock_set_local_name(addr ? addr : local, ctx->local_name) < 0)
 		return tool_fail("local name");
+	if (ctx->set_class && btsock_set_device_class(addr ? addr : local, ctx->device_class) < 0)
+		return tool_fail("device class");
 	/* --agent: a user is there to compare numbers, so the adapter says DisplayYesNo (Core Vol 4
 	 * Part E 7.1.29) and Numeric Comparison reaches the agent instead of Just Works; with ask
 	 * the user can type a passkey too: KeyboardDisplay. */
@@ -402,6 +404,7 @@ static const struct tool_opt global_opts[] = {
 	{ 0, "keys", true },
 	{ 0, "agent", true },
 	{ 0, "pin", true },
+	{ 0, "class", true },
 };
 
 /* Finds the option matching argv word `w` in opts; fills *value for attached values. */
@@ -492,7 +495,16 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			       TOOL_ARG_ERROR;
 		else if (k == 4)
 			a->ctx->agent = a->arg;
-		else if (strlen(a->arg) < 1 || strlen(a->arg) > 16)
+		else if (k == 6) {
+			char *end;
+			errno = 0;
+			unsigned long cod = strtoul(a->arg, &end, 16);
+			if (errno || end == a->arg || *end || cod > 0xffffff)
+				return tool_usage_error(a->cmd, "--class takes a Class of Device in hex (up to 24 bits, e.g. 5a020c), not '%s'", a->arg),
+				       TOOL_ARG_ERROR;
+			a->ctx->device_class = (unsigned)cod;
+			a->ctx->set_class = true;
+		} else if (strlen(a->arg) < 1 || strlen(a->arg) > 16)
 			return tool_usage_error(a->cmd, "--pin takes 1 to 16 characters"), TOOL_ARG_ERROR;
 		else
 			a->ctx->pin = a->arg;
