@@ -148,6 +148,21 @@ else
     note "blocking recv() on L2CAP hung (exit 124 = killed after 20 s) on $(uname -r): the kernel's bt_sock_recvmsg deadlock; poll() before recv() (the tool does, and passes above)"
 fi
 
+echo "== 4b. without bluetoothd: the Class of Device, the kernel's inquiry and remote names (raw HCI)"
+for d in 0 1; do hciconfig hci$d piscan; done
+$B -a hci1 --class 5a020c info > /dev/null 2> /tmp/cls.err; rc=$?; cat /tmp/cls.err
+hciconfig hci1 class | grep -i class
+if [ $rc -eq 0 ] && hciconfig hci1 class | grep -qi "0x5a020c"; then pass "set_device_class on hci1 (the controller's class is 0x5a020c)"
+else fail "set_device_class on hci1 (rc=$rc)"; fi
+N1=$(hciconfig hci1 name | sed -n "s/.*Name: '\(.*\)'.*/\1/p")
+$B -a hci0 scan -t 3 > /tmp/rscan.out 2> /tmp/rscan.err; rc=$?; cat /tmp/rscan.out /tmp/rscan.err
+if [ $rc -eq 0 ] && grep "$K1" /tmp/rscan.out | grep -q "\"$N1\"" && grep "$K1" /tmp/rscan.out | grep -qi "0x5a020c"
+then pass "btsock scan on hci0 without bluetoothd (the kernel's inquiry) finds hci1 ($K1) with its name '$N1' and class 0x5a020c"
+else fail "btsock scan on hci0 without bluetoothd (rc=$rc, expected $K1 named '$N1')"; fi
+$B -a hci0 scan -t 2 --no-names > /tmp/rscan2.out 2>&1; rc=$?; cat /tmp/rscan2.out
+if [ $rc -eq 0 ] && grep "$K1" /tmp/rscan2.out | grep -q '"(unknown)"'; then pass "scan --no-names asks no names"
+else fail "scan --no-names (rc=$rc)"; fi
+
 echo "== 5. SDP through bluetoothd's D-Bus (no --compat)"
 mkdir -p /run/dbus /var/lib/bluetooth
 dbus-daemon --system --fork --nopidfile || fail "dbus-daemon"
