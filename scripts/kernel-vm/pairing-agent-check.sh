@@ -195,7 +195,9 @@ if grep -Eq "type [0-9]{6} on it" /tmp/p7.err && tr -d '\001\002' < $CTL | grep 
 	wait $BP; rc=$?
 	[ $rc = 0 ]; check $? "Passkey Entry btsock -> kernel: btsock displayed $pk, typed into bluetoothctl, paired"
 else
-	echo "note: Passkey Entry not checkable here: bluetoothctl KeyboardOnly against btsock KeyboardDisplay must give Passkey Entry, but btvirt sent neither side a Passkey Request / Notification: bluetoothctl was asked '$(tr -d '\001\002' < $CTL | grep -Eo 'Confirm passkey [0-9]{6}|Enter passkey|Passkey: [0-9]{6}|Accept pairing' | head -1)', btsock's agent '$(grep -Eo 'does it show [0-9]{6}|type the passkey|type [0-9]{6} on it' /tmp/p7.err | head -1)' (nothing: a User Confirmation Request where its IO capability table says Passkey Entry is answered by btsock without its agent)"
+	qk=$(tr -d '\001\002' < $CTL | grep -Eo 'Confirm passkey [0-9]{6}|Enter passkey|Passkey: [0-9]{6}|Accept pairing' | head -1)
+	qb=$(grep -Eo 'does it show [0-9]{6}|type the passkey|type [0-9]{6} on it' /tmp/p7.err | head -1)
+	echo "note: Passkey Entry not checkable here: bluetoothctl KeyboardOnly against btsock KeyboardDisplay must give Passkey Entry, but btvirt sent neither side a Passkey Request / Notification: bluetoothctl's agent was asked '${qk:-nothing}', btsock's agent ${qb:+asked '$qb'}${qb:-was not asked (btsock answers a User Confirmation Request that its IO capability table does not make Numeric Comparison without its agent)}"
 	to_btsock no; ctl no
 	wait $BP
 fi
