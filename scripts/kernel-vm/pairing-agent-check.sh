@@ -6,7 +6,8 @@
 #
 # Pairing that needs a user, against the kernel and bluetoothd with bluetoothctl as its agent
 # (docs/KERNEL-CHECKS.md). `bt-up -l2 -s`: the kernel keeps hci0 (00:AA:01:00:00:00, driven by
-# bluetoothd), btsock takes hci1 (00:AA:01:01:00:01) through the HCI user channel. Both are
+# bluetoothd), btsock takes hci1 (00:AA:01:01:00:01) through the HCI user channel (the first
+# set-up; each pairing gets new controllers, numbered on: see setup). Both are
 # btvirt's 5.x controllers, which take Secure Connections (the socket server's controllers do
 # not), so every bond here must come out as a Secure Connections key (type 7/8).
 # bluetoothctl runs in the background, its stdin a FIFO (fd 3) and its output in /tmp/ctl.out;
