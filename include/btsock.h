@@ -39,9 +39,10 @@
  * file, and on Linux 6.1 kernels up to at least Debian's 6.1.0-54 a blocking recv() on an
  * L2CAP socket can hang for good while data arrives (a kernel locking bug): poll() for POLLIN
  * before each recv(), or use a timeout (btsock_settimeout). Records are published through
- * bluetoothd's D-Bus API (no --compat needed), and devices are discovered through it too;
- * and so is the local name; pairing is bluetoothd's agent's job; name requests, the device
- * class and the pairing calls fail with ENOTSUP there.
+ * bluetoothd's D-Bus API (no --compat needed), and devices are discovered through it too (by
+ * the kernel's own inquiry when bluetoothd does not run), and so is the local name; name
+ * requests and the device class go to the controller directly (a raw HCI socket: root or
+ * CAP_NET_RAW); pairing is bluetoothd's agent's job, and the pairing calls fail with ENOTSUP.
  * btsock_adapter_open() opens further adapters; a socket uses the one whose address it is
  * bound to, or the default one. BTSOCK_SNOOP=FILE records all HCI traffic in btsnoop format
  * (btmon -r FILE, Wireshark); records reach the file within about a second, and all of them

@@ -39,7 +39,7 @@ static int k_discover(const char *adapter, int duration_ms, bool lookup_names, s
 		duration_ms = 61440;
 	duration_ms = (duration_ms + 1279) / 1280 * 1280;
 	int n = kn_dbus_discover(dev, duration_ms, out, max, "discover");
-	if (n < 0 && errno == ENOTSUP) /* bluetoothd does not run (or no sd-bus in this build) */
+	if (n < 0 && errno != EBUSY) /* no system bus, no bluetoothd, or no sd-bus in this build */
 		n = kn_hci_inquiry(dev, duration_ms, lookup_names, out, max, "discover");
 	return n;
 }

@@ -270,7 +270,7 @@ int kn_dbus_discover(int dev, int duration_ms, struct btsock_device *out, size_t
 	int nb = 0, na = 0;
 	if (rc == 0 && (nb = managed_devices(dev, before, MAXSEEN)) < 0)
 		rc = api_fail(ENOTSUP, "%s: bluetoothd is not running: the kernel backend discovers devices through "
-				       "its D-Bus API (raw HCI inquiry is not implemented)",
+				       "its D-Bus API when it runs",
 			      call);
 	if (rc == 0) {
 		char path[32];
