@@ -904,6 +904,10 @@ static void ev_user_confirm(gap *g, const uint8_t *p, size_t len)
 	 * confirm into a silent one: with a user to ask, the user decides. */
 	if (!e && g->io_cap != GAP_IO_NONE && g->agent && g->agent->confirm)
 		m = GAP_NUMERIC_COMPARISON;
+	/* The same when the table says Passkey Entry, which never comes as a confirmation: the
+	 * controller chose otherwise (btvirt always confirms), and only the user may accept. */
+	if ((m == GAP_PASSKEY_ENTRY || m == GAP_PASSKEY_DISPLAY) && g->agent && g->agent->confirm)
+		m = GAP_NUMERIC_COMPARISON;
 	if (m != GAP_NUMERIC_COMPARISON) {
 		if (ours)
 			refuse(g, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY, &a);

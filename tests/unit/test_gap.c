@@ -868,12 +868,21 @@ static void test_confirm_without_peer_io_asks_agent(void **state)
 	assert_true(idle(f)); /* nothing until the user answers */
 	assert_int_equal(gap_agent_confirm(f->g, &a, false), 0);
 	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_NEG_REPLY);
+	/* The table says Passkey Entry (we show, the peer types) but a confirmation comes: the
+	 * agent decides too. */
+	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_DISPLAY_ONLY, false), 0);
+	bt_addr c = addr(0x2c);
+	peer_io_caps(f, &c, GAP_IO_KEYBOARD_ONLY, 0x01);
+	user_confirm_in(f, &c, 123);
+	assert_int_equal(r.confirms, 2);
+	assert_int_equal(gap_agent_confirm(f->g, &c, true), 0);
+	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_REPLY);
 	/* No user (IO capability NONE): Just Works, as the table says for NoInputNoOutput. */
 	assert_int_equal(gap_set_io_capability(f->g, GAP_IO_NONE, false), 0);
 	bt_addr b = addr(0x2b);
 	user_confirm_in(f, &b, 1);
 	assert_int_equal(take(f).op, HCI_OP_USER_CONFIRM_REQUEST_REPLY);
-	assert_int_equal(r.confirms, 1);
+	assert_int_equal(r.confirms, 2);
 }
 
 /* Passkey Entry: we display (User_Passkey_Notification 7.7.48) or we type (User_Passkey_Request
