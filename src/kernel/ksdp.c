@@ -4,6 +4,8 @@
  * for bluetoothd's ProfileManager1 (kdbus.c), which needs no `bluetoothd --compat`. */
 #include "kernel.h"
 
+#include "api/service_info.h"
+
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -207,71 +209,11 @@ char *kn_service_xml(const struct btsock_service *svc, enum btsock_proto proto, 
 /* ------------------------------------------------------------------ finding services */
 
 typedef struct {
-	struct btsock_service_info *v;
-	size_t n, cap;
-	bool nomem;
-} results;
-
-static struct btsock_service_info *results_add(results *r)
-{
-	if (r->n + 1 >= r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 8;
-		struct btsock_service_info *v = realloc(r->v, cap * sizeof *v);
-		if (!v) {
-			r->nomem = true;
-			return NULL;
-		}
-		memset(v + r->n, 0, (cap - r->n) * sizeof *v);
-		r->v = v;
-		r->cap = cap;
-	}
-	return &r->v[r->n++];
-}
-
-/* The facts PyBluez's find_service() returns, read from one record (as the user-space
- * backend does, src/runtime/service.c). */
-static int info_from_record(struct btsock_service_info *i, const char *host, const sdp_record *r)
-{
-	snprintf(i->host, sizeof i->host, "%s", host);
-	i->handle = r->handle;
-	sdp_record_name(r, i->name, sizeof i->name);
-	sdp_record_description(r, i->description, sizeof i->description);
-	sdp_record_provider(r, i->provider, sizeof i->provider);
-	int ch = sdp_record_rfcomm_channel(r), psm = sdp_record_l2cap_psm(r);
-	i->protocol = ch >= 0 ? BTSOCK_RFCOMM : BTSOCK_L2CAP;
-	i->has_port = ch >= 0 || psm >= 0;
-	i->port = ch >= 0 ? (unsigned)ch : psm >= 0 ? (unsigned)psm : 0;
-	sdp_uuid u;
-	if (sdp_record_service_id(r, &u) == 0)
-		sdp_uuid_format(&u, i->service_id);
-	sdp_uuid classes[BTSOCK_MAX_CLASSES];
-	int n = sdp_record_service_classes(r, classes, BTSOCK_MAX_CLASSES);
-	i->n_service_classes = n > BTSOCK_MAX_CLASSES ? BTSOCK_MAX_CLASSES : n < 0 ? 0 : (unsigned)n;
-	for (unsigned k = 0; k < i->n_service_classes; k++)
-		sdp_uuid_format(&classes[k], i->service_classes[k]);
-	sdp_profile profiles[BTSOCK_MAX_PROFILES];
-	n = sdp_record_profiles(r, profiles, BTSOCK_MAX_PROFILES);
-	i->n_profiles = n > BTSOCK_MAX_PROFILES ? BTSOCK_MAX_PROFILES : n < 0 ? 0 : (unsigned)n;
-	for (unsigned k = 0; k < i->n_profiles; k++) {
-		sdp_uuid_format(&profiles[k].uuid, i->profiles[k].uuid);
-		i->profiles[k].version = profiles[k].version;
-	}
-	size_t len = sdp_record_encode(r, NULL, 0);
-	uint8_t *raw = malloc(len ? len : 1);
-	if (!raw)
-		return -ENOMEM;
-	sdp_record_encode(r, raw, len);
-	i->record = raw;
-	i->record_len = len;
-	return 0;
-}
-
-typedef struct {
 	int fd;
 	bool done;
 	int err;
 	const char *host, *name;
-	results *out;
+	svc_results *out;
 } query_ctx;
 
 static int q_send(void *ctx, const uint8_t *pdu, size_t len)
@@ -288,19 +230,8 @@ static void q_done(void *ctx, int err, sdp_record *const *recs, size_t n)
 	query_ctx *q = ctx;
 	q->done = true;
 	q->err = err;
-	for (size_t k = 0; k < n && !err; k++) {
-		char name[256] = "";
-		sdp_record_name(recs[k], name, sizeof name);
-		if (q->name && strcmp(name, q->name) != 0)
-			continue;
-		struct btsock_service_info *i = results_add(q->out);
-		if (!i || info_from_record(i, q->host, recs[k]) < 0) {
-			if (i)
-				memset(i, 0, sizeof *i), q->out->n--;
-			q->out->nomem = true;
-			return;
-		}
-	}
+	if (!err)
+		svc_results_add(q->out, q->host, q->name, recs, n);
 }
 
 static const char *query_reason(int err)
@@ -326,7 +257,7 @@ static long now_ms(void)
 
 /* One ServiceSearchAttribute query over a kernel L2CAP socket to peer's PSM 1: 0 or -errno. */
 static int query_one(const kn_bdaddr *local, bool any, const kn_bdaddr *peer, const char *host, const sdp_uuid *uuid,
-		     const char *name, results *out)
+		     const char *name, svc_results *out)
 {
 	long end = now_ms() + FIND_BUDGET_MS;
 	int fd = socket(AF_BLUETOOTH, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, KN_BTPROTO_L2CAP);
@@ -417,7 +348,7 @@ static int find_nearby(const sdp_uuid *pattern, const char *name, struct btsock_
 		free(devs);
 		return -1;
 	}
-	results res = { 0 };
+	svc_results res = { 0 };
 	for (int i = 0; i < n && i < MAXDEV; i++) {
 		kn_bdaddr peer;
 		if (kn_addr_parse(devs[i].addr, &peer) < 0)
@@ -459,7 +390,7 @@ int kn_find_services(const char *addr, const char *uuid, const char *name, struc
 		return -1;
 	if (!any && memcmp(&local, &peer, sizeof peer) == 0)
 		return api_fail(EINVAL, "find_services: %s is this adapter's own address", addr);
-	results res = { 0 };
+	svc_results res = { 0 };
 	int rc = query_one(&local, any, &peer, addr, &pattern, name, &res);
 	if (rc < 0 || res.nomem) {
 		btsock_free_services(res.v);

@@ -6,6 +6,8 @@
  * waits for its own completion while the query's callback fills in its result. */
 #include "runtime.h"
 
+#include "api/service_info.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,71 +163,6 @@ int rt_stop_advertising(int fd)
 	return rc;
 }
 
-/* ------------------------------------------------------------------ results */
-
-/* A growing array of results; one spare entry at the end stays zeroed (host ""), which is
- * how btsock_free_services() finds the end. */
-typedef struct {
-	struct btsock_service_info *v;
-	size_t n, cap;
-	bool nomem;
-} results;
-
-static struct btsock_service_info *results_add(results *r)
-{
-	if (r->n + 1 >= r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 8;
-		struct btsock_service_info *v = realloc(r->v, cap * sizeof *v);
-		if (!v) {
-			r->nomem = true;
-			return NULL;
-		}
-		memset(v + r->n, 0, (cap - r->n) * sizeof *v);
-		r->v = v;
-		r->cap = cap;
-	}
-	return &r->v[r->n++];
-}
-
-static void fill_uuid(char out[BTSOCK_UUIDSTRLEN], const sdp_uuid *u) { sdp_uuid_format(u, out); }
-
-/* The facts PyBluez's find_service() returns, read from one record. */
-static int info_from_record(struct btsock_service_info *i, const bt_addr *host, const sdp_record *r)
-{
-	bt_addr_format(host, i->host);
-	i->handle = r->handle;
-	sdp_record_name(r, i->name, sizeof i->name);
-	sdp_record_description(r, i->description, sizeof i->description);
-	sdp_record_provider(r, i->provider, sizeof i->provider);
-	int ch = sdp_record_rfcomm_channel(r), psm = sdp_record_l2cap_psm(r);
-	i->protocol = ch >= 0 ? BTSOCK_RFCOMM : BTSOCK_L2CAP;
-	i->has_port = ch >= 0 || psm >= 0;
-	i->port = ch >= 0 ? (unsigned)ch : psm >= 0 ? (unsigned)psm : 0;
-	sdp_uuid u;
-	if (sdp_record_service_id(r, &u) == 0)
-		fill_uuid(i->service_id, &u);
-	sdp_uuid classes[BTSOCK_MAX_CLASSES];
-	int n = sdp_record_service_classes(r, classes, BTSOCK_MAX_CLASSES);
-	i->n_service_classes = n > BTSOCK_MAX_CLASSES ? BTSOCK_MAX_CLASSES : (unsigned)n;
-	for (unsigned k = 0; k < i->n_service_classes; k++)
-		fill_uuid(i->service_classes[k], &classes[k]);
-	sdp_profile profiles[BTSOCK_MAX_PROFILES];
-	n = sdp_record_profiles(r, profiles, BTSOCK_MAX_PROFILES);
-	i->n_profiles = n > BTSOCK_MAX_PROFILES ? BTSOCK_MAX_PROFILES : (unsigned)n;
-	for (unsigned k = 0; k < i->n_profiles; k++) {
-		fill_uuid(i->profiles[k].uuid, &profiles[k].uuid);
-		i->profiles[k].version = profiles[k].version;
-	}
-	size_t len = sdp_record_encode(r, NULL, 0);
-	uint8_t *raw = malloc(len);
-	if (!raw)
-		return -ENOMEM;
-	sdp_record_encode(r, raw, len);
-	i->record = raw;
-	i->record_len = len;
-	return 0;
-}
-
 /* ------------------------------------------------------------------ one query */
 
 typedef struct {
@@ -233,7 +170,7 @@ typedef struct {
 	int err;
 	bt_addr peer;
 	const char *name; /* filter, or NULL */
-	results *out;
+	svc_results *out;
 } query_ctx;
 
 static void query_done(void *ctx, int err, sdp_record *const *recs, size_t n)
@@ -241,19 +178,11 @@ static void query_done(void *ctx, int err, sdp_record *const *recs, size_t n)
 	query_ctx *q = ctx;
 	q->done = true;
 	q->err = err;
-	for (size_t k = 0; k < n && !err; k++) {
-		char name[256] = "";
-		sdp_record_name(recs[k], name, sizeof name);
-		if (q->name && strcmp(name, q->name) != 0)
-			continue;
-		struct btsock_service_info *i = results_add(q->out);
-		if (!i || info_from_record(i, &q->peer, recs[k]) < 0) {
-			if (i)
-				memset(i, 0, sizeof *i), q->out->n--;
-			q->out->nomem = true;
-			return;
-		}
-	}
+	if (err)
+		return;
+	char host[BT_ADDR_STRLEN];
+	bt_addr_format(&q->peer, host);
+	svc_results_add(q->out, host, q->name, recs, n);
 }
 
 static const char *query_reason(int err)
@@ -291,7 +220,7 @@ static void query_cancel(adapter *ad, void *ctx)
 
 /* Runs one ServiceSearchAttribute query for every attribute of the records matching uuid,
  * appending what passes the name filter to out. 0 or -errno. */
-static int query_one(adapter *ad, const bt_addr *peer, const sdp_uuid *uuid, const char *name, results *out)
+static int query_one(adapter *ad, const bt_addr *peer, const sdp_uuid *uuid, const char *name, svc_results *out)
 {
 	query_op o = { .q = { .peer = *peer, .name = name, .out = out }, .p = { .uuids = uuid, .n_uuids = 1 } };
 	rt_op op = { query_start, query_cancel, &o.q.done, &o };
@@ -370,7 +299,7 @@ int rt_find_services(const char *addr, const char *uuid, const char *name, struc
 	adapter *ad = rt_default_adapter("find_services");
 	if (!ad)
 		return -1;
-	results res = { 0 };
+	svc_results res = { 0 };
 	int rc = 0;
 	if (one) {
 		if (bt_addr_eq(&peer, &ad->addr)) {
