@@ -346,7 +346,8 @@ static size_t ssa_rsp(uint8_t *out, uint16_t tid, const uint8_t *lists, size_t n
 	put_be16(out + 5, (uint16_t)n);
 	memcpy(out + 7, lists, n);
 	out[7 + n] = cont_len;
-	memcpy(out + 8 + n, cont, cont_len);
+	if (cont_len) /* memcpy from NULL is undefined even for 0 bytes */
+		memcpy(out + 8 + n, cont, cont_len);
 	return 8 + n + cont_len;
 }
 
