@@ -186,32 +186,19 @@ int btsock_paired(const char *adapter, struct btsock_bond *out, size_t max)
 
 /* ---- process-wide settings: every backend gets them */
 
-int btsock_set_agent(const struct btsock_agent *agent, void *ctx)
-{
-	int rc = 0;
-	for (size_t i = 0; i < N_BACKENDS; i++)
-		if (backends[i]->set_agent(agent, ctx) < 0)
-			rc = -1;
-	return rc;
-}
+/* A process-wide setting goes to every backend; -1 if one refused it (its message stays). */
+#define TO_EVERY_BACKEND(member, ...)                                  \
+	do {                                                           \
+		int rc_ = 0;                                           \
+		for (size_t i = 0; i < N_BACKENDS; i++)                \
+			if (backends[i]->member(__VA_ARGS__) < 0)      \
+				rc_ = -1;                              \
+		return rc_;                                            \
+	} while (0)
 
-int btsock_set_snoop(const char *path)
-{
-	int rc = 0;
-	for (size_t i = 0; i < N_BACKENDS; i++)
-		if (backends[i]->set_snoop(path) < 0)
-			rc = -1;
-	return rc;
-}
-
-int btsock_set_keystore(const char *path)
-{
-	int rc = 0;
-	for (size_t i = 0; i < N_BACKENDS; i++)
-		if (backends[i]->set_keystore(path) < 0)
-			rc = -1;
-	return rc;
-}
+int btsock_set_agent(const struct btsock_agent *agent, void *ctx) { TO_EVERY_BACKEND(set_agent, agent, ctx); }
+int btsock_set_snoop(const char *path) { TO_EVERY_BACKEND(set_snoop, path); }
+int btsock_set_keystore(const char *path) { TO_EVERY_BACKEND(set_keystore, path); }
 
 void btsock_shutdown(void)
 {

@@ -28,4 +28,8 @@ void api_error_capture(api_error_state *out);
 /* Replays a captured state on this thread (nothing if untouched); sets errno when err != 0. */
 void api_error_restore(const api_error_state *st);
 
+/* btsock_settimeout's effect on an application fd, for every backend: non-blocking for 0,
+ * SO_RCVTIMEO/SO_SNDTIMEO for > 0, blocking without timeout for < 0. */
+void api_fd_timeout(int fd, int timeout_ms);
+
 #endif

@@ -1,10 +1,14 @@
-/* error.c - btsock_error(): the sentence of this thread's last failing call. */
+/* error.c - btsock_error(): the sentence of this thread's last failing call; and the timeout
+ * settings of an application fd, which every backend applies the same way. */
 #include "api_error.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "btsock.h"
 
@@ -51,4 +55,17 @@ void api_error_restore(const api_error_state *st)
 	err_touched = true;
 	if (st->err)
 		errno = st->err;
+}
+
+void api_fd_timeout(int fd, int timeout_ms)
+{
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, timeout_ms == 0 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	struct timeval tv = { 0, 0 };
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }

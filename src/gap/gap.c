@@ -898,15 +898,13 @@ static void ev_user_confirm(gap *g, const uint8_t *p, size_t len)
 	bool ours = want_mitm(g, &a);
 	bool mitm = ours || pair_asks_mitm(g, &a) || (e && (e->auth & 0x01));
 	gap_model m = gap_assoc_model(g->io_cap, e ? e->io : GAP_IO_NONE, mitm);
-	/* The peer's IO Capability Response (7.7.41) always comes before this request; without it
-	 * the table cannot say Just Works. A controller that skipped the exchange (BlueZ btvirt
-	 * does, pairing the same two controllers again) must not turn a pairing the user was to
-	 * confirm into a silent one: with a user to ask, the user decides. */
-	if (!e && g->io_cap != GAP_IO_NONE && g->agent && g->agent->confirm)
-		m = GAP_NUMERIC_COMPARISON;
-	/* The same when the table says Passkey Entry, which never comes as a confirmation: the
-	 * controller chose otherwise (btvirt always confirms), and only the user may accept. */
-	if ((m == GAP_PASSKEY_ENTRY || m == GAP_PASSKEY_DISPLAY) && g->agent && g->agent->confirm)
+	/* A User Confirmation Request comes after the peer's IO Capability Response (7.7.41) and
+	 * never for Passkey Entry. One without the response, or where the table says Passkey Entry,
+	 * means the controller chose otherwise (BlueZ btvirt skips the exchange when two controllers
+	 * pair again, and always confirms): the table cannot make it Just Works, so with a user to
+	 * ask, the user decides. */
+	bool unexpected = !e ? g->io_cap != GAP_IO_NONE : m == GAP_PASSKEY_ENTRY || m == GAP_PASSKEY_DISPLAY;
+	if (unexpected && g->agent && g->agent->confirm)
 		m = GAP_NUMERIC_COMPARISON;
 	if (m != GAP_NUMERIC_COMPARISON) {
 		if (ours)

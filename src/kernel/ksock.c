@@ -273,19 +273,6 @@ static int apply_imtu(int fd, unsigned imtu)
 	return setsockopt(fd, KN_SOL_L2CAP, KN_L2CAP_OPTIONS, &o, sizeof o);
 }
 
-static void apply_timeout(int fd, int timeout_ms)
-{
-	int fl = fcntl(fd, F_GETFL);
-	fcntl(fd, F_SETFL, timeout_ms == 0 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-	struct timeval tv = { 0, 0 };
-	if (timeout_ms > 0) {
-		tv.tv_sec = timeout_ms / 1000;
-		tv.tv_usec = (timeout_ms % 1000) * 1000;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 static int new_kernel_socket(enum btsock_proto proto)
 {
 	return proto == BTSOCK_RFCOMM ? socket(AF_BLUETOOTH, SOCK_STREAM | SOCK_CLOEXEC, KN_BTPROTO_RFCOMM)
@@ -313,7 +300,7 @@ static void renew(ksock *s)
 		if (sys_name(n, s->proto, false, &a, &p) == 0)
 			s->port = p;
 	}
-	apply_timeout(n, s->timeout_ms);
+	api_fd_timeout(n, s->timeout_ms);
 	if (dup3(n, s->fd, O_CLOEXEC) >= 0)
 		s->state = s->bound ? K_BOUND : K_NEW;
 	close(n);
@@ -493,7 +480,7 @@ int kn_accept(int fd, char addr[BTSOCK_ADDRSTRLEN], unsigned *port)
 		memset(&init.peer, 0, sizeof init.peer);
 	}
 	/* the kernel's accepted socket inherits the listener's flags: not O_NONBLOCK */
-	apply_timeout(c, -1);
+	api_fd_timeout(c, -1);
 	if (add(c, s.proto, &init) < 0) {
 		close(c);
 		return api_fail(ENOMEM, "accept: out of memory");
@@ -678,7 +665,7 @@ int kn_settimeout(int fd, int timeout_ms)
 	if (!get(fd, &s, "settimeout"))
 		return -1;
 	s.timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
-	apply_timeout(fd, s.timeout_ms);
+	api_fd_timeout(fd, s.timeout_ms);
 	set_timeout(fd, s.timeout_ms);
 	return 0;
 }

@@ -46,6 +46,7 @@ static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Process-wide settings. */
 static pthread_mutex_t cfg_mu = PTHREAD_MUTEX_INITIALIZER;
 static bt_snoop *rt_snoop;        /* one capture shared by every adapter (writes under snoop_mu) */
+static atomic_bool rt_snoop_on;   /* rt_snoop is set: the per-packet path takes snoop_mu only then */
 static pthread_mutex_t snoop_mu = PTHREAD_MUTEX_INITIALIZER;
 static char rt_snoop_path[256];
 static bool rt_snoop_set;         /* btsock_set_snoop called: the environment no longer counts */
@@ -285,6 +286,8 @@ int rt_op_run(adapter *ad, const rt_op *op, int timeout_ms, const char *call)
 
 void rt_snoop_write(const uint8_t *pkt, size_t len, bool incoming)
 {
+	if (!atomic_load_explicit(&rt_snoop_on, memory_order_relaxed))
+		return;
 	pthread_mutex_lock(&snoop_mu);
 	if (rt_snoop)
 		bt_snoop_write(rt_snoop, pkt, len, incoming);
@@ -293,6 +296,8 @@ void rt_snoop_write(const uint8_t *pkt, size_t len, bool incoming)
 
 static void snoop_tick(uint64_t now)
 {
+	if (!atomic_load_explicit(&rt_snoop_on, memory_order_relaxed))
+		return;
 	pthread_mutex_lock(&snoop_mu);
 	bt_snoop_tick(rt_snoop, now); /* the capture reaches its file within a moment */
 	pthread_mutex_unlock(&snoop_mu);
@@ -591,6 +596,7 @@ static void snoop_open_once(void)
 	if (!rt_snoop && p[0]) {
 		char err[256];
 		rt_snoop = bt_snoop_open(p, err, sizeof err);
+		atomic_store(&rt_snoop_on, rt_snoop != NULL);
 		if (!rt_snoop)
 			fprintf(stderr, "btsock: BTSOCK_SNOOP: %s\n", err);
 	}
@@ -1101,10 +1107,12 @@ int rt_set_snoop(const char *path)
 	if (rt_snoop && idle) {
 		bt_snoop_close(rt_snoop);
 		rt_snoop = NULL;
+		atomic_store(&rt_snoop_on, rt_snoop != NULL);
 	}
 	if (path && *path && !rt_snoop) {
 		char err[256];
 		rt_snoop = bt_snoop_open(path, err, sizeof err);
+		atomic_store(&rt_snoop_on, rt_snoop != NULL);
 		if (!rt_snoop)
 			rc = rt_fail(errno ? errno : EIO, "btsock_set_snoop: %s", err);
 	}
@@ -1136,6 +1144,7 @@ void rt_adapters_close_all(void)
 	if (rt_snoop) {
 		bt_snoop_close(rt_snoop);
 		rt_snoop = NULL;
+		atomic_store(&rt_snoop_on, rt_snoop != NULL);
 	}
 	pthread_mutex_unlock(&snoop_mu);
 }

@@ -74,7 +74,6 @@ struct bsock {
 	atomic_int timeout_ms; /* [opt] connect/accept/close; -1 forever, 0 non-blocking */
 	uint16_t imtu;      /* [opt] */
 	uint8_t sec_level;  /* [opt] l2cap_sec_level (btsock_set_security) */
-	bool registered_fd; /* in the registry (under the registry lock) */
 
 	/* [loop] */
 	bool listed;        /* in ad->socks */

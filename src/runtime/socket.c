@@ -36,8 +36,8 @@ static const char *port_str(const bsock *s, unsigned port)
 
 /* ------------------------------------------------------------------ registry and lifetime */
 
-/* Sockets the application can name by fd. reg_mu guards the list and each socket's
- * registered_fd; it is held only to look up, add or remove. */
+/* Sockets the application can name by fd. reg_mu guards the list; it is held only to look
+ * up, add or remove. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static bsock *reg_socks;
 
@@ -45,7 +45,6 @@ static void reg_add(bsock *s)
 {
 	atomic_fetch_add(&s->refs, 1);
 	pthread_mutex_lock(&reg_mu);
-	s->registered_fd = true;
 	s->reg_next = reg_socks;
 	reg_socks = s;
 	pthread_mutex_unlock(&reg_mu);
@@ -59,7 +58,6 @@ static bool reg_remove(bsock *s)
 	for (bsock **pp = &reg_socks; *pp; pp = &(*pp)->reg_next) {
 		if (*pp == s) {
 			*pp = s->reg_next;
-			s->registered_fd = false;
 			was = true;
 			break;
 		}
@@ -81,8 +79,7 @@ static bsock *reg_find(int fd, bool take)
 			found = s;
 			if (take) { /* the registry's reference becomes the caller's */
 				*pp = s->reg_next;
-				s->registered_fd = false;
-			} else {
+				} else {
 				atomic_fetch_add(&s->refs, 1);
 			}
 			break;
@@ -295,7 +292,6 @@ void rt_sock_release_all(void)
 		for (bsock **pp = &reg_socks; *pp; pp = &(*pp)->reg_next) {
 			bsock *s = *pp;
 			*pp = s->reg_next;
-			s->registered_fd = false;
 			found = s;
 			break;
 		}
@@ -1259,15 +1255,7 @@ int rt_settimeout(int fd, int timeout_ms)
 {
 	GET_OR_FAIL(s, fd, "settimeout");
 	atomic_store(&s->timeout_ms, timeout_ms < 0 ? -1 : timeout_ms);
-	int fl = fcntl(fd, F_GETFL);
-	fcntl(fd, F_SETFL, timeout_ms == 0 ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-	struct timeval tv = { 0, 0 };
-	if (timeout_ms > 0) {
-		tv.tv_sec = timeout_ms / 1000;
-		tv.tv_usec = (timeout_ms % 1000) * 1000;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	api_fd_timeout(fd, timeout_ms);
 	rt_sock_put(s);
 	return 0;
 }
