@@ -122,8 +122,8 @@ int btsock_set_mtu(int fd, unsigned incoming);
  * key); HIGH: an authenticated (MITM-protected) key; FIPS: a Secure Connections key. A server's
  * level is enforced before a connection is accepted; a client's link is raised to it before
  * connecting. A refusal fails connect (or ends the connection) with EACCES, and
- * btsock_error() / btsock_sock_error() name the reason (rejected by the user, wrong PIN, no key
- * and pairing not allowed, encryption refused, key too short, authentication failure reported
+ * btsock_error() / btsock_sock_error() name the reason (rejected by the user, wrong PIN, no PIN
+ * given, no key and pairing not allowed, encryption refused, key too short, authentication failure reported
  * by the peer, key too weak, timeout). */
 enum btsock_security { BTSOCK_SEC_LOW, BTSOCK_SEC_MEDIUM, BTSOCK_SEC_HIGH, BTSOCK_SEC_FIPS };
 int btsock_set_security(int fd, enum btsock_security level);

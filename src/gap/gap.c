@@ -975,7 +975,8 @@ static void ev_pin_request(gap *g, const bt_addr *a)
 		return;
 	}
 	if (!g->agent || !g->agent->pin) {
-		refuse(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, a);
+		hci_sec_hint(g->h, a, HCI_SEC_NO_PIN);
+		reply_addr(g, HCI_OP_PIN_CODE_REQUEST_NEG_REPLY, a);
 		return;
 	}
 	if (pend_add(g, a, PEND_PIN))

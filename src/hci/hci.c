@@ -778,6 +778,7 @@ const char *hci_sec_reason_str(int reason)
 	case HCI_SEC_TIMEOUT: return "pairing timed out";
 	case HCI_SEC_WEAK_KEY: return "link key too weak for the security level";
 	case HCI_SEC_WRONG_PASSKEY: return "wrong passkey (the one typed was not the one shown)";
+	case HCI_SEC_NO_PIN: return "the peer asked for a PIN and none was given (btsock_set_pin, --pin, or an agent)";
 	default: return "security failure";
 	}
 }
@@ -787,6 +788,14 @@ void hci_sec_hint(hci *h, const bt_addr *peer, int reason)
 	hci_link *l = link_by_addr(h, peer);
 	if (l && l->state == LINK_UP)
 		l->sec_hint = (uint8_t)reason;
+}
+
+int hci_link_pairing_failure(hci *h, uint16_t handle)
+{
+	const hci_link *l = link_by_handle(h, handle);
+	if (!l || l->encrypted)
+		return 0;
+	return l->sec_hint;
 }
 
 int hci_set_min_key_size(hci *h, uint8_t octets)
@@ -1346,6 +1355,7 @@ void hci_note_key_type(hci *h, const bt_addr *peer, uint8_t type)
 static void note_pairing(hci *h, uint8_t code, const uint8_t *p, size_t len)
 {
 	bool start;
+	uint8_t status = 0;
 	switch (code) {
 	case HCI_EV_PIN_CODE_REQUEST:
 	case HCI_EV_IO_CAPABILITY_REQUEST:
@@ -1361,7 +1371,7 @@ static void note_pairing(hci *h, uint8_t code, const uint8_t *p, size_t len)
 	case HCI_EV_SIMPLE_PAIRING_COMPLETE: /* status, BD_ADDR */
 		if (len < 7)
 			return;
-		p++;
+		status = *p++;
 		len--;
 		start = false;
 		break;
@@ -1377,6 +1387,10 @@ static void note_pairing(hci *h, uint8_t code, const uint8_t *p, size_t len)
 		if (start && !l->pairing)
 			l->pairing_since = h->timers->now;
 		l->pairing = start;
+		if (code == HCI_EV_LINK_KEY_NOTIFICATION) /* the pairing made a key: no failure to tell */
+			l->sec_hint = HCI_SEC_OK;
+		else if (code == HCI_EV_SIMPLE_PAIRING_COMPLETE && status != 0 && l->sec_hint == HCI_SEC_OK)
+			l->sec_hint = HCI_SEC_PEER_AUTH_FAILURE;
 	}
 }
 

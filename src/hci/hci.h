@@ -144,11 +144,18 @@ typedef enum {
 	HCI_SEC_TIMEOUT,            /* no outcome within security_timeout_ms */
 	HCI_SEC_WEAK_KEY,           /* the link key is weaker than the channel's level asks */
 	HCI_SEC_WRONG_PASSKEY,      /* Passkey Entry failed: the passkey typed was not the one shown */
+	HCI_SEC_NO_PIN,             /* legacy pairing asked a PIN and none was given (no agent) */
 } hci_sec_reason;
 const char *hci_sec_reason_str(int reason);
 /* GAP's hint for the reason of a failure about to come on peer's link (it answered the
  * pairing negatively: HCI_SEC_REJECTED, or gave a PIN: HCI_SEC_WRONG_PIN if it fails). */
 void hci_sec_hint(hci *h, const bt_addr *peer, int reason);
+/* Whether a pairing that this host took part in on the link failed and left it unencrypted:
+ * the hint GAP gave (or HCI_SEC_PEER_AUTH_FAILURE after a failed Simple Pairing Complete),
+ * else 0 (none; the pairing produced a key; the link is encrypted). The responder of a
+ * failed pairing often hears nothing else: with legacy pairing its controller gets no
+ * Authentication Complete, and the peer's server then just refuses the channel (RFCOMM DM). */
+int hci_link_pairing_failure(hci *h, uint16_t handle);
 /* Whether the peer's host supports Secure Simple Pairing (features page 1 bit 0, Vol 2 Part C
  * 3.3, read with Read_Remote_Extended_Features, 7.1.22, after a Connection Complete of a link
  * we paged, else at the first call here; or told by a Remote Host Supported Features

@@ -1030,6 +1030,11 @@ int l2cap_chan_sec_shortfall(const l2cap_chan *ch, l2cap_sec_level level)
 	return link_shortfall(ch->l->hci, ch->handle, (uint8_t)level);
 }
 
+int l2cap_chan_pairing_failure(const l2cap_chan *ch)
+{
+	return hci_link_pairing_failure(ch->l->hci, ch->handle);
+}
+
 int l2cap_chan_secure(l2cap_chan *ch, l2cap_sec_level level)
 {
 	return hci_secure_link_mitm(ch->l->hci, ch->handle, level >= L2CAP_SEC_HIGH);

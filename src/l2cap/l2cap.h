@@ -121,6 +121,8 @@ int l2cap_chan_sec_shortfall(const l2cap_chan *ch, l2cap_sec_level level);
 /* Raises the channel's link to level (hci_secure_link, MITM asked from HIGH): 1 if it is
  * encrypted already, 0 when l2cap_link_secured (and the stack's rfcomm hook) follow, -errno. */
 int l2cap_chan_secure(l2cap_chan *ch, l2cap_sec_level level);
+/* hci_link_pairing_failure() of the channel's link: why a pairing we took part in failed, or 0. */
+int l2cap_chan_pairing_failure(const l2cap_chan *ch);
 /* Replace the callbacks (e.g. after accept hands the channel to another owner). */
 void l2cap_chan_set_ops(l2cap_chan *ch, const l2cap_chan_ops *ops, void *ctx);
 

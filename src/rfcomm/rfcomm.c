@@ -1077,7 +1077,11 @@ static void on_dlc_dm(rfcomm_dlc *d)
 	switch (d->state) {
 	case D_PN_SENT:
 	case D_SABM_SENT: /* RFCOMM spec 5.2: DM answers a SABM nobody listens for */
-		dlc_end(d, -ECONNREFUSED);
+		/* ... and the one a server refusing for security sends too (Core Vol 3 Part C
+		 * 5.2.2: it secures the link before its UA): if a pairing we answered on this link
+		 * has just failed, that is why. */
+		d->sec_reason = l2cap_chan_pairing_failure(d->s->ch);
+		dlc_end(d, d->sec_reason ? -EACCES : -ECONNREFUSED);
 		break;
 	case D_DISC_SENT:
 		dlc_end(d, 0);

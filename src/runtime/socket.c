@@ -334,6 +334,7 @@ static const char *sock_reason(const bsock *s, int err)
 	case HCI_SEC_PEER_AUTH_FAILURE: return "refused for security reasons: the peer reported an authentication failure";
 	case HCI_SEC_TIMEOUT: return "refused for security reasons: pairing timed out";
 	case HCI_SEC_WEAK_KEY: return "refused for security reasons: the link key is too weak for the socket's security level";
+	case HCI_SEC_NO_PIN: return "refused for security reasons: the peer asked for a PIN and none was given (btsock_set_pin, --pin, or an agent with a pin callback)";
 	default: return conn_reason(err);
 	}
 }

@@ -379,6 +379,36 @@ static void test_oversized_acl_dropped(void **state)
 
 /* Secure Connections (Vol 4 Part E 7.3.92) is switched on when the controller lists the
  * command (supported commands octet 32 bit 3, as the harness controller does), and reported. */
+/* hci_link_pairing_failure: the responder of a failed pairing hears no Authentication
+ * Complete, so the reason GAP hinted when it answered (here: the PIN it gave) stays on the link
+ * until a key comes (Link_Key_Notification, 7.7.24); a failed Simple Pairing Complete (7.7.45)
+ * is a failure reported by the peer; an encrypted link has none to tell. */
+static void test_pairing_failure_recorded(void **state)
+{
+	(void)state;
+	harness *h = harness_new(1);
+	bt_addr p = addr("00:BB:0E:00:00:1E");
+	uint16_t handle = harness_link_up(h, &p);
+	assert_int_equal(hci_link_pairing_failure(H(h), handle), 0);
+	hci_sec_hint(H(h), &p, HCI_SEC_WRONG_PIN);
+	assert_int_equal(hci_link_pairing_failure(H(h), handle), HCI_SEC_WRONG_PIN);
+	uint8_t key[3 + 23] = { 0x04, HCI_EV_LINK_KEY_NOTIFICATION, 23 };
+	memcpy(key + 3, p.b, 6);
+	harness_h4_in(h, key, sizeof key);
+	assert_int_equal(hci_link_pairing_failure(H(h), handle), 0);
+	uint8_t spc[3 + 7] = { 0x04, HCI_EV_SIMPLE_PAIRING_COMPLETE, 7, 0x05 };
+	memcpy(spc + 4, p.b, 6);
+	harness_h4_in(h, spc, sizeof spc);
+	assert_int_equal(hci_link_pairing_failure(H(h), handle), HCI_SEC_PEER_AUTH_FAILURE);
+	uint8_t enc[3 + 4] = { 0x04, HCI_EV_ENCRYPT_CHANGE, 4, 0x00, (uint8_t)handle, (uint8_t)(handle >> 8), 0x01 };
+	harness_h4_in(h, enc, sizeof enc);
+	harness_advance(h, 10);
+	assert_true(hci_link_encrypted(H(h), handle));
+	assert_int_equal(hci_link_pairing_failure(H(h), handle), 0);
+	assert_int_equal(hci_link_pairing_failure(H(h), 0x0eee), 0);
+	harness_free(h);
+}
+
 static void test_secure_connections_enabled(void **state)
 {
 	(void)state;
@@ -440,6 +470,7 @@ static void test_packet_header_checked(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pairing_failure_recorded),
 		cmocka_unit_test(test_secure_connections_enabled),
 		cmocka_unit_test(test_refused_page_charged_to_its_own_link),
 		cmocka_unit_test(test_accept_survives_full_queue),
