@@ -257,7 +257,9 @@ struct btsock_adapter_info {
 int btsock_adapter_info(const char *addr, struct btsock_adapter_info *info);
 /* Whether the adapter runs Secure Connections (Core Vol 4 Part E 7.3.92 accepted during
  * initialisation; then pairing uses P-256 and FIPS-level keys are possible): 1, 0, or -1 with
- * errno (no such adapter). */
+ * errno (no such adapter). The host stack switches it on wherever the controller supports it;
+ * on the kernel backend (hciN) it is the kernel's setting, which bluetoothd switches on where
+ * the controller supports it (off without bluetoothd). */
 int btsock_adapter_secure_connections(const char *addr);
 
 /* Closes every adapter: queued data gets up to 2 s to leave, then every socket ends and all

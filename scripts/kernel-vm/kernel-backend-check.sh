@@ -61,6 +61,7 @@ echo "== 1. adapters"
 $B -a hci0 info > /tmp/info.out 2>&1; rc=$?; cat /tmp/info.out
 if [ $rc -eq 0 ] && grep -q "address: *$K0" /tmp/info.out && grep -q "hci0 (Linux kernel stack)" /tmp/info.out
 then pass "info on hci0: $K0, kernel backend named"; else fail "info on hci0 (rc=$rc)"; fi
+grep -q "secure conn: *off" /tmp/info.out && SC_OFF=yes # the kernel alone does not switch it on (section 5)
 $B -a hci9 info > /dev/null 2> /tmp/e.err; rc=$?; cat /tmp/e.err
 if [ $rc -ne 0 ] && grep -q "no adapter hci9" /tmp/e.err; then pass "hci9: fails with 'no adapter hci9'"; else fail "hci9 (rc=$rc)"; fi
 
@@ -174,6 +175,14 @@ BTD=$!
 i=0; while [ ! -S /run/dbus/system_bus_socket ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
 i=0; while [ "$(timeout 5 bluetoothctl list 2>/dev/null | grep -c Controller)" -lt 2 ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.2; done
 sleep 1
+# Secure Connections: bluetoothd switches it on through mgmt on these 5.x controllers (before
+# SSP goes off below, which takes it off too); btsock reads it back through mgmt.
+i=0; while ! btmgmt --index 0 info 2>/dev/null | grep "current settings" | grep -q "secure-conn" && [ $i -lt 25 ]; do i=$((i + 1)); sleep 0.2; done
+btmgmt --index 0 info 2>/dev/null | grep "current settings"
+$B -a hci0 info > /tmp/sc.out 2>&1; rc=$?; grep "secure conn" /tmp/sc.out
+if [ $rc -eq 0 ] && grep -q "secure conn: *on" /tmp/sc.out && [ "$SC_OFF" = yes ]
+then pass "info on hci0: secure conn off without bluetoothd, on once bluetoothd switched it on (mgmt)"
+else fail "info on hci0: secure conn (rc=$rc, without bluetoothd off: ${SC_OFF:-no})"; fi
 for round in 1 2; do
     for d in 0 1; do
         btmgmt --index $d ssp off > /dev/null 2>&1

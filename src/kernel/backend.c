@@ -1,8 +1,7 @@
 /* backend.c - the Linux kernel as a backend of the public API (src/api/backend.h): adapter
  * strings "hciN". Sockets, adapters, SDP and discovery (through bluetoothd) are implemented
- * (ksock.c, kadapter.c, ksdp.c, kdbus.c); what is not yet fails with ENOTSUP and a sentence
- * saying so. Pairing is
- * bluetoothd's (its agent answers for the kernel), so the pairing calls say that. */
+ * (ksock.c, kadapter.c, ksdp.c, kdbus.c, khci.c, kmgmt.c). Pairing is bluetoothd's (its agent
+ * answers for the kernel), so the pairing calls fail with ENOTSUP and a sentence saying that. */
 #include "api/backend.h"
 #include "kernel.h"
 
@@ -11,11 +10,6 @@
 
 #include "api/api_error.h"
 
-static int not_yet(const char *call, const char *what)
-{
-	return api_fail(ENOTSUP, "%s: the kernel backend (hciN) does not %s yet", call, what);
-}
-
 static int pairing_is_bluetoothd(const char *call)
 {
 	return api_fail(ENOTSUP, "%s: on the kernel backend (hciN) pairing is bluetoothd's: pair with bluetoothctl "
@@ -23,7 +17,12 @@ static int pairing_is_bluetoothd(const char *call)
 			call);
 }
 
-static int k_secure_connections(const char *addr) { return not_yet("adapter_secure_connections", "report Secure Connections"); }
+static int k_secure_connections(const char *addr)
+{
+	kn_bdaddr a;
+	int dev = kn_resolve_adapter(addr, &a, "adapter_secure_connections");
+	return dev < 0 ? -1 : kn_mgmt_secure_connections(dev, "adapter_secure_connections");
+}
 /* Through bluetoothd's D-Bus discovery (kdbus.c) when it runs (names come as bluetoothd found
  * them: it asks for them itself); otherwise the kernel's own inquiry (khci.c), names asked
  * with Remote_Name_Request when lookup_names. */

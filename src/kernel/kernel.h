@@ -199,6 +199,11 @@ int kn_hci_write_class(int dev, unsigned cod, const char *call);
  * names: the devices found (at most max stored), or -1 with the error set. */
 int kn_hci_inquiry(int dev, int duration_ms, bool names, struct btsock_device *out, size_t max, const char *call);
 
+/* ---- kmgmt.c: the kernel's management interface (mgmt, control channel). */
+/* Whether Secure Connections is on for hciN (Read Controller Information, Current_Settings
+ * bit 11): 1, 0, or -1 with the error set. */
+int kn_mgmt_secure_connections(int dev, const char *call);
+
 /* ---- ksdp.c */
 int kn_find_services(const char *addr, const char *uuid, const char *name, struct btsock_service_info **out);
 /* The record of svc with the socket's RFCOMM channel or L2CAP PSM, in BlueZ's XML record

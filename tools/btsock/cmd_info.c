@@ -89,7 +89,7 @@ static int run_info(struct tool_ctx *ctx, int argc, char **argv)
 		return tool_fail("adapter info");
 	print_info(&info);
 	r = btsock_adapter_secure_connections(addr);
-	printf("secure conn:  %s\n", r > 0 ? "on" : r == 0 ? "off (not supported by the controller)" : "unknown");
+	printf("secure conn:  %s\n", r > 0 ? "on" : r == 0 ? "off" : "unknown");
 	return TOOL_EXIT_OK;
 }
 
