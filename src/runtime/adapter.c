@@ -432,11 +432,15 @@ static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n)
 
 /* Receive coalescing: while an L2CAP PDU is half reassembled and nothing waits to go out, the
  * rest of it is on its way, one ACL packet per controller round trip. Waking for each fragment
- * costs two task switches a packet; waiting a moment takes several per wake-up (bench oneway
- * +15 %). Bounded: at most RT_RX_COALESCE_US, far less than a controller takes to fill its
- * queue, and peers are held back by credits anyway. Single-packet PDUs (an echo, signalling)
- * never wait. */
-#define RT_RX_COALESCE_US 250
+ * costs two task switches a packet; waiting a moment takes several per wake-up. Bounded: at
+ * most RT_RX_COALESCE_US, far less than a controller takes to fill its queue. Single-packet
+ * PDUs (an echo, signalling) never wait. The wait is a trade: 250 us woke the receiver ~1.7
+ * times per 1910-byte frame on btvirt (10 fragments of 192 bytes at ~27 us); 400 us wakes it
+ * about once (bench oneway +3-5 %, receiver CPU -20 %, same run). Much longer holds back the
+ * credits the sender waits for (an 8 KiB receive ring is a window of 4 frames, returned 2 at a
+ * time): 800 us cost -8 %. An estimate of the PDU's end from the measured receive rate did
+ * worse than either (nanosleep's slack and the wake-up latency skew the rate). */
+#define RT_RX_COALESCE_US 400
 
 static bool ad_coalesce(adapter *ad)
 {
