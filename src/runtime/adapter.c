@@ -532,8 +532,8 @@ static bool ad_stop_asked(adapter *ad)
 /* The loop thread runs SCHED_BATCH (sched(7); no privilege needed): woken by the controller, it
  * does not preempt the task that woke it, so a controller process (btvirt) finishes what it
  * has to hand out before the loop runs and the loop finds more to do per wake-up. On one CPU
- * the task switches per ACL packet drop (bench duplex +22 %, CPU per MiB -20 %, echo -6 %, in
- * one A/B run). A loop that waits lags a running task by at most a scheduler slice (~ms),
+ * the task switches per ACL packet drop (bench duplex +18 %, CPU per MiB -16 %, echo p50
+ * -10 %, oneway unchanged, in one A/B run). A loop that waits lags a running task by at most a scheduler slice (~ms),
  * which a controller's buffers and HCI flow control absorb. Best effort: kept as is if the
  * system refuses. */
 static void ad_sched_batch(void)
