@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define OP_AUTH_REQUESTED 0x0411      /* 7.1.15: Connection_Handle */
 #define OP_IO_CAP_REPLY 0x042b         /* 7.1.29: BD_ADDR, IO_Capability, OOB, Auth_Req */
 #define OP_CONFIRM_REPLY 0x042c        /* 7.1.30: BD_ADDR */
 #define OP_CONFIRM_NEG_REPLY 0x042d    /* 7.1.31: BD_ADDR */
@@ -49,6 +50,7 @@ typedef struct {
 	char addr_str[18];
 	unsigned key_size;
 	bool hide_ssp;
+	unsigned drop_auth;
 	cc_fix fix[MAX_FIXES];
 	pp_stats st;
 } pp_host;
@@ -203,14 +205,26 @@ static void resolve(pairing_proxy *pp, pp_session *s)
 /* A command from host h. false: keep it from btvirt. */
 static bool from_host(pairing_proxy *pp, pp_host *h, const uint8_t *pkt, size_t len)
 {
-	if (len < 4 || !h->has_addr)
+	if (len < 4)
 		return true;
 	uint16_t op = le16(pkt + 1);
+	if (!h->has_addr && op != OP_AUTH_REQUESTED)
+		return true;
 	const uint8_t *prm = pkt + 4;
 	size_t plen = len - 4;
 	int side;
 	pp_session *s;
 	switch (op) {
+	case OP_AUTH_REQUESTED:
+		if (h->drop_auth) {
+			/* Command Status (7.7.15): Status 0, Num_HCI_Command_Packets 1, the opcode */
+			const uint8_t cs[] = { 0x04, 0x0f, 4, 0x00, 0x01, (uint8_t)op, (uint8_t)(op >> 8) };
+			h->drop_auth--;
+			h->st.auths_dropped++;
+			h4p_inject(h->p, H4P_TO_HOST, cs, sizeof cs);
+			return false;
+		}
+		return true;
 	case OP_IO_CAP_REPLY:
 		if (plen < 9 || !(s = session(pp, h->addr, prm, true, &side)))
 			return true;
@@ -475,6 +489,13 @@ void pp_hide_peer_ssp(pairing_proxy *pp, int i, bool on)
 {
 	pthread_mutex_lock(&pp->mu);
 	pp->host[i].hide_ssp = on;
+	pthread_mutex_unlock(&pp->mu);
+}
+
+void pp_drop_auth(pairing_proxy *pp, int i, unsigned n)
+{
+	pthread_mutex_lock(&pp->mu);
+	pp->host[i].drop_auth = n;
 	pthread_mutex_unlock(&pp->mu);
 }
 

@@ -45,6 +45,7 @@ typedef struct {
 	unsigned sec_blocks;         /* L2CAP Connection Responses "security block" to this host */
 	unsigned disconnects;        /* Disconnection Complete events to this host */
 	unsigned last_disc_reason;   /* the reason in the latest */
+	unsigned auths_dropped;      /* Authentication_Requested kept from btvirt (pp_drop_auth) */
 } pp_stats;
 
 /* n_hosts proxies (at most PP_MAX_HOSTS) to btvirt's socket at upstream; each keeps its
@@ -61,6 +62,10 @@ void pp_set_key_size(pairing_proxy *pp, int i, unsigned size);
  * without SSP, one that accepts channels on an unencrypted link; the controllers still pair
  * with SSP. */
 void pp_hide_peer_ssp(pairing_proxy *pp, int i, bool on);
+/* Keep host i's next n Authentication_Requested commands (Vol 4 Part E 7.1.15) from btvirt,
+ * answering each with Command Status, success (7.7.15), and nothing after: the host waits
+ * for an authentication that never comes, as with a controller that lost the command. */
+void pp_drop_auth(pairing_proxy *pp, int i, unsigned n);
 void pp_get_stats(pairing_proxy *pp, int i, pp_stats *out);
 void pp_stop(pairing_proxy *pp);
 

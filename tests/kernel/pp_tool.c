@@ -1,16 +1,17 @@
 /* pp_tool: the pairing proxy (tests/integration/pairing_proxy.h) as a program of its own, for
  * the kernel tier (test-only; scripts/kernel-vm/passkey-check.sh).
  *
- *   pp_tool [-H HOST]... SOCKET N
+ *   pp_tool [-H HOST]... [-A HOST]... SOCKET N
  *
  * Starts the pairing proxy for N hosts (1-4) in front of btvirt's socket server SOCKET
  * (/tmp/bt-server-bredr) and prints "host I PATH" for each host's socket, then, as things
  * happen, one line per change of a host's counters:
  *   T_MS host I addr ADDR
  *   T_MS host I confirm=N value=V notify=N passkey=P request=N wrong=N paired=N failed=N
- *        ssp_hidden=N sec_block=N disc=N reason=0xRR
+ *        ssp_hidden=N sec_block=N disc=N reason=0xRR auth_dropped=N
  * (T_MS: milliseconds since the start). -H I hides the peer's Secure Simple Pairing host
- * support from host I (pp_hide_peer_ssp). Runs until SIGTERM/SIGINT. */
+ * support from host I (pp_hide_peer_ssp); -A I keeps host I's first Authentication_Requested
+ * from btvirt (pp_drop_auth). Runs until SIGTERM/SIGINT. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,21 +39,24 @@ static long long now_ms(void)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: pp_tool [-H HOST]... SOCKET N\n");
+	fprintf(stderr, "usage: pp_tool [-H HOST]... [-A HOST]... SOCKET N\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	bool hide[PP_MAX_HOSTS] = { false };
+	bool hide[PP_MAX_HOSTS] = { false }, drop_auth[PP_MAX_HOSTS] = { false };
 	int opt;
-	while ((opt = getopt(argc, argv, "H:")) != -1) {
-		if (opt != 'H')
+	while ((opt = getopt(argc, argv, "H:A:")) != -1) {
+		if (opt != 'H' && opt != 'A')
 			usage();
 		int i = atoi(optarg);
 		if (i < 0 || i >= PP_MAX_HOSTS)
 			usage();
-		hide[i] = true;
+		if (opt == 'H')
+			hide[i] = true;
+		else
+			drop_auth[i] = true;
 	}
 	if (argc - optind != 2)
 		usage();
@@ -72,6 +76,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < n; i++) {
 		pp_hide_peer_ssp(pp, i, hide[i]);
+		pp_drop_auth(pp, i, drop_auth[i] ? 1 : 0);
 		const char *a = pp_adapter(pp, i);
 		printf("host %d %s\n", i, strncmp(a, "unix:", 5) == 0 ? a + 5 : a);
 	}
@@ -97,11 +102,11 @@ int main(int argc, char **argv)
 				continue;
 			last[i] = st;
 			printf("%lld host %d confirm=%u value=%06u notify=%u passkey=%06u request=%u wrong=%u "
-			       "paired=%u failed=%u ssp_hidden=%u sec_block=%u disc=%u reason=0x%02x\n",
+			       "paired=%u failed=%u ssp_hidden=%u sec_block=%u disc=%u reason=0x%02x auth_dropped=%u\n",
 			       now_ms() - t0, i, st.confirm_requests, st.last_confirm_value, st.passkey_notifications,
 			       st.last_passkey, st.passkey_requests, st.wrong_passkeys, st.pairings_completed,
 			       st.pairings_failed, st.ssp_bits_hidden, st.sec_blocks, st.disconnects,
-			       st.last_disc_reason);
+			       st.last_disc_reason, st.auths_dropped);
 		}
 		fflush(stdout);
 	}
