@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define OP_AUTH_REQUESTED 0x0411      /* 7.1.15: Connection_Handle */
 #define OP_IO_CAP_REPLY 0x042b         /* 7.1.29: BD_ADDR, IO_Capability, OOB, Auth_Req */
 #define OP_CONFIRM_REPLY 0x042c        /* 7.1.30: BD_ADDR */
 #define OP_CONFIRM_NEG_REPLY 0x042d    /* 7.1.31: BD_ADDR */
@@ -20,6 +21,8 @@
 #define EV_CONN_COMPLETE 0x03
 #define EV_DISCONN_COMPLETE 0x05
 #define EV_CMD_COMPLETE 0x0e
+#define EV_REMOTE_EXT_FEATURES 0x23    /* 7.7.34: Status, Handle (2), Page, Max_Page, Features (8) */
+#define EV_REMOTE_HOST_FEATURES 0x3d   /* 7.7.50: BD_ADDR, Host_Supported_Features (8) */
 #define EV_USER_CONFIRM_REQUEST 0x33   /* 7.7.42: BD_ADDR, Numeric_Value (4) */
 #define EV_PASSKEY_REQUEST 0x34        /* 7.7.43: BD_ADDR */
 #define EV_SSP_COMPLETE 0x36           /* 7.7.45: Status, BD_ADDR */
@@ -46,6 +49,8 @@ typedef struct {
 	uint8_t addr[6];
 	char addr_str[18];
 	unsigned key_size;
+	bool hide_ssp;
+	unsigned drop_auth;
 	cc_fix fix[MAX_FIXES];
 	pp_stats st;
 } pp_host;
@@ -200,14 +205,26 @@ static void resolve(pairing_proxy *pp, pp_session *s)
 /* A command from host h. false: keep it from btvirt. */
 static bool from_host(pairing_proxy *pp, pp_host *h, const uint8_t *pkt, size_t len)
 {
-	if (len < 4 || !h->has_addr)
+	if (len < 4)
 		return true;
 	uint16_t op = le16(pkt + 1);
+	if (!h->has_addr && op != OP_AUTH_REQUESTED)
+		return true;
 	const uint8_t *prm = pkt + 4;
 	size_t plen = len - 4;
 	int side;
 	pp_session *s;
 	switch (op) {
+	case OP_AUTH_REQUESTED:
+		if (h->drop_auth) {
+			/* Command Status (7.7.15): Status 0, Num_HCI_Command_Packets 1, the opcode */
+			const uint8_t cs[] = { 0x04, 0x0f, 4, 0x00, 0x01, (uint8_t)op, (uint8_t)(op >> 8) };
+			h->drop_auth--;
+			h->st.auths_dropped++;
+			h4p_inject(h->p, H4P_TO_HOST, cs, sizeof cs);
+			return false;
+		}
+		return true;
 	case OP_IO_CAP_REPLY:
 		if (plen < 9 || !(s = session(pp, h->addr, prm, true, &side)))
 			return true;
@@ -353,16 +370,54 @@ static bool to_host(pairing_proxy *pp, pp_host *h, uint8_t *pkt, size_t *len)
 			s->done = true;
 		return true;
 	}
+	case EV_REMOTE_EXT_FEATURES:
+		/* Page 1 bit 0: Secure Simple Pairing (Host Support) (Vol 2 Part C 3.3) */
+		if (h->hide_ssp && plen >= 13 && pkt[3] == 0 && pkt[6] == 1 && (pkt[8] & 0x01)) {
+			pkt[8] &= (uint8_t)~0x01;
+			h->st.ssp_bits_hidden++;
+		}
+		return true;
+	case EV_REMOTE_HOST_FEATURES:
+		if (h->hide_ssp && plen >= 14 && (pkt[9] & 0x01)) {
+			pkt[9] &= (uint8_t)~0x01;
+			h->st.ssp_bits_hidden++;
+		}
+		return true;
 	case EV_CONN_COMPLETE:
 		if (plen >= 11 && pkt[3] == 0)
 			h->st.links_up++;
 		return true;
-	case EV_DISCONN_COMPLETE:
+	case EV_DISCONN_COMPLETE: /* 7.7.5: Status, Handle (2), Reason */
 		if (plen >= 4 && pkt[3] == 0 && h->st.links_up)
 			h->st.links_up--;
+		if (plen >= 4 && pkt[3] == 0) {
+			h->st.disconnects++;
+			h->st.last_disc_reason = pkt[6];
+		}
 		return true;
 	default:
 		return true;
+	}
+}
+
+/* ACL data to host h: counts L2CAP Connection Responses "security block" (Vol 4 Part E 5.4.2
+ * ACL header; Vol 3 Part A 3.1 basic header, 4 signaling on CID 0x0001, 4.3 Connection
+ * Response: DCID, SCID, Result 0x0003). Only a start fragment holding the whole command. */
+static void acl_to_host(pp_host *h, const uint8_t *pkt, size_t len)
+{
+	if (len < 5 + 4 || ((pkt[2] >> 4) & 0x03) != 0x02)
+		return;
+	size_t dlen = le16(pkt + 3);
+	if (dlen + 5 > len || dlen < 4 || le16(pkt + 7) != 0x0001)
+		return;
+	const uint8_t *c = pkt + 9, *end = pkt + 5 + dlen;
+	while (end - c >= 4) {
+		size_t clen = le16(c + 2);
+		if ((size_t)(end - c) < 4 + clen)
+			break;
+		if (c[0] == 0x03 && clen >= 8 && le16(c + 8) == 0x0003)
+			h->st.sec_blocks++;
+		c += 4 + clen;
 	}
 }
 
@@ -378,6 +433,8 @@ static bool filter(void *ctx, h4_proxy *p, h4p_dir dir, uint8_t *pkt, size_t *le
 		keep = from_host(pp, h, pkt, *len);
 	else if (dir == H4P_TO_HOST && pkt[0] == 0x04)
 		keep = to_host(pp, h, pkt, len);
+	else if (dir == H4P_TO_HOST && pkt[0] == 0x02)
+		acl_to_host(h, pkt, *len);
 	pthread_mutex_unlock(&pp->mu);
 	return keep;
 }
@@ -425,6 +482,20 @@ void pp_set_key_size(pairing_proxy *pp, int i, unsigned size)
 {
 	pthread_mutex_lock(&pp->mu);
 	pp->host[i].key_size = size <= 16 ? size : 16;
+	pthread_mutex_unlock(&pp->mu);
+}
+
+void pp_hide_peer_ssp(pairing_proxy *pp, int i, bool on)
+{
+	pthread_mutex_lock(&pp->mu);
+	pp->host[i].hide_ssp = on;
+	pthread_mutex_unlock(&pp->mu);
+}
+
+void pp_drop_auth(pairing_proxy *pp, int i, unsigned n)
+{
+	pthread_mutex_lock(&pp->mu);
+	pp->host[i].drop_auth = n;
 	pthread_mutex_unlock(&pp->mu);
 }
 

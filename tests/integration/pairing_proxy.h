@@ -41,6 +41,11 @@ typedef struct {
 	unsigned pairings_failed;    /* Simple Pairing Complete, failure */
 	unsigned key_sizes_rewritten;
 	unsigned links_up;           /* ACL links up now (Connection / Disconnection Complete) */
+	unsigned ssp_bits_hidden;    /* peer SSP host-support bits cleared (pp_hide_peer_ssp) */
+	unsigned sec_blocks;         /* L2CAP Connection Responses "security block" to this host */
+	unsigned disconnects;        /* Disconnection Complete events to this host */
+	unsigned last_disc_reason;   /* the reason in the latest */
+	unsigned auths_dropped;      /* Authentication_Requested kept from btvirt (pp_drop_auth) */
 } pp_stats;
 
 /* n_hosts proxies (at most PP_MAX_HOSTS) to btvirt's socket at upstream; each keeps its
@@ -52,6 +57,15 @@ const char *pp_adapter(pairing_proxy *pp, int i);
 const char *pp_addr(pairing_proxy *pp, int i);
 /* The encryption key size told to host i (1-16), or 0 to pass btvirt's answer on. */
 void pp_set_key_size(pairing_proxy *pp, int i, unsigned size);
+/* Hide the peer's Secure Simple Pairing host support from host i (on: clear the bit in the
+ * page 1 answers it gets, Vol 4 Part E 7.7.34 and 7.7.50): it then takes the peer for a host
+ * without SSP, one that accepts channels on an unencrypted link; the controllers still pair
+ * with SSP. */
+void pp_hide_peer_ssp(pairing_proxy *pp, int i, bool on);
+/* Keep host i's next n Authentication_Requested commands (Vol 4 Part E 7.1.15) from btvirt,
+ * answering each with Command Status, success (7.7.15), and nothing after: the host waits
+ * for an authentication that never comes, as with a controller that lost the command. */
+void pp_drop_auth(pairing_proxy *pp, int i, unsigned n);
 void pp_get_stats(pairing_proxy *pp, int i, pp_stats *out);
 void pp_stop(pairing_proxy *pp);
 

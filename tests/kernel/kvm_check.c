@@ -2,7 +2,8 @@
  *
  *   kvm_check [-t SECS] RUN_IN_VM BTSOCK SCRIPT [FILE...]
  *
- * Copies the btsock binary, SCRIPT and any FILEs into a fresh directory under /tmp, runs
+ * Copies the btsock binary, SCRIPT and any FILEs (executable ones stay executable: test
+ * programs) into a fresh directory under /tmp, runs
  * `RUN_IN_VM -d DIR -t SECS "sh SCRIPT"` (tests/kernel-vm/run-in-vm: qemu with a Debian kernel,
  * btvirt inside), streams its output and counts the script's check lines: a line starting with
  * "ok:" (or "PASS:") is a passed check, one starting with "FAIL:" a failed one. Prints
@@ -147,8 +148,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int setup = copy_file(btsock, dir, 0755) | copy_file(script, dir, 0644);
-	for (int i = optind + 3; i < argc; i++)
-		setup |= copy_file(argv[i], dir, 0644);
+	for (int i = optind + 3; i < argc; i++) { /* programs stay executable */
+		struct stat st;
+		bool exec = stat(argv[i], &st) == 0 && (st.st_mode & S_IXUSR);
+		setup |= copy_file(argv[i], dir, exec ? 0755 : 0644);
+	}
 	if (setup != 0) {
 		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 		return 1;

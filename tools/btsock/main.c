@@ -52,6 +52,8 @@ static void print_usage(FILE *out)
 	      "      --agent ask|accept|reject  answer pairing that asks the user: ask on the\n"
 	      "                         terminal (compare the number, type the passkey), accept\n"
 	      "                         every request, or refuse; without it only Just Works pairs\n"
+	      "      --io display|yesno|keyboard|none|kbdisplay  the IO capability --agent announces\n"
+	      "                         (default: kbdisplay with ask, yesno otherwise)\n"
 	      "      --pin PIN          the PIN (1-16 characters) for legacy pairing with old devices\n"
 	      "  -h, --help             this help\n"
 	      "      --version          print the version\n"
@@ -82,7 +84,7 @@ static int run_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct tool_opt opts[] = { { 0, "version", false } };
-	struct tool_ctx ctx = { 0 };
+	struct tool_ctx ctx = { .io = -1 };
 	struct tool_args a = { .argc = argc, .argv = argv, .i = 1, .ctx = &ctx };
 	const struct tool_cmd *cmd;
 	int r;

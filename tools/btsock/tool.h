@@ -29,6 +29,7 @@ struct tool_ctx {
 	bool set_class;
 	const char *agent;    /* --agent ask|accept|reject: how pairing that needs the user is answered */
 	const char *pin;      /* --pin PIN: the PIN for legacy pairing, NULL = refuse */
+	int io;               /* --io: the IO capability announced with --agent, -1 = the default */
 };
 
 struct tool_cmd {

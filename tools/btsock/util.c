@@ -383,6 +383,8 @@ int tool_open_adapter(const struct tool_ctx *ctx, char addr[BTSOCK_ADDRSTRLEN])
 	 * the user can type a passkey too: KeyboardDisplay. */
 	struct btsock_pairing p = { agent_is(ctx, "ask") ? BTSOCK_IO_KEYBOARD_DISPLAY : BTSOCK_IO_DISPLAY_YESNO,
 				    false, 0 };
+	if (ctx->io >= 0) /* --io: what the device really has (e.g. only a display) */
+		p.io_capability = (enum btsock_io_capability)ctx->io;
 	if (ctx->agent && btsock_set_pairing(addr ? addr : local, &p) < 0)
 		return tool_fail("pairing settings");
 	return TOOL_EXIT_OK;
@@ -405,7 +407,11 @@ static const struct tool_opt global_opts[] = {
 	{ 0, "agent", true },
 	{ 0, "pin", true },
 	{ 0, "class", true },
+	{ 0, "io", true },
 };
+
+/* --io names, in enum btsock_io_capability order (Core Vol 4 Part E 7.1.29). */
+static const char *const io_names[] = { "display", "yesno", "keyboard", "none", "kbdisplay" };
 
 /* Finds the option matching argv word `w` in opts; fills *value for attached values. */
 static int match_opt(const char *w, const struct tool_opt *opts, int nopts, const char **value)
@@ -495,6 +501,16 @@ int tool_next_arg(struct tool_args *a, const struct tool_opt *opts, int nopts)
 			       TOOL_ARG_ERROR;
 		else if (k == 4)
 			a->ctx->agent = a->arg;
+		else if (k == 7) {
+			int io = -1;
+			for (int j = 0; j < (int)(sizeof io_names / sizeof io_names[0]); j++)
+				if (strcmp(a->arg, io_names[j]) == 0)
+					io = j;
+			if (io < 0)
+				return tool_usage_error(a->cmd, "--io takes display, yesno, keyboard, none or kbdisplay, not '%s'", a->arg),
+				       TOOL_ARG_ERROR;
+			a->ctx->io = io;
+		}
 		else if (k == 6) {
 			char *end;
 			errno = 0;
