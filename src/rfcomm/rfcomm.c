@@ -17,8 +17,9 @@
  *  - transmit: a per-DLC tx ring drained round-robin into UIH frames (credits permitting),
  *    control frames first; frames L2CAP cannot take yet wait in a small bounded queue, of
  *    which answers to the peer may fill only half (frame_class).
- *  - receive: a fixed rx ring per DLC; credits granted only for room the ring really has
- *    (RFCOMM spec 6.5). */
+ *  - receive: an rx ring per DLC; credits granted only for room the ring really has
+ *    (RFCOMM spec 6.5). It starts at RX_START and grows, once, to cfg.rx_buffer when the
+ *    credit a streaming peer is given calls for it (dlc_rx_reserve). */
 #include "rfcomm/rfcomm.h"
 
 #include <errno.h>
@@ -29,13 +30,14 @@
 #include "rfcomm/rfcomm_frame.h"
 
 #define TX_RING 4096
-#define RX_MAX 8192        /* per-DLC rx ring cap: keeps a DLC under 16 KiB */
+#define RX_MAX 24576       /* per-DLC rx ring cap (cfg.rx_buffer's default and limit) */
+#define RX_START 8192      /* a new DLC's ring: idle channels stay under 16 KiB each */
 #define RX_MIN 256
-#define DEFAULT_RX_BUDGET 16384 /* ~90 ACL packets of btvirt's 192 bytes */
+#define DEFAULT_RX_BUDGET 24576 /* 128 ACL packets of btvirt's 192 bytes (it drops beyond ~170) */
 #define DORMANT_MS 250     /* credit unused this long stops counting against the budget */
 #define DEFAULT_IMTU 2048  /* our L2CAP MTU unless max_frame asks for more: frames of ~2 KiB halve
-			    * the per-frame work of 1 KiB ones (bench: duplex +7 %); 4 KiB leaves
-			    * too few credits in an 8 KiB ring */
+			    * the per-frame work of 1 KiB ones (bench: duplex +7 %); 4 KiB frames
+			    * gained nothing more with a 24 KiB ring */
 #define DEFAULT_N1 127     /* TS 07.10 5.7.2 / RFCOMM spec 5.5.3: N1 without PN */
 #define MAX_SESSIONS 16
 #define CTRLQ_SIZE 2048
@@ -127,6 +129,8 @@ struct rfcomm_dlc {
 	bool want_writable;
 	uint8_t *rx;
 	size_t rx_cap, rx_head, rx_used;
+	size_t rx_total;    /* bytes the peer has sent (saturating): RX_START of them make it grow */
+	bool rx_grow_failed; /* no memory to grow the ring: credit stays within it */
 	size_t tx_head, tx_used;
 	uint8_t tx[TX_RING];
 };
@@ -224,9 +228,20 @@ static bool rsp_cr(const session *s) { return !s->initiator; }
 
 static size_t rx_free(const rfcomm_dlc *d) { return d->rx_cap - d->rx_used; }
 
+/* The ring size credits count on: the one it has or, once its peer has sent a starting
+ * ring's worth (it streams), cfg.rx_buffer, which the ring grows to when credit needs it
+ * (dlc_rx_reserve; not again if memory was short). */
+static size_t rx_size(const rfcomm_dlc *d)
+{
+	bool grows = d->rx_total >= RX_START && !d->rx_grow_failed && d->r->cfg.rx_buffer > d->rx_cap;
+	return grows ? d->r->cfg.rx_buffer : d->rx_cap;
+}
+
+static size_t rx_room(const rfcomm_dlc *d) { return rx_size(d) - d->rx_used; }
+
 static uint32_t dlc_window(const rfcomm_dlc *d)
 {
-	size_t w = d->rx_cap / (d->n1 ? d->n1 : 1);
+	size_t w = rx_size(d) / (d->n1 ? d->n1 : 1);
 	return w > MAX_WINDOW ? MAX_WINDOW : (uint32_t)w;
 }
 
@@ -287,7 +302,7 @@ static uint32_t dlc_grantable_why(const rfcomm_dlc *d, uint32_t *share_out, bool
 {
 	size_t n1 = d->n1 ? d->n1 : 1, count;
 	size_t out = credit_outstanding(d->r, &count);
-	size_t fit = rx_free(d) / n1, share = dlc_share(d, count);
+	size_t fit = rx_room(d) / n1, share = dlc_share(d, count);
 	*share_out = (uint32_t)share;
 	*limited = false;
 	if (fit > share)
@@ -320,6 +335,41 @@ static bool dlc_grant_due(const rfcomm_dlc *d)
 		return false;
 	uint32_t half = share / 2;
 	return d->grant_now || (limited && d->rx_credits == 0) || g >= (half ? half : 1);
+}
+
+/* Moves the ring to a buffer of cap bytes (at least what it holds), unwrapped; false without
+ * memory (the ring is kept as it was). */
+static bool dlc_rx_resize(rfcomm_dlc *d, size_t cap)
+{
+	uint8_t *p = malloc(cap);
+	if (!p)
+		return false;
+	size_t first = d->rx_cap - d->rx_head < d->rx_used ? d->rx_cap - d->rx_head : d->rx_used;
+	memcpy(p, d->rx + d->rx_head, first);
+	memcpy(p + first, d->rx, d->rx_used - first);
+	free(d->rx);
+	d->rx = p;
+	d->rx_cap = cap;
+	d->rx_head = 0;
+	return true;
+}
+
+/* Of `frames` credits about to be granted, how many the ring can hold on top of what it holds
+ * and what is credited already: every credited frame must fit (RFCOMM spec 6.5: a peer may use
+ * its credits at any time). The ring grows to cfg.rx_buffer the first time more is needed by
+ * a DLC whose peer has sent a starting ring's worth (RX_START bytes: it streams), once per
+ * DLC; idle channels and those that exchange a few messages keep the small ring. Without
+ * memory, fewer credits (and the ring stays as it is). */
+static uint32_t dlc_rx_reserve(rfcomm_dlc *d, uint32_t frames)
+{
+	size_t n1 = d->n1 ? d->n1 : 1;
+	size_t need = d->rx_used + ((size_t)d->rx_credits + frames) * n1;
+	if (need > d->rx_cap && rx_size(d) > d->rx_cap && !dlc_rx_resize(d, rx_size(d)))
+		d->rx_grow_failed = true;
+	if (need <= d->rx_cap)
+		return frames;
+	size_t fit = rx_free(d) / n1;
+	return fit > d->rx_credits ? (uint32_t)(fit - d->rx_credits) : 0;
 }
 
 /* PN's initial credits (3-bit K, RFCOMM spec 5.5.3) within d's share of the budget. */
@@ -538,7 +588,7 @@ static rfcomm_dlc *dlc_new(rfcomm *r, session *s, const bt_addr *peer, uint8_t c
 	rfcomm_dlc *d = calloc(1, sizeof *d);
 	if (!d)
 		return NULL;
-	d->rx_cap = r->cfg.rx_buffer;
+	d->rx_cap = r->cfg.rx_buffer < RX_START ? r->cfg.rx_buffer : RX_START;
 	d->rx = malloc(d->rx_cap);
 	if (!d->rx) {
 		free(d);
@@ -612,7 +662,7 @@ static void dlc_start(rfcomm_dlc *d)
 		return;
 	}
 	d->n1 = our_n1(s);
-	d->k_sent = dlc_initial_credits(d);
+	d->k_sent = (uint8_t)dlc_rx_reserve(d, dlc_initial_credits(d));
 	dlc_set(d, D_PN_SENT);
 	send_pn(s, d, true, RFCOMM_PN_CL_CFC_REQ, d->k_sent);
 }
@@ -803,6 +853,8 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 	uint32_t g = d->cfc ? dlc_grantable(d) : 0;
 	if (g > MAX_CREDIT_OCTET)
 		g = MAX_CREDIT_OCTET; /* what the frame carries is what we count */
+	if (g > 0)
+		g = dlc_rx_reserve(d, g);
 	int credits = (g > 0 && (n > 0 || dlc_grant_due(d))) ? (int)g : -1;
 	if (n == 0 && credits < 0)
 		return true;
@@ -955,6 +1007,8 @@ static void on_uih_data(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 				memcpy(d->rx + tail, f->info, first);
 				memcpy(d->rx, f->info + first, f->len - first);
 				d->rx_used += f->len;
+				if (d->rx_total < RX_START)
+					d->rx_total += f->len;
 				kick |= d->cfc && d->rx_credits == 0; /* a budget-starved DLC may get one now */
 				if (!d->cfc && !d->throttled && rx_free(d) < 2u * d->n1) {
 					d->throttled = true; /* TS 07.10 5.4.6.3.7: FC stops the peer */
@@ -1140,7 +1194,7 @@ static void pn_respond(session *s, rfcomm_dlc *d, const rfcomm_pn *pn)
 		d->priority = pn->priority;
 		d->cfc = pn->cl == RFCOMM_PN_CL_CFC_REQ;
 		d->rx_credits = 0;
-		d->k_sent = d->cfc ? dlc_initial_credits(d) : 0;
+		d->k_sent = d->cfc ? (uint8_t)dlc_rx_reserve(d, dlc_initial_credits(d)) : 0;
 		d->rx_credits = d->k_sent;
 		d->rx_active = r_now(s->r);
 		d->tx_credits = d->cfc ? pn->k : 0;

@@ -48,10 +48,11 @@ typedef struct {
 	uint32_t t1_ms;        /* SABM/DISC response timeout (default 10000; TS 07.10 T1) */
 	uint32_t t2_ms;        /* multiplexer command response timeout (default 10000; T2) */
 	uint32_t linger_ms;    /* session kept this long after its last DLC closes (default 2000) */
-	uint16_t rx_buffer;    /* bytes buffered per DLC, drives credits (default 8192) */
+	uint16_t rx_buffer;    /* bytes a DLC may buffer, drives credits (default 24576); its ring
+				* starts at 8192 (or this, if less) and grows once the peer streams */
 	uint16_t max_frame;    /* largest N1 we offer (default: from the L2CAP MTU) */
 	uint32_t rx_budget;    /* receive credit (bytes) granted to peers in all, across every DLC
-				* of this stack (default 16384): all links share one controller
+				* of this stack (default 24576): all links share one controller
 				* transport, and BlueZ btvirt drops data beyond ~170 ACL packets
 				* queued for a host. Each DLC still gets at least one frame. */
 } rfcomm_config;

@@ -215,7 +215,9 @@ static void stack_fatal(void *ctx, int err)
 
 int harness_fatal(harness *h) { return h->fatal; }
 
-harness *harness_new(uint16_t acl_pkts)
+harness *harness_new(uint16_t acl_pkts) { return harness_new_rfcomm(acl_pkts, NULL); }
+
+harness *harness_new_rfcomm(uint16_t acl_pkts, const rfcomm_config *rc)
 {
 	harness *h = calloc(1, sizeof *h);
 	assert(h);
@@ -232,6 +234,8 @@ harness *harness_new(uint16_t acl_pkts)
 	c.send = stack_send;
 	c.ready = stack_ready;
 	c.fatal = stack_fatal;
+	if (rc)
+		c.rfcomm = *rc;
 	h->s = bt_stack_new(&c, h->now);
 	assert(h->s);
 	bt_stack_start(h->s, h->now);

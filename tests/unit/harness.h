@@ -17,6 +17,8 @@ typedef struct harness harness;
 
 /* A stack that has finished initialisation (ACL MTU 192, acl_pkts buffers). */
 harness *harness_new(uint16_t acl_pkts);
+/* The same, with RFCOMM configured (rc NULL: its defaults). */
+harness *harness_new_rfcomm(uint16_t acl_pkts, const rfcomm_config *rc);
 void harness_free(harness *h);
 bt_stack *harness_stack(harness *h);
 const bt_addr *harness_local_addr(harness *h);

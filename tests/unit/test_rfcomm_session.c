@@ -60,10 +60,12 @@ typedef struct {
 	rfcomm_frame f;
 } fixture;
 
-static int setup(void **state)
+/* Most tests were written for an 8 KiB ring that does not grow and a 16 KiB budget: they keep
+ * them. test_rx_ring_grows_when_streaming runs with the defaults. */
+static int setup_with(void **state, const rfcomm_config *rc)
 {
 	fixture *f = calloc(1, sizeof *f);
-	f->h = harness_new(8);
+	f->h = harness_new_rfcomm(8, rc);
 	f->rf = bt_stack_rfcomm(harness_stack(f->h));
 	assert_non_null(f->rf);
 	bt_addr_parse("00:BB:02:00:00:02", &f->peer);
@@ -71,6 +73,14 @@ static int setup(void **state)
 	*state = f;
 	return 0;
 }
+
+static int setup(void **state)
+{
+	const rfcomm_config rc = { .rx_buffer = 8192, .rx_budget = 16384 };
+	return setup_with(state, &rc);
+}
+
+static int setup_defaults(void **state) { return setup_with(state, NULL); }
 
 static int teardown(void **state)
 {
@@ -356,6 +366,73 @@ static void test_rx_credits(void **state)
 	assert_true(f->f.has_credits);
 	assert_int_equal(f->f.credits, 1);
 	assert_int_equal(f->f.len, 1);
+}
+
+/* With the defaults a DLC starts with an 8 KiB ring (idle channels stay small) and its credit
+ * stays within it while the peer exchanges a little; once the peer has sent 8 KiB, the ring
+ * grows to 24 KiB and the window with it (fewer credit frames and receiver wake-ups for a
+ * stream), and still every credited frame fits (RFCOMM spec 6.5). */
+static void test_rx_ring_grows_when_streaming(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	unsigned held = open_dlc(f, 2, 512, 7);
+	assert_int_equal(held, 16); /* the starting ring: 8192 / 512 */
+	uint8_t chunk[512], out[24576];
+	/* A few messages: read, and credit comes back within the small ring. */
+	for (int i = 0; i < 4; i++) {
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, 100);
+		held--;
+		assert_int_equal(rfcomm_read(f->r.d, out, sizeof out), 100);
+		while (take(f))
+			if (f->f.dlci == 2 && f->f.has_credits)
+				held += f->f.credits;
+		assert_true(held <= 16);
+	}
+	/* The peer streams a starting ring's worth and more; the application reads less than
+	 * arrives, so the ring wraps and holds data when it grows: what it held moves intact. */
+	size_t sent = 0, got = 0;
+	while (sent < 12 * 1024) {
+		assert_true(held > 0);
+		for (size_t i = 0; i < sizeof chunk; i++)
+			chunk[i] = (uint8_t)((sent + i) * 7);
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+		held--;
+		sent += sizeof chunk;
+		size_t n = rfcomm_read(f->r.d, out, 300);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(out[i], (uint8_t)((got + i) * 7));
+		got += n;
+		while (take(f))
+			if (f->f.dlci == 2 && f->f.has_credits)
+				held += f->f.credits;
+	}
+	size_t n = rfcomm_read(f->r.d, out, sizeof out);
+	assert_int_equal(got + n, sent);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(out[i], (uint8_t)((got + i) * 7));
+	while (take(f))
+		if (f->f.dlci == 2 && f->f.has_credits)
+			held += f->f.credits;
+	/* Beyond the starting ring's 16 frames (credits go out in batches of half the window). */
+	assert_true(held > 16 && held <= 48);
+	unsigned k = held;
+	for (unsigned i = 0; i < k; i++) {
+		memset(chunk, (int)i, sizeof chunk);
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+	}
+	assert_int_equal(rfcomm_readable(f->r.d), k * 512);
+	send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, 100); /* no credit: dropped */
+	assert_int_equal(rfcomm_readable(f->r.d), k * 512);
+	assert_int_equal(rfcomm_read(f->r.d, out, sizeof out), k * 512);
+	for (unsigned i = 0; i < k; i++)
+		assert_int_equal(out[i * 512], (uint8_t)i);
+	held = 0;
+	while (take(f))
+		if (f->f.dlci == 2 && f->f.has_credits)
+			held += f->f.credits;
+	assert_int_equal(held, 48); /* 24576 / 512: the grown ring, all of the 24 KiB budget */
 }
 
 /* Several DLCs for the budget test: each accepted DLC in order. */
@@ -1332,6 +1409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tx_credits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_credits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_budget_shared_by_dlcs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_ring_grows_when_streaming, setup_defaults, teardown),
 		cmocka_unit_test_setup_teardown(test_frames_on_closed_dlci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mux_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aggregate_flow_control, setup, teardown),
