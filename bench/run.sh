@@ -40,6 +40,8 @@ $have_ceiling || echo "ceiling: ../shared/tools/btvirt-ceiling.c not found, rati
 ceiling
 cc -O2 -o "$work/raw-bin" bench/btvirt-raw.c
 taskset -c 0 "$work/raw-bin" 2000 "$sock" | tee "$work/raw"
+cc -O2 -pthread -o "$work/handoff" bench/handoff.c
+taskset -c 0 "$work/handoff" | tee -a "$work/raw"
 ceiling
 if [ -n "$base" ]; then
 	for round in 1 2; do
@@ -67,7 +69,8 @@ awk -v c="$ceiling_kbs" '
 /^first-nossp:/ { printf "first      %6.3f ms median, no security (issue 12: half of 1.6-2.1 ms)\n", $3 }
 /^first-ssp:/ { printf "first      %6.3f ms median, SSP Just Works + encryption\n", $3 }
 /^raw echo \(two/ { floor = $6 }
-/^echo:/ { printf "echo       %6.1f us median (target <= 30 us; btvirt alone, no host stack: %s us)\n", $6, floor }
+/^hand-off:/ { hop = $2 }
+/^echo:/ { printf "echo       %6.1f us median (target <= 30 us; btvirt alone, no host stack: %s us; with the 4 thread hand-offs of a socket that is a real fd: %.1f us)\n", $6, floor, floor + 4 * hop }
 /^memory:/ { for (i = 1; i <= NF; i++) if ($i == "KiB" && $(i+1) == "per") v = $(i-1);
 	printf "memory     %6.1f KiB per channel end (target <= 16 KiB)\n", v }
 ' "$work/raw" "$work/out"

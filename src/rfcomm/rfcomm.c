@@ -32,6 +32,7 @@
 #define TX_RING 4096
 #define RX_MAX 24576       /* per-DLC rx ring cap (cfg.rx_buffer's default and limit) */
 #define RX_START 8192      /* a new DLC's ring: idle channels stay under 16 KiB each */
+#define STREAM_RUN 4       /* full frames in a row that make a stream (rfcomm_rx_streaming) */
 #define RX_MIN 256
 #define DEFAULT_RX_BUDGET 24576 /* 128 ACL packets of btvirt's 192 bytes (it drops beyond ~170) */
 #define DORMANT_MS 250     /* credit unused this long stops counting against the budget */
@@ -131,6 +132,7 @@ struct rfcomm_dlc {
 	size_t rx_cap, rx_head, rx_used;
 	size_t rx_total;    /* bytes the peer has sent (saturating): RX_START of them make it grow */
 	bool rx_grow_failed; /* no memory to grow the ring: credit stays within it */
+	uint8_t full_run;   /* full-size (N1) frames in a row from the peer, none sent between */
 	size_t tx_head, tx_used;
 	uint8_t tx[TX_RING];
 };
@@ -869,6 +871,8 @@ static bool dlc_send_one(session *s, rfcomm_dlc *d)
 		return false;
 	d->tx_head = (d->tx_head + n) % TX_RING;
 	d->tx_used -= n;
+	if (n)
+		d->full_run = 0; /* we answer: an exchange, not a stream */
 	if (n && d->cfc)
 		d->tx_credits--;
 	/* Closing with data left: T1 bounds a peer that takes nothing, so it counts from the last
@@ -1009,6 +1013,10 @@ static void on_uih_data(session *s, rfcomm_dlc *d, const rfcomm_frame *f)
 				d->rx_used += f->len;
 				if (d->rx_total < RX_START)
 					d->rx_total += f->len;
+				if (f->len < d->n1)
+					d->full_run = 0;
+				else if (d->full_run < STREAM_RUN)
+					d->full_run++;
 				kick |= d->cfc && d->rx_credits == 0; /* a budget-starved DLC may get one now */
 				if (!d->cfc && !d->throttled && rx_free(d) < 2u * d->n1) {
 					d->throttled = true; /* TS 07.10 5.4.6.3.7: FC stops the peer */
@@ -1836,6 +1844,14 @@ void rfcomm_dlc_set_ops(rfcomm_dlc *d, const rfcomm_dlc_ops *ops, void *ctx)
 {
 	d->ops = ops;
 	d->ctx = ctx;
+}
+
+bool rfcomm_rx_streaming(const rfcomm *r)
+{
+	for (const rfcomm_dlc *d = r->dlcs; d; d = d->next)
+		if (d->full_run >= STREAM_RUN)
+			return true;
+	return false;
 }
 
 bool rfcomm_tx_idle(const rfcomm *r)

@@ -101,6 +101,10 @@ void rfcomm_close(rfcomm_dlc *d);
 /* Whether a DLC to peer's channel that its owner closed is still finishing (DISC not yet
  * answered): a new connection to that channel would collide with it. */
 bool rfcomm_dlc_lingers(const rfcomm *r, const bt_addr *peer, uint8_t channel);
+/* Whether a peer streams to us: some DLC received STREAM_RUN (4) full-size frames in a row,
+ * with no data of ours sent on it in between (a peer sends a short frame when its queue runs
+ * dry; messages answered, or shorter than 4 frames, never count). */
+bool rfcomm_rx_streaming(const rfcomm *r);
 /* Whether every DLC's transmit ring is empty (all written data handed to L2CAP). */
 bool rfcomm_tx_idle(const rfcomm *r);
 /* Bytes still in the transmit rings of the open DLCs to peer's channel (closed by their owner

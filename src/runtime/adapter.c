@@ -441,15 +441,16 @@ static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n)
  * credits the sender waits for (an 8 KiB receive ring is a window of 4 frames, returned 2 at a
  * time): 800 us cost -8 %. An estimate of the PDU's end from the measured receive rate did
  * worse than either (nanosleep's slack and the wake-up latency skew the rate).
- * A round that ends mid-PDU again within RT_RX_STREAM_GAP_MS of such a wait means a stream
- * runs: then the wait is RT_RX_STREAM_COALESCE_US, which takes several frames per wake-up; a grown receive ring
- * (rfcomm.c: a window of 12 frames of ~2 KiB, about 3 ms of btvirt's stream) keeps the
- * sender in credit meanwhile. Bench one-way 85 -> 92-96 % of the ceiling (800 us: 90-97 %,
- * 2000 us no better than 1200). The price: a message of several frames that follows a quiet
- * spell comes up to 0.8 ms later; one of a frame or two, as before. */
+ * While an RFCOMM peer streams (rfcomm_rx_streaming: 4 full frames in a row, none of ours in
+ * between) the wait is RT_RX_STREAM_COALESCE_US, which takes several frames per wake-up; the
+ * grown receive ring (rfcomm.c: a window of 12 frames of ~2 KiB, about 3 ms of btvirt's
+ * stream) keeps the sender in credit meanwhile. Bench one-way 85 -> 92-96 % of the ceiling
+ * (800 us: 90-97 %, 2000 us no better than 1200). Deciding it by time instead (another wait
+ * within 2 ms) also caught request/response: 1000- and 4000-byte echoes took 1.7x and 2.7x
+ * as long. Now only the tail of a stream (or of a message of 4 frames and more) can come up
+ * to ~1 ms later. */
 #define RT_RX_COALESCE_US 400
 #define RT_RX_STREAM_COALESCE_US 1200
-#define RT_RX_STREAM_GAP_MS 2
 
 static bool ad_coalesce(adapter *ad)
 {
@@ -459,10 +460,9 @@ static bool ad_coalesce(adapter *ad)
 
 static void ad_coalesce_wait(adapter *ad)
 {
-	bool stream = ad->coalesced_at && ad->now - ad->coalesced_at <= RT_RX_STREAM_GAP_MS;
+	bool stream = bt_stack_rx_streaming(ad->st);
 	const struct timespec ts = { 0, (stream ? RT_RX_STREAM_COALESCE_US : RT_RX_COALESCE_US) * 1000L };
 	nanosleep(&ts, NULL);
-	ad->coalesced_at = ad->now;
 }
 
 /* The requests posted since the last round, detached from the queue; with close, the queue

@@ -171,7 +171,6 @@ struct adapter {
 	const rt_sock_hooks *sock_hooks; /* set with the first socket (socks empty before) */
 	bool ready, dead;
 	bool closing;       /* closing: new requests fail (ENETDOWN), sockets flush and end */
-	uint64_t coalesced_at; /* the round of the last receive-coalescing wait (ms; 0: none) */
 	atomic_bool gone;   /* dead or closing, readable by any thread (to pick a default adapter) */
 	int ready_err;
 	char err[256];      /* why the adapter died (written by the loop before `gone`) */

@@ -161,6 +161,8 @@ void bt_stack_run_timers(bt_stack *s, uint64_t now) { bt_timers_run(&s->timers, 
 uint64_t bt_stack_next_deadline(const bt_stack *s) { return bt_timers_next(&s->timers); }
 const char *bt_stack_error(const bt_stack *s) { return hci_error(s->hci); }
 
+bool bt_stack_rx_streaming(const bt_stack *s) { return rfcomm_rx_streaming(s->rfcomm); }
+
 bool bt_stack_tx_idle(const bt_stack *s)
 {
 	return rfcomm_tx_idle(s->rfcomm) && l2cap_tx_idle(s->l2cap) && hci_tx_idle(s->hci);

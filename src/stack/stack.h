@@ -54,6 +54,8 @@ const char *bt_stack_error(const bt_stack *s);
 /* Whether everything the layers were given to send has reached the controller and been
  * completed by it (a graceful close waits for this). */
 bool bt_stack_tx_idle(const bt_stack *s);
+/* Whether an RFCOMM peer streams to us (rfcomm_rx_streaming). */
+bool bt_stack_rx_streaming(const bt_stack *s);
 
 hci *bt_stack_hci(bt_stack *s);
 l2cap *bt_stack_l2cap(bt_stack *s);

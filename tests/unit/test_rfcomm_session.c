@@ -435,6 +435,38 @@ static void test_rx_ring_grows_when_streaming(void **state)
 	assert_int_equal(held, 48); /* 24576 / 512: the grown ring, all of the 24 KiB budget */
 }
 
+/* rfcomm_rx_streaming: 4 full-size frames in a row from the peer make a stream (the runtime
+ * then coalesces longer); a short frame, or data of ours in between, ends it. */
+static void test_rx_streaming(void **state)
+{
+	fixture *f = *state;
+	open_session(f);
+	assert_int_equal(rfcomm_listen(f->rf, 1, rec_accept, &f->r), 1);
+	open_dlc(f, 2, 512, 7);
+	uint8_t chunk[512] = { 0 }, out[4096];
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 3; i++) {
+			send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+			assert_false(rfcomm_rx_streaming(f->rf));
+		}
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+		assert_true(rfcomm_rx_streaming(f->rf));
+		send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, sizeof chunk);
+		assert_true(rfcomm_rx_streaming(f->rf));
+		if (round == 0) {
+			send_frame(f, 2, true, RFCOMM_UIH, false, -1, chunk, 100); /* its queue ran dry */
+		} else {
+			assert_int_equal(rfcomm_write(f->r.d, (const uint8_t *)"ok", 2), 2); /* we answer */
+			expect(f, 2, RFCOMM_UIH);
+		}
+		assert_false(rfcomm_rx_streaming(f->rf));
+		while (rfcomm_read(f->r.d, out, sizeof out) > 0)
+			;
+		while (take(f))
+			;
+	}
+}
+
 /* Several DLCs for the budget test: each accepted DLC in order. */
 static rfcomm_dlc *many[8];
 static int n_many;
@@ -1410,6 +1442,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rx_credits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_budget_shared_by_dlcs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rx_ring_grows_when_streaming, setup_defaults, teardown),
+		cmocka_unit_test_setup_teardown(test_rx_streaming, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_frames_on_closed_dlci, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mux_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aggregate_flow_control, setup, teardown),

@@ -51,7 +51,7 @@ static const char bench_help[] =
 	"           Number Of Completed Packets (each a wait for the peer or its link manager),\n"
 	"           counted in a btsnoop capture between the connect() call and its return\n"
 	"           (BTSOCK_BENCH_CAPTURE=PATH keeps it as PATH.nossp, PATH.ssp, PATH.keyed)\n"
-	"  echo     round trip of 16 bytes, application to application, median and p99\n"
+	"  echo     round trip of 16 bytes (--size), application to application, median and p99\n"
 	"  memory   200 channels open at once across 7 links (14 controllers in this process):\n"
 	"           heap per channel end (the socketpair buffers are kernel memory, not counted)\n"
 	"  all      every one of these (the default)\n"
@@ -62,15 +62,17 @@ static const char bench_help[] =
 	"  --mib N      MiB for oneway/duplex (default 20)\n"
 	"  --count N    connects / echoes (default 200 / 2000)\n"
 	"  --first N    fresh links for 'first' (default 50)\n"
+	"  --size N     bytes per echo (default 16; up to 65536)\n"
 	"  --keyed N    also N first connects with the link key stored (keystores on both sides,\n"
 	"               a pairing round first; each round waits ~5.5 s for the link to go)\n";
 
-enum { OPT_MIB, OPT_COUNT, OPT_FIRST, OPT_KEYED };
+enum { OPT_MIB, OPT_COUNT, OPT_FIRST, OPT_KEYED, OPT_SIZE };
 static const struct tool_opt bench_opts[] = {
 	[OPT_MIB] = { 0, "mib", true },
 	[OPT_COUNT] = { 0, "count", true },
 	[OPT_FIRST] = { 0, "first", true },
 	[OPT_KEYED] = { 0, "keyed", true },
+	[OPT_SIZE] = { 0, "size", true },
 };
 
 enum mode { M_ONEWAY, M_DUPLEX, M_CONNECT, M_ECHO, M_FIRST };
@@ -800,38 +802,48 @@ static int bench_first(const struct tool_ctx *ctx, struct server *srv, unsigned 
 	return rc;
 }
 
-static int bench_echo(struct server *srv, unsigned count)
+/* Round trips of `size` bytes: sent whole, then read back whole (the server echoes what it
+ * reads). Up to 64 KiB: the socketpairs hold that much, so a send never waits for our reads. */
+static int bench_echo(struct server *srv, unsigned count, size_t size)
 {
 	struct server s = *srv;
 	if (server_start(&s, M_ECHO, 0) < 0)
 		return -1;
 	int fd = connect_to(&s);
 	double *t = calloc(count, sizeof *t);
-	int rc = fd < 0 || !t ? -1 : 0;
-	unsigned char msg[16] = "0123456789abcdef", back[16];
+	unsigned char *msg = malloc(size), *back = malloc(size);
+	int rc = fd < 0 || !t || !msg || !back ? -1 : 0;
+	for (size_t i = 0; msg && i < size; i++)
+		msg[i] = (unsigned char)"0123456789abcdef"[i % 16];
 	for (unsigned i = 0; rc == 0 && i < count; i++) {
 		double t0 = now_s();
 		size_t got = 0;
-		if (send(fd, msg, sizeof msg, MSG_NOSIGNAL) != (ssize_t)sizeof msg)
+		if (write_all(fd, msg, size) < 0)
 			rc = -1;
-		while (rc == 0 && got < sizeof back) {
-			ssize_t r = recv(fd, back + got, sizeof back - got, 0);
+		while (rc == 0 && got < size) {
+			ssize_t r = recv(fd, back + got, size - got, 0);
 			if (r <= 0)
 				rc = -1;
 			else
 				got += (size_t)r;
 		}
 		t[i] = now_s() - t0;
+		if (rc == 0 && memcmp(msg, back, size) != 0) {
+			tool_msg("bench: echo came back different");
+			rc = -1;
+		}
 	}
 	if (fd >= 0)
 		btsock_close(fd);
 	server_finish(&s);
 	if (rc == 0)
-		printf("echo: 16-byte round trip median %.1f us, p99 %.1f us over %u round trips\n",
+		printf("echo: %zu-byte round trip median %.1f us, p99 %.1f us over %u round trips\n", size,
 		       pct(t, count, 0.5) * 1e6, pct(t, count, 0.99) * 1e6, count);
 	else
 		tool_msg("bench: echo failed");
 	free(t);
+	free(msg);
+	free(back);
 	return rc;
 }
 
@@ -885,10 +897,10 @@ static int bench_memory(struct tool_ctx *ctx)
 static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 {
 	struct tool_args a = { .argc = argc, .argv = argv, .i = 1, .cmd = "bench", .ctx = ctx };
-	unsigned long mib = 20, count = 0, first = 50, keyed = 0;
+	unsigned long mib = 20, count = 0, first = 50, keyed = 0, size = 16;
 	const char *what = "all";
 	int r;
-	while ((r = tool_next_arg(&a, bench_opts, 4)) != TOOL_ARG_END) {
+	while ((r = tool_next_arg(&a, bench_opts, 5)) != TOOL_ARG_END) {
 		if (r == TOOL_ARG_HELP) {
 			tool_print_help(stdout, &tool_cmd_bench);
 			return TOOL_EXIT_OK;
@@ -904,6 +916,8 @@ static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 		else if (r == OPT_FIRST && !tool_parse_uint(a.arg, "first", 1, 100000, &first))
 			return TOOL_EXIT_USAGE;
 		else if (r == OPT_KEYED && !tool_parse_uint(a.arg, "keyed", 1, 1000, &keyed))
+			return TOOL_EXIT_USAGE;
+		else if (r == OPT_SIZE && !tool_parse_uint(a.arg, "size", 1, 65536, &size))
 			return TOOL_EXIT_USAGE;
 	}
 	static const char *const modes[] = { "oneway", "duplex", "connect", "echo", "memory", "all", "first" };
@@ -941,7 +955,7 @@ static int run_bench(struct tool_ctx *ctx, int argc, char **argv)
 	if (rc == 0 && (all || k == 1))
 		rc = bench_throughput(&srv, true, (unsigned)mib);
 	if (rc == 0 && (all || k == 3))
-		rc = bench_echo(&srv, count ? (unsigned)count : 2000);
+		rc = bench_echo(&srv, count ? (unsigned)count : 2000, (size_t)size);
 	server_end(&srv);
 	btsock_shutdown();
 	if (rc == 0 && (all || k == 4))
