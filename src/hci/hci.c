@@ -1612,10 +1612,15 @@ bool hci_tx_idle(const hci *h)
 	return true;
 }
 
-bool hci_rx_partial(const hci *h)
+bool hci_rx_partial(const hci *h) { return hci_rx_missing(h) > 0; }
+
+size_t hci_rx_missing(const hci *h)
 {
-	for (int i = 0; i < MAX_LINKS; i++)
-		if (h->links[i].state == LINK_UP && h->links[i].rx_expect > h->links[i].rx_len)
-			return true;
-	return false;
+	size_t most = 0;
+	for (int i = 0; i < MAX_LINKS; i++) {
+		const hci_link *l = &h->links[i];
+		if (l->state == LINK_UP && l->rx_expect > l->rx_len && l->rx_expect - l->rx_len > most)
+			most = l->rx_expect - l->rx_len;
+	}
+	return most;
 }

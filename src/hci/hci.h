@@ -205,6 +205,8 @@ bool hci_tx_idle(const hci *h);
 /* Whether an L2CAP PDU is half reassembled: its first fragment came, the rest is still to
  * come (Vol 4 Part E 5.4.2). */
 bool hci_rx_partial(const hci *h);
+/* The most bytes a half-reassembled PDU still waits for, over all links (0: none). */
+size_t hci_rx_missing(const hci *h);
 
 /* Facts read from the controller during initialisation. */
 typedef struct {

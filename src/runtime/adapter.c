@@ -433,35 +433,52 @@ static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n)
 
 /* Receive coalescing: while an L2CAP PDU is half reassembled and nothing waits to go out, the
  * rest of it is on its way, one ACL packet per controller round trip. Waking for each fragment
- * costs two task switches a packet; waiting a moment takes several per wake-up. Bounded: at
- * most RT_RX_COALESCE_US, far less than a controller takes to fill its queue. Single-packet
- * PDUs (an echo, signalling) never wait. The wait is a trade: 250 us woke the receiver ~1.7
- * times per 1910-byte frame on btvirt (10 fragments of 192 bytes at ~27 us); 400 us wakes it
- * about once (bench oneway +3-5 %, receiver CPU -20 %, same run). Much longer holds back the
- * credits the sender waits for (an 8 KiB receive ring is a window of 4 frames, returned 2 at a
- * time): 800 us cost -8 %. An estimate of the PDU's end from the measured receive rate did
- * worse than either (nanosleep's slack and the wake-up latency skew the rate).
- * While an RFCOMM peer streams (rfcomm_rx_streaming: 4 full frames in a row, none of ours in
- * between) the wait is RT_RX_STREAM_COALESCE_US, which takes several frames per wake-up; the
- * grown receive ring (rfcomm.c: a window of 12 frames of ~2 KiB, about 3 ms of btvirt's
- * stream) keeps the sender in credit meanwhile. Bench one-way 85 -> 92-96 % of the ceiling
- * (800 us: 90-97 %, 2000 us no better than 1200). Deciding it by time instead (another wait
- * within 2 ms) also caught request/response: 1000- and 4000-byte echoes took 1.7x and 2.7x
- * as long. Now only the tail of a stream (or of a message of 4 frames and more) can come up
- * to ~1 ms later. */
+ * costs two task switches a packet; a short sleep first takes several per wake-up. Single-
+ * packet PDUs (an echo, signalling) never wait. How long (docs/BENCHMARKS.md, 2026-12-06):
+ *  - a PDU: as long as its missing bytes take at RT_RX_BYTES_PER_US (btvirt's ceiling, the
+ *    fastest link seen), at most RT_RX_COALESCE_US. A fixed 400 us made a 1000-byte echo take
+ *    1.1 ms instead of 0.5. A wait that brings nothing means a slower link (a radio): the rest
+ *    of that PDU is polled for, one wake-up per fragment as without coalescing. (A rate measured
+ *    from the arrivals did worse: nanosleep's slack and wake-up latency skew it.)
+ *  - while an RFCOMM peer streams (rfcomm_rx_streaming: 4 full frames in a row, none of ours
+ *    between): RT_RX_STREAM_COALESCE_US, several frames per wake-up. The grown receive ring
+ *    (rfcomm.c: 12 frames of ~2 KiB, ~3 ms of btvirt's stream) keeps the sender in credit
+ *    meanwhile; with the 4-frame window 800 us had cost -8 %. One-way 85 -> 93-98 % of the
+ *    ceiling; 800 us did about as well, 2000 us no better. Choosing it by time (another wait
+ *    within 2 ms) also caught request/response: 4000-byte echoes took 2.7x as long.
+ * At most 1.2 ms, far less than a controller takes to fill its queue. */
 #define RT_RX_COALESCE_US 400
 #define RT_RX_STREAM_COALESCE_US 1200
+#define RT_RX_BYTES_PER_US 8
+#define RT_RX_MIN_WAIT_US 20
 
+/* Whether to wait before polling: a PDU is half reassembled, nothing waits to go out, and no
+ * earlier wait for this PDU came back empty (ad->rx_slow: a slow link, polled for). */
 static bool ad_coalesce(adapter *ad)
 {
-	return !ad->dead && hci_rx_partial(bt_stack_hci(ad->st)) && bt_stack_tx_idle(ad->st) &&
-	       !bt_transport_pending(ad->tr);
+	if (ad->dead || !hci_rx_partial(bt_stack_hci(ad->st))) {
+		ad->rx_slow = false;
+		return false;
+	}
+	return !ad->rx_slow && bt_stack_tx_idle(ad->st) && !bt_transport_pending(ad->tr);
+}
+
+static bool ad_transport_ready(const pollset *ps)
+{
+	for (size_t i = 0; i < ps->ntr; i++)
+		if (ps->p[i].revents)
+			return true;
+	return false;
 }
 
 static void ad_coalesce_wait(adapter *ad)
 {
-	bool stream = bt_stack_rx_streaming(ad->st);
-	const struct timespec ts = { 0, (stream ? RT_RX_STREAM_COALESCE_US : RT_RX_COALESCE_US) * 1000L };
+	long us = RT_RX_STREAM_COALESCE_US;
+	if (!bt_stack_rx_streaming(ad->st)) {
+		size_t need = hci_rx_missing(bt_stack_hci(ad->st)) / RT_RX_BYTES_PER_US + RT_RX_MIN_WAIT_US;
+		us = need < RT_RX_COALESCE_US ? (long)need : RT_RX_COALESCE_US;
+	}
+	const struct timespec ts = { 0, us * 1000L };
 	nanosleep(&ts, NULL);
 }
 
@@ -576,9 +593,15 @@ static void *ad_loop(void *arg)
 			end_why = ad->err;
 			break;
 		}
-		if (ad_coalesce(ad))
+		bool waited = ad_coalesce(ad);
+		if (waited)
 			ad_coalesce_wait(ad);
-		int r = poll(ps.p, (nfds_t)n, ad_poll_wait(ad));
+		int r = poll(ps.p, (nfds_t)n, waited ? 0 : ad_poll_wait(ad));
+		if (waited && r >= 0 && !ad_transport_ready(&ps)) {
+			ad->rx_slow = true; /* nothing came while it waited: poll for the rest */
+			if (r == 0)
+				r = poll(ps.p, (nfds_t)n, ad_poll_wait(ad));
+		}
 		if (r < 0 && errno != EINTR) {
 			char d[140];
 			snprintf(d, sizeof d, "its loop stopped: poll: %.80s", strerror(errno));

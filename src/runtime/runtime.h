@@ -171,6 +171,8 @@ struct adapter {
 	const rt_sock_hooks *sock_hooks; /* set with the first socket (socks empty before) */
 	bool ready, dead;
 	bool closing;       /* closing: new requests fail (ENETDOWN), sockets flush and end */
+	bool rx_slow;       /* a receive-coalescing wait brought nothing: poll for the rest of
+			     * the PDU being reassembled */
 	atomic_bool gone;   /* dead or closing, readable by any thread (to pick a default adapter) */
 	int ready_err;
 	char err[256];      /* why the adapter died (written by the loop before `gone`) */

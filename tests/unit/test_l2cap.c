@@ -1190,6 +1190,9 @@ static void test_acl_reassembly_bad_lengths(void **state)
 	put_le16(frag, 100); /* a PDU of 104 bytes, 10 of them here */
 	acl_in(f, 0x2, frag, 10);
 	assert_true(hci_rx_partial(h));
+	assert_int_equal(hci_rx_missing(h), 94);
+	acl_in(f, 0x1, frag, 30);
+	assert_int_equal(hci_rx_missing(h), 64);
 	acl_in(f, 0x2, frag, 1); /* a start too short for the length field */
 	assert_false(hci_rx_partial(h));
 	acl_in(f, 0x1, frag, 20); /* a continuation without a start */
@@ -1207,6 +1210,7 @@ static void test_acl_reassembly_bad_lengths(void **state)
 	assert_true(hci_rx_partial(h));
 	acl_in(f, 0x1, echo + 3, 7);
 	assert_false(hci_rx_partial(h));
+	assert_int_equal(hci_rx_missing(h), 0);
 	assert_int_equal(sig(f, &id, d, &n), 0x09);
 	assert_int_equal(id, 0x61);
 	assert_int_equal(n, 2);
