@@ -59,7 +59,9 @@ static int mgmt_answer(int s, uint16_t opcode, uint16_t index, uint8_t *buf, siz
 			continue;
 		if (n < 0)
 			return api_fail(errno, "%s: mgmt: %s", call, strerror(errno));
-		if (n < HDR + 3 || (size_t)le16(buf + 4) + HDR > (size_t)n || le16(buf + 2) != index)
+		/* the header, a parameter length that holds opcode and status and fits what came */
+		if (n < HDR + 3 || le16(buf + 4) < 3 || (size_t)le16(buf + 4) + HDR > (size_t)n ||
+		    le16(buf + 2) != index)
 			continue;
 		uint16_t ev = le16(buf);
 		if ((ev != EV_CMD_COMPLETE && ev != EV_CMD_STATUS) || le16(buf + HDR) != opcode)

@@ -339,6 +339,14 @@ static bool dlc_grant_due(const rfcomm_dlc *d)
 	return d->grant_now || (limited && d->rx_credits == 0) || g >= (half ? half : 1);
 }
 
+/* Copies the ring's first n bytes (n <= rx_used) to p, in order, without consuming them. */
+static void rx_copy_out(const rfcomm_dlc *d, uint8_t *p, size_t n)
+{
+	size_t first = d->rx_cap - d->rx_head < n ? d->rx_cap - d->rx_head : n;
+	memcpy(p, d->rx + d->rx_head, first);
+	memcpy(p + first, d->rx, n - first);
+}
+
 /* Moves the ring to a buffer of cap bytes (at least what it holds), unwrapped; false without
  * memory (the ring is kept as it was). */
 static bool dlc_rx_resize(rfcomm_dlc *d, size_t cap)
@@ -346,9 +354,7 @@ static bool dlc_rx_resize(rfcomm_dlc *d, size_t cap)
 	uint8_t *p = malloc(cap);
 	if (!p)
 		return false;
-	size_t first = d->rx_cap - d->rx_head < d->rx_used ? d->rx_cap - d->rx_head : d->rx_used;
-	memcpy(p, d->rx + d->rx_head, first);
-	memcpy(p + first, d->rx, d->rx_used - first);
+	rx_copy_out(d, p, d->rx_used);
 	free(d->rx);
 	d->rx = p;
 	d->rx_cap = cap;
@@ -1791,9 +1797,7 @@ void rfcomm_consume(rfcomm_dlc *d, size_t n)
 size_t rfcomm_read(rfcomm_dlc *d, uint8_t *p, size_t len)
 {
 	size_t n = len < d->rx_used ? len : d->rx_used;
-	size_t first = d->rx_cap - d->rx_head < n ? d->rx_cap - d->rx_head : n;
-	memcpy(p, d->rx + d->rx_head, first);
-	memcpy(p + first, d->rx, n - first);
+	rx_copy_out(d, p, n);
 	rfcomm_consume(d, n);
 	return n;
 }

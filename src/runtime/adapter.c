@@ -452,15 +452,22 @@ static void ad_transport_io(adapter *ad, const struct pollfd *p, size_t n)
 #define RT_RX_BYTES_PER_US 8
 #define RT_RX_MIN_WAIT_US 20
 
-/* Whether to wait before polling: a PDU is half reassembled, nothing waits to go out, and no
- * earlier wait for this PDU came back empty (ad->rx_slow: a slow link, polled for). */
-static bool ad_coalesce(adapter *ad)
+/* How long to wait before polling, in us (0: not at all): a PDU is half reassembled, nothing
+ * waits to go out, and no earlier wait for this PDU came back empty (ad->rx_slow: a slow link,
+ * polled for). */
+static long ad_coalesce_us(adapter *ad)
 {
-	if (ad->dead || !hci_rx_partial(bt_stack_hci(ad->st))) {
+	size_t missing = ad->dead ? 0 : hci_rx_missing(bt_stack_hci(ad->st));
+	if (missing == 0) {
 		ad->rx_slow = false;
-		return false;
+		return 0;
 	}
-	return !ad->rx_slow && bt_stack_tx_idle(ad->st) && !bt_transport_pending(ad->tr);
+	if (ad->rx_slow || !bt_stack_tx_idle(ad->st) || bt_transport_pending(ad->tr))
+		return 0;
+	if (bt_stack_rx_streaming(ad->st))
+		return RT_RX_STREAM_COALESCE_US;
+	size_t us = missing / RT_RX_BYTES_PER_US + RT_RX_MIN_WAIT_US;
+	return us < RT_RX_COALESCE_US ? (long)us : RT_RX_COALESCE_US;
 }
 
 static bool ad_transport_ready(const pollset *ps)
@@ -469,17 +476,6 @@ static bool ad_transport_ready(const pollset *ps)
 		if (ps->p[i].revents)
 			return true;
 	return false;
-}
-
-static void ad_coalesce_wait(adapter *ad)
-{
-	long us = RT_RX_STREAM_COALESCE_US;
-	if (!bt_stack_rx_streaming(ad->st)) {
-		size_t need = hci_rx_missing(bt_stack_hci(ad->st)) / RT_RX_BYTES_PER_US + RT_RX_MIN_WAIT_US;
-		us = need < RT_RX_COALESCE_US ? (long)need : RT_RX_COALESCE_US;
-	}
-	const struct timespec ts = { 0, us * 1000L };
-	nanosleep(&ts, NULL);
 }
 
 /* The requests posted since the last round, detached from the queue; with close, the queue
@@ -593,9 +589,12 @@ static void *ad_loop(void *arg)
 			end_why = ad->err;
 			break;
 		}
-		bool waited = ad_coalesce(ad);
-		if (waited)
-			ad_coalesce_wait(ad);
+		long wait_us = ad_coalesce_us(ad);
+		bool waited = wait_us > 0;
+		if (waited) {
+			const struct timespec ts = { 0, wait_us * 1000L };
+			nanosleep(&ts, NULL);
+		}
 		int r = poll(ps.p, (nfds_t)n, waited ? 0 : ad_poll_wait(ad));
 		if (waited && r >= 0 && !ad_transport_ready(&ps)) {
 			ad->rx_slow = true; /* nothing came while it waited: poll for the rest */

@@ -81,10 +81,15 @@ typedef struct {
 	char phone[BTSOCK_ADDRSTRLEN];  /* an ordinary btsock stack */
 } pair;
 
+/* The pair of the running test: static, because the proxy's filter counts into it from its own
+ * thread, and a test that fails leaves it to end_test to stop. */
+static pair the_pair;
+
 /* Both adapters get a keystore of their own (a fresh file), so that they bond: a pairing that
  * succeeds leaves a key on both sides, one that fails leaves none. */
-static void pair_open(pair *p)
+static pair *pair_open(void)
 {
+	pair *p = &the_pair;
 	char keys[] = "/tmp/it_legacy_pin.keys.XXXXXX";
 	int kfd = mkstemp(keys);
 	assert_true(kfd >= 0);
@@ -102,6 +107,7 @@ static void pair_open(pair *p)
 	assert_int_equal(btsock_set_keystore(NULL), 0);
 	unlink(keys);
 	assert_int_equal(atomic_load(&p->seen.rewritten), 1);
+	return p;
 }
 
 static void pair_close(pair *p)
@@ -109,6 +115,16 @@ static void pair_close(pair *p)
 	btsock_adapter_close(p->module);
 	btsock_adapter_close(p->phone);
 	h4p_stop(p->proxy);
+	p->proxy = NULL;
+}
+
+/* After each test, passed or failed: its sockets, then its adapters and proxy. */
+static int end_test(void **state)
+{
+	close_all(state);
+	if (the_pair.proxy)
+		pair_close(&the_pair);
+	return 0;
 }
 
 static int rfcomm_listener(const char *local, enum btsock_security level, unsigned *channel)
@@ -180,21 +196,20 @@ static int bond_type(const char *adapter, const char *peer)
  * get_link_key_type), so the phone is told 4, not 0: only that it has one is checked. */
 static void test_phone_pairs_with_module_pin(void **state)
 {
-	pair p;
-	pair_open(&p);
-	assert_int_equal(btsock_set_pin(p.module, p.phone, "1234"), 0);
-	assert_int_equal(btsock_set_pin(p.phone, p.module, "1234"), 0);
+	pair *p = pair_open();
+	assert_int_equal(btsock_set_pin(p->module, p->phone, "1234"), 0);
+	assert_int_equal(btsock_set_pin(p->phone, p->module, "1234"), 0);
 	unsigned ch;
-	int l = rfcomm_listener(p.module, BTSOCK_SEC_MEDIUM, &ch);
+	int l = rfcomm_listener(p->module, BTSOCK_SEC_MEDIUM, &ch);
 	int c;
-	if (rfcomm_connect(p.phone, p.module, ch, BTSOCK_SEC_LOW, &c) < 0)
+	if (rfcomm_connect(p->phone, p->module, ch, BTSOCK_SEC_LOW, &c) < 0)
 		fail_msg("connect: %s", btsock_error());
-	accept_and_check_data(l, c, p.phone);
-	assert_true(atomic_load(&p.seen.pin_requests) >= 1);
-	assert_int_equal(atomic_load(&p.seen.io_requests), 0);
-	assert_int_equal(bond_type(p.module, p.phone), 0);
-	assert_true(bond_type(p.phone, p.module) >= 0);
-	pair_close(&p);
+	accept_and_check_data(l, c, p->phone);
+	assert_true(atomic_load(&p->seen.pin_requests) >= 1);
+	assert_int_equal(atomic_load(&p->seen.io_requests), 0);
+	assert_int_equal(bond_type(p->module, p->phone), 0);
+	assert_true(bond_type(p->phone, p->module) >= 0);
+	pair_close(p);
 }
 
 /* The phone types the wrong PIN: the pairing fails (btvirt compares the keys both PINs made),
@@ -202,21 +217,20 @@ static void test_phone_pairs_with_module_pin(void **state)
  * a key. */
 static void test_wrong_pin_fails_clearly(void **state)
 {
-	pair p;
-	pair_open(&p);
-	assert_int_equal(btsock_set_pin(p.module, p.phone, "1234"), 0);
-	assert_int_equal(btsock_set_pin(p.phone, p.module, "0000"), 0);
+	pair *p = pair_open();
+	assert_int_equal(btsock_set_pin(p->module, p->phone, "1234"), 0);
+	assert_int_equal(btsock_set_pin(p->phone, p->module, "0000"), 0);
 	unsigned ch;
-	int l = rfcomm_listener(p.module, BTSOCK_SEC_MEDIUM, &ch);
+	int l = rfcomm_listener(p->module, BTSOCK_SEC_MEDIUM, &ch);
 	int c;
-	assert_int_equal(rfcomm_connect(p.phone, p.module, ch, BTSOCK_SEC_LOW, &c), -1);
+	assert_int_equal(rfcomm_connect(p->phone, p->module, ch, BTSOCK_SEC_LOW, &c), -1);
 	if (errno != EACCES || !strstr(btsock_error(), "wrong PIN"))
 		fail_msg("errno %d, sentence: %s", errno, btsock_error());
 	struct pollfd pfd = { l, POLLIN, 0 };
 	assert_int_equal(poll(&pfd, 1, 500), 0); /* nothing to accept */
-	assert_int_equal(bond_type(p.phone, p.module), -1);
-	assert_int_equal(bond_type(p.module, p.phone), -1);
-	pair_close(&p);
+	assert_int_equal(bond_type(p->phone, p->module), -1);
+	assert_int_equal(bond_type(p->module, p->phone), -1);
+	pair_close(p);
 }
 
 /* The PIN comes from the application's agent (pin callback) on the pre-2.1 side, which is the
@@ -231,22 +245,21 @@ static int on_pin(void *ctx, const char *adapter, const char *peer, char pin[17]
 
 static void test_module_client_pin_from_agent(void **state)
 {
-	pair p;
-	pair_open(&p);
+	pair *p = pair_open();
 	static const struct btsock_agent agent = { NULL, NULL, NULL, on_pin };
 	atomic_store(&pin_asks, 0);
 	assert_int_equal(btsock_set_agent(&agent, "8642"), 0);
-	assert_int_equal(btsock_set_pin(p.phone, p.module, "8642"), 0);
+	assert_int_equal(btsock_set_pin(p->phone, p->module, "8642"), 0);
 	unsigned ch;
-	int l = rfcomm_listener(p.phone, BTSOCK_SEC_MEDIUM, &ch);
+	int l = rfcomm_listener(p->phone, BTSOCK_SEC_MEDIUM, &ch);
 	int c;
-	if (rfcomm_connect(p.module, p.phone, ch, BTSOCK_SEC_LOW, &c) < 0)
+	if (rfcomm_connect(p->module, p->phone, ch, BTSOCK_SEC_LOW, &c) < 0)
 		fail_msg("connect: %s", btsock_error());
-	accept_and_check_data(l, c, p.module);
+	accept_and_check_data(l, c, p->module);
 	assert_true(atomic_load(&pin_asks) >= 1); /* the module's host asked its agent */
-	assert_int_equal(atomic_load(&p.seen.io_requests), 0);
+	assert_int_equal(atomic_load(&p->seen.io_requests), 0);
 	btsock_set_agent(NULL, NULL);
-	pair_close(&p);
+	pair_close(p);
 }
 
 /* No PIN anywhere on the phone (no fixed PIN, the default agent): a module at MEDIUM refuses
@@ -254,27 +267,26 @@ static void test_module_client_pin_from_agent(void **state)
  * nothing to accept. */
 static void test_no_pin_refused(void **state)
 {
-	pair p;
-	pair_open(&p);
-	assert_int_equal(btsock_set_pin(p.module, p.phone, "1234"), 0);
+	pair *p = pair_open();
+	assert_int_equal(btsock_set_pin(p->module, p->phone, "1234"), 0);
 	unsigned ch;
-	int l = rfcomm_listener(p.module, BTSOCK_SEC_MEDIUM, &ch);
+	int l = rfcomm_listener(p->module, BTSOCK_SEC_MEDIUM, &ch);
 	int c;
-	assert_int_equal(rfcomm_connect(p.phone, p.module, ch, BTSOCK_SEC_LOW, &c), -1);
+	assert_int_equal(rfcomm_connect(p->phone, p->module, ch, BTSOCK_SEC_LOW, &c), -1);
 	if (errno != EACCES || !strstr(btsock_error(), "asked for a PIN and none was given"))
 		fail_msg("errno %d, sentence: %s", errno, btsock_error());
 	struct pollfd pfd = { l, POLLIN, 0 };
 	assert_int_equal(poll(&pfd, 1, 500), 0);
-	pair_close(&p);
+	pair_close(p);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_phone_pairs_with_module_pin, close_all),
-		cmocka_unit_test_teardown(test_wrong_pin_fails_clearly, close_all),
-		cmocka_unit_test_teardown(test_module_client_pin_from_agent, close_all),
-		cmocka_unit_test_teardown(test_no_pin_refused, close_all),
+		cmocka_unit_test_teardown(test_phone_pairs_with_module_pin, end_test),
+		cmocka_unit_test_teardown(test_wrong_pin_fails_clearly, end_test),
+		cmocka_unit_test_teardown(test_module_client_pin_from_agent, end_test),
+		cmocka_unit_test_teardown(test_no_pin_refused, end_test),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
